@@ -1,0 +1,51 @@
+# The targets are the contract; README.md names them. Every target sets itself up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install install-dev system-deps serve test lint fmt test-unit bench clean
+
+# Python environment with the service (torch pinned to the CPU build).
+$(VENV)/.stamp-install: pyproject.toml
+	scripts/setup.sh install
+	@touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml
+	scripts/setup.sh dev
+	@touch $@
+
+install: $(VENV)/.stamp-install
+
+install-dev: $(VENV)/.stamp-dev
+
+# Test-only system packages from Debian (promtool, prometheus, chromium); Redis comes from pip.
+system-deps:
+	scripts/setup.sh system
+
+# One command: set up, then run the whole service on this machine (embedded Redis + worker + API).
+serve: install
+	$(BIN)/animegan serve
+
+# One command: set up everything the tests need, then lint and run the whole suite.
+test: install-dev system-deps
+	$(MAKE) lint
+	$(BIN)/pytest
+
+lint: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test-unit: install-dev
+	$(BIN)/pytest -m unit
+
+bench: install
+	$(BIN)/animegan bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
