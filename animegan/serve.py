@@ -1,0 +1,245 @@
+"""Process launchers behind ``animegan serve``, ``animegan api`` and ``animegan worker``.
+
+``serve`` runs everything one machine needs, each part in its own process group:
+
+1. a private Redis (``animegan.redis_server``) unless ANIMEGAN_REDIS_URL is set;
+2. the Celery worker: ``python -m celery -A worker.celery_app worker --pool prefork ...``;
+3. the gateway: ``python -m uvicorn --factory api.main:create_app ...``.
+
+It prints one line when ``/readyz`` answers 200, and on Ctrl-C or SIGTERM stops the gateway, then
+the worker (warm shutdown, then SIGKILL after a grace period), then Redis. Metrics: serve creates a
+fresh ``PROMETHEUS_MULTIPROC_DIR`` (under /dev/shm when it exists: memory, not disk) shared by the
+gateway and the worker processes, so ``GET /metrics`` on the API port carries the workers' series
+too; the directory is removed on exit.
+
+Nothing here imports torch or the inference runtime: the worker's children load the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from api.config import ApiSettings
+
+logger = logging.getLogger("animegan.serve")
+
+READY_TIMEOUT_S = 600.0
+WORKER_GRACE_S = 30.0
+OTHER_GRACE_S = 10.0
+
+Popen = subprocess.Popen[bytes]
+
+
+def _say(message: str) -> None:
+    sys.stdout.write(f"animegan: {message}\n")
+    sys.stdout.flush()
+
+
+def _parser(prog: str, *, workers_help: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument("--workers", type=int, default=None, help=workers_help)
+    return parser
+
+
+def _check_settings() -> ApiSettings | str:
+    """Validate both processes' settings and the weights up front; a string is the one-line error."""
+    from api.config import load_api_settings
+
+    try:
+        api_settings = load_api_settings()
+    except SystemExit as exc:
+        return str(exc.code)
+    return _check_worker() or api_settings
+
+
+def main_serve(argv: list[str]) -> int:
+    """``animegan serve``: Redis (if needed), worker(s) and API on this machine; returns the exit code."""
+    args = _parser("animegan serve", workers_help="worker processes (default: one per core)").parse_args(argv)
+    if args.workers:
+        os.environ["ANIMEGAN_WORKER_CONCURRENCY"] = str(args.workers)
+    checked = _check_settings()
+    if isinstance(checked, str):
+        _say(checked)
+        return 2
+    env = dict(os.environ)
+    stop = _stop_on_signals()
+    with _metrics_dir() as metrics_dir, contextlib.ExitStack() as stack:
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        if "redis_url" not in checked.model_fields_set:
+            from animegan.redis_server import RedisServer, RedisServerError
+
+            server = RedisServer()
+            try:
+                server.start()
+            except RedisServerError as exc:
+                _say(f"cannot start Redis: {exc}")
+                return 1
+            stack.callback(server.stop)
+            env["ANIMEGAN_REDIS_URL"] = server.url
+            _say(f"private Redis on {server.url} (memory only)")
+        children = _start_children(env, args.host, args.port, stack)
+        return _supervise(children, args.host, args.port, stop)
+
+
+def _start_children(env: dict[str, str], host: str, port: int, stack: contextlib.ExitStack) -> dict[str, Popen]:
+    from worker.contract import QUEUE_NAME
+
+    worker = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork"]
+    worker += ["--queues", QUEUE_NAME, "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    api = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--host", host, "--port", str(port)]
+    children: dict[str, Popen] = {}
+    for name, command, grace in (("worker", worker, WORKER_GRACE_S), ("api", api, OTHER_GRACE_S)):
+        children[name] = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        # ExitStack unwinds last-in first-out: the API stops first, then the worker, then Redis.
+        stack.callback(_stop_group, children[name], grace)
+    return children
+
+
+def _supervise(children: dict[str, Popen], host: str, port: int, stop: threading.Event) -> int:
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{probe_host}:{port}"
+    ready_by = time.monotonic() + READY_TIMEOUT_S
+    ready = False
+    while not stop.wait(0.5):
+        for name, child in children.items():
+            if child.poll() is not None:
+                _say(f"the {name} process exited with status {child.returncode}; stopping")
+                return 1
+        if not ready and _is_ready(url):
+            ready = True
+            _say(f"ready on {url}  (API docs: {url}/docs; Ctrl-C stops)")
+        if not ready and time.monotonic() > ready_by:
+            _say(f"not ready after {READY_TIMEOUT_S:.0f} s; stopping")
+            return 1
+    _say("stopping")
+    return 0
+
+
+def _is_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop_group(child: Popen, grace_s: float) -> None:
+    """SIGTERM the child's process group, wait, then SIGKILL whatever is left of it."""
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(grace_s)
+    # The leader may be gone while its children (pool processes) linger: kill the group.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(5)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+@contextlib.contextmanager
+def _metrics_dir() -> Iterator[str]:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        path = shm / f"animegan-metrics-{os.getpid()}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(mode=0o700)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="animegan-metrics-"))
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main_api(argv: list[str]) -> int:
+    """``animegan api``: the gateway alone (production); Redis and workers run elsewhere."""
+    args = _parser("animegan api", workers_help="uvicorn worker processes (default 1)").parse_args(argv)
+    import uvicorn
+
+    from api.config import load_api_settings
+
+    try:
+        load_api_settings()
+    except SystemExit as exc:
+        _say(str(exc.code))
+        return 2
+    workers = args.workers or 1
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _say("several API processes without PROMETHEUS_MULTIPROC_DIR: /metrics shows one process per scrape")
+    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port, workers=workers)
+    return 0
+
+
+def main_worker(argv: list[str]) -> int:
+    """``animegan worker``: a Celery worker (prefork, one child per core by default)."""
+    parser = argparse.ArgumentParser(prog="animegan worker")
+    parser.add_argument("--concurrency", type=int, default=None, help="pool processes (default: one per core)")
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
+    parser.add_argument("--loglevel", default="INFO")
+    args = parser.parse_args(argv)
+    if args.concurrency:
+        os.environ["ANIMEGAN_WORKER_CONCURRENCY"] = str(args.concurrency)
+    checked = _check_worker()
+    if checked:
+        _say(checked)
+        return 2
+    from worker.celery_app import app
+    from worker.contract import QUEUE_NAME
+
+    command = ["worker", "--pool", args.pool, "--queues", QUEUE_NAME, "--loglevel", args.loglevel]
+    command += ["--concurrency", str(app.conf.worker_concurrency), "--without-gossip", "--without-mingle"]
+    try:
+        app.worker_main(argv=command)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+    return 0
+
+
+def _check_worker() -> str | None:
+    from worker.config import load_worker_settings
+
+    try:
+        settings = load_worker_settings()
+        from worker.celery_app import check_weights
+
+        check_weights(settings)
+    except SystemExit as exc:
+        return str(exc.code)
+    return None
+
+
+if __name__ == "__main__":
+    commands = {"serve": main_serve, "api": main_api, "worker": main_worker}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: python -m animegan.serve {{{','.join(commands)}}} [options]")
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))

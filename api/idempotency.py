@@ -1,0 +1,57 @@
+"""Idempotency-Key: retries of one request map to one job.
+
+The key is remembered (hashed) with a fingerprint of the request (image bytes, style, format) for
+ANIMEGAN_RECORD_TTL_S. The same key with the same request returns the first job; with a different
+request it is refused with 422 ``idempotency-key-reused`` (as the IETF idempotency-key draft
+advises); while the first request is still being accepted, 409 ``idempotency-key-in-use``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import redis.asyncio
+
+from api.problems import ApiError
+from worker import contract
+
+HEADER = "Idempotency-Key"
+_SANE_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def check_key(value: str) -> str:
+    if not _SANE_KEY.match(value):
+        detail = f"{HEADER} must be 1 to 255 printable ASCII characters."
+        raise ApiError("validation-error", detail, extra={"errors": [{"loc": ["header", HEADER], "msg": detail}]})
+    return value
+
+
+def fingerprint(image: bytes, style: str, fmt: str) -> str:
+    digest = hashlib.sha256(image)
+    digest.update(f"|{style}|{fmt}".encode())
+    return digest.hexdigest()
+
+
+async def lookup(client: redis.asyncio.Redis, key: str, print_: str) -> str | None:
+    """The job id an earlier request with this key created, or None for a new key."""
+    raw = await client.get(contract.idempotency_key(key))
+    if raw is None:
+        return None
+    job_id, seen = contract.decode_idempotency(raw)
+    if seen != print_:
+        raise ApiError("idempotency-key-reused", f"This {HEADER} was used for a different request.")
+    return job_id
+
+
+async def claim(client: redis.asyncio.Redis, key: str, print_: str, job_id: str, ttl_s: int) -> str | None:
+    """Tie the key to ``job_id``; if another request won the race, return its job id instead."""
+    value = contract.encode_idempotency(job_id, print_)
+    if await client.set(contract.idempotency_key(key), value, nx=True, ex=ttl_s):
+        return None
+    return await lookup(client, key, print_)
+
+
+async def repoint(client: redis.asyncio.Redis, key: str, print_: str, job_id: str, ttl_s: int) -> None:
+    """Point the key at the job that actually answered (a deduplicated request reuses another job)."""
+    await client.set(contract.idempotency_key(key), contract.encode_idempotency(job_id, print_), ex=ttl_s)

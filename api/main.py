@@ -1,0 +1,68 @@
+"""The gateway application: ``create_app(settings=None) -> FastAPI``.
+
+Run it with ``uvicorn --factory api.main:create_app`` (or ``animegan api``). The gateway never
+imports torch or the inference runtime: it decodes and downscales with the torch-free
+``inference.imageio``, stores the input in Redis and sends the task by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+import redis.asyncio
+from fastapi import APIRouter, FastAPI
+from redis.exceptions import RedisError
+
+from api import metrics
+from api.config import ApiSettings, load_api_settings
+from api.log import RequestIdMiddleware, configure_logging
+from api.problems import install_problem_handlers
+from api.queue import JobQueue, create_celery_client
+from api.routes import health, jobs
+from api.upload import UploadLimitMiddleware
+
+# Every router of the gateway; a new page or endpoint module adds its router here.
+ROUTERS: list[APIRouter] = [jobs.router, health.router, metrics.router]
+
+
+def _version() -> str:
+    try:
+        return version("animegan")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    queue: JobQueue = app.state.job_queue
+    await queue.redis.aclose()
+    queue.celery.close()
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """Build the gateway; without ``settings`` they are read from ANIMEGAN_* and logging is set up."""
+    if settings is None:
+        settings = load_api_settings()
+        configure_logging(settings.log_format, settings.log_level)
+    app = FastAPI(
+        title="AnimeGAN",
+        version=_version(),
+        summary="Turn photos into anime-style images (AnimeGANv2 on CPU).",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    client = redis.asyncio.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30
+    )
+    app.state.job_queue = JobQueue(settings, client, create_celery_client(settings))
+    install_problem_handlers(app, unavailable=(RedisError,))
+    for router in ROUTERS:
+        app.include_router(router)
+    # Added last = outermost: the request id exists before anything else runs or fails.
+    app.add_middleware(UploadLimitMiddleware, image_limit=settings.max_upload_bytes)
+    app.add_middleware(metrics.HttpMetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app

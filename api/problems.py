@@ -1,0 +1,167 @@
+"""RFC 9457 problem details: the one place that builds every non-2xx body of the gateway.
+
+Routes raise ``ApiError(slug, detail)``; the handlers registered by ``install_problem_handlers``
+turn it, FastAPI's validation errors, Starlette's HTTP errors and anything unhandled into
+``application/problem+json``. ``type`` is the relative URI ``/problems/<slug>``.
+
+=========================  ======  ================================================================
+slug                       status  when
+=========================  ======  ================================================================
+``malformed-request``      400     the multipart body cannot be parsed
+``image-too-large``        413     the body or the image is over ANIMEGAN_MAX_UPLOAD_BYTES
+``unsupported-media-type`` 415     not JPEG/PNG/WebP by magic bytes, or the body is not multipart
+``validation-error``       422     a missing or invalid field, unknown style or format (+ ``errors``)
+``invalid-image``          422     undecodable, truncated or empty image
+``too-many-pixels``        422     the header declares more than ANIMEGAN_MAX_PIXELS (bomb)
+``idempotency-key-reused`` 422     an Idempotency-Key seen before with a different request
+``job-not-found``          404     unknown or expired job id
+``result-expired``         404     the job succeeded but its result has expired
+``job-not-ready``          409     result asked for before the job succeeded (+ Retry-After)
+``job-failed``             409     result asked for a failed job (the job's error is the detail)
+``idempotency-key-in-use`` 409     the first request with this key is still being accepted
+``queue-full``             503     backpressure: queue at ANIMEGAN_MAX_QUEUE_DEPTH (+ Retry-After)
+``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
+``not-ready``              503     /readyz: Redis unreachable or no live worker
+``internal-error``         500     anything unhandled; the detail is generic, never the exception
+``about:blank``            any     plain HTTP errors (unknown route 404, 405); title = reason phrase
+=========================  ======  ================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "/problems/"
+
+PROBLEMS: dict[str, tuple[int, str]] = {
+    "malformed-request": (400, "Malformed request"),
+    "image-too-large": (413, "Image too large"),
+    "unsupported-media-type": (415, "Unsupported media type"),
+    "validation-error": (422, "Validation error"),
+    "invalid-image": (422, "Invalid image"),
+    "too-many-pixels": (422, "Too many pixels"),
+    "idempotency-key-reused": (422, "Idempotency key reused"),
+    "job-not-found": (404, "Job not found"),
+    "result-expired": (404, "Result expired"),
+    "job-not-ready": (409, "Job not ready"),
+    "job-failed": (409, "Job failed"),
+    "idempotency-key-in-use": (409, "Idempotency key in use"),
+    "queue-full": (503, "Queue full"),
+    "broker-unavailable": (503, "Broker unavailable"),
+    "not-ready": (503, "Not ready"),
+    "internal-error": (500, "Internal error"),
+}
+
+
+class ApiError(Exception):
+    """An error a route wants the client to see as a problem document."""
+
+    def __init__(
+        self,
+        slug: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.slug = slug
+        self.status, self.title = PROBLEMS[slug]
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def problem_body(
+    *, slug: str | None, status: int, title: str, detail: str, instance: str, request_id: str | None
+) -> dict[str, Any]:
+    return {
+        "type": TYPE_PREFIX + slug if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "request_id": request_id,
+    }
+
+
+def problem_response(
+    error: ApiError, *, instance: str, request_id: str | None, extra_headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = problem_body(
+        slug=error.slug,
+        status=error.status,
+        title=error.title,
+        detail=error.detail,
+        instance=instance,
+        request_id=request_id,
+    )
+    body.update(error.extra)
+    headers = {**error.headers, **(extra_headers or {})}
+    return JSONResponse(body, status_code=error.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return problem_response(exc, instance=request.url.path, request_id=_request_id(request))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    title = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    body = problem_body(
+        slug=None,
+        status=exc.status_code,
+        title=title,
+        detail=detail,
+        instance=request.url.path,
+        request_id=_request_id(request),
+    )
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors) or "Invalid request."
+    error = ApiError("validation-error", detail, extra={"errors": errors})
+    return problem_response(error, instance=request.url.path, request_id=_request_id(request))
+
+
+async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    error = ApiError("internal-error", "The server hit an unexpected error; the request was not completed.")
+    return problem_response(error, instance=request.url.path, request_id=_request_id(request))
+
+
+async def _on_dependency_down(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("dependency unavailable: %s", type(exc).__name__)
+    error = ApiError(
+        "broker-unavailable", "The job store is unreachable; try again shortly.", headers={"Retry-After": "5"}
+    )
+    return problem_response(error, instance=request.url.path, request_id=_request_id(request))
+
+
+def install_problem_handlers(app: FastAPI, *, unavailable: tuple[type[Exception], ...] = ()) -> None:
+    """Register the handlers; ``unavailable`` are exception types meaning Redis or the broker is down."""
+    app.add_exception_handler(ApiError, _on_api_error)
+    for exc_type in unavailable:
+        app.add_exception_handler(exc_type, _on_dependency_down)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unhandled)

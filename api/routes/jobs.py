@@ -1,0 +1,179 @@
+"""POST /stylize, GET /jobs/{job_id}, GET /jobs/{job_id}/result."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+
+from api import idempotency, metrics
+from api.deps import JobQueueDep, SettingsDep
+from api.problems import ApiError
+from api.queue import JobQueue
+from api.schemas import Job
+from api.upload import Upload, read_upload
+from inference.imageio import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS, sniff_format
+from worker import contract
+from worker.contract import JobRecord, JobState
+
+router = APIRouter(tags=["jobs"])
+
+# Poll hints never ask a client to wait longer than this for a status change.
+POLL_HINT_MAX_S = 30
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_STYLIZE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
+                        "style": {"type": "string", "description": "A name from GET /styles."},
+                        "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+                    },
+                }
+            }
+        },
+    }
+}
+_REJECT_REASONS = {
+    "image-too-large": "too_large",
+    "unsupported-media-type": "unsupported",
+    "invalid-image": "invalid",
+    "too-many-pixels": "invalid",
+    "queue-full": "queue_full",
+    "broker-unavailable": "broker_unavailable",
+}
+
+
+@router.post(
+    "/stylize",
+    status_code=202,
+    response_model=Job,
+    openapi_extra=_STYLIZE_BODY,
+    responses=dict.fromkeys((400, 409, 413, 415, 422, 503), _PROBLEM),
+)
+async def create_job(
+    request: Request,
+    response: Response,
+    queue: JobQueueDep,
+    idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
+) -> Job:
+    """Submit a photo; answers 202 with the job and its status URL."""
+    try:
+        return await _accept(request, response, queue, idempotency_key)
+    except ApiError as exc:
+        if exc.slug in _REJECT_REASONS:
+            metrics.observe_rejected(_REJECT_REASONS[exc.slug])
+        raise
+
+
+async def _accept(request: Request, response: Response, queue: JobQueue, key: str | None) -> Job:
+    settings = queue.settings
+    upload = await read_upload(request, settings.max_upload_bytes)
+    style, fmt = _choose(upload, queue)
+    if upload.image and sniff_format(upload.image) is None:
+        raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
+    print_ = idempotency.fingerprint(upload.image, style, fmt) if key is not None else ""
+    if key is not None:
+        earlier = await idempotency.lookup(queue.redis, idempotency.check_key(key), print_)
+        if earlier is not None:
+            return await _replay(response, queue, earlier)
+    await queue.check_capacity()
+    image = await queue.normalize(upload.image)
+    job_id = contract.new_job_id()
+    if key is not None:
+        other = await idempotency.claim(queue.redis, key, print_, job_id, settings.record_ttl_s)
+        if other is not None:
+            return await _replay(response, queue, other)
+    request_id = getattr(request.state, "request_id", None)
+    submission = await queue.submit(image, style=style, fmt=fmt, request_id=request_id, job_id=job_id)
+    if key is not None and submission.record.id != job_id:
+        await idempotency.repoint(queue.redis, key, print_, submission.record.id, settings.record_ttl_s)
+    metrics.observe_submitted(len(upload.image), deduplicated=submission.deduplicated)
+    if submission.deduplicated:
+        response.headers["X-Deduplicated"] = "true"
+    return await _describe(response, queue, submission.record, deduplicated=submission.deduplicated)
+
+
+def _choose(upload: Upload, queue: JobQueue) -> tuple[str, str]:
+    settings = queue.settings
+    style = upload.style or settings.default_style
+    fmt = (upload.format or settings.default_format).lower()
+    if style not in settings.styles:
+        _invalid("style", f"Unknown style {style[:64]!r}; available: {', '.join(settings.styles)}.")
+    if fmt not in OUTPUT_FORMATS:
+        _invalid("format", f"Unknown format {fmt[:16]!r}; choose one of {', '.join(OUTPUT_FORMATS)}.")
+    return style, fmt
+
+
+def _invalid(field: str, detail: str) -> None:
+    raise ApiError("validation-error", detail, extra={"errors": [{"loc": ["body", field], "msg": detail}]})
+
+
+async def _replay(response: Response, queue: JobQueue, job_id: str) -> Job:
+    record = await queue.read(job_id)
+    if record is None:
+        raise ApiError("idempotency-key-in-use", "The first request with this key is still being accepted; retry.")
+    response.headers["Idempotent-Replayed"] = "true"
+    return await _describe(response, queue, record)
+
+
+async def _describe(response: Response, queue: JobQueue, record: JobRecord, *, deduplicated: bool = False) -> Job:
+    position = await queue.position(record)
+    response.headers["Location"] = f"/jobs/{record.id}"
+    if not record.state.terminal:
+        response.headers["Retry-After"] = str(await _poll_hint(queue, record, position))
+    return Job.from_record(record, position=position, deduplicated=deduplicated)
+
+
+async def _poll_hint(queue: JobQueue, record: JobRecord, position: int | None) -> int:
+    jobs_ahead = (position or 1) - 1 if record.state is JobState.QUEUED else 0
+    wait_s = await queue.estimate_wait_s(jobs_ahead)
+    return max(1, min(POLL_HINT_MAX_S, math.ceil(wait_s)))
+
+
+def _not_found(job_id: str, settings_ttl: int) -> ApiError:
+    return ApiError("job-not-found", f"No job {job_id[:64]!r}; jobs are forgotten {settings_ttl} s after they end.")
+
+
+@router.get("/jobs/{job_id}", response_model=Job, responses={404: _PROBLEM})
+async def read_job(job_id: str, response: Response, queue: JobQueueDep, settings: SettingsDep) -> Job:
+    """Status of a job: queued, running, succeeded or failed."""
+    record = await queue.read(job_id)
+    if record is None:
+        raise _not_found(job_id, settings.record_ttl_s)
+    return await _describe(response, queue, record)
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    response_class=Response,
+    responses={
+        200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "The stylized image."},
+        404: _PROBLEM,
+        409: _PROBLEM,
+    },
+)
+async def read_job_result(job_id: str, queue: JobQueueDep, settings: SettingsDep) -> Response:
+    """The stylized image once the job succeeded; 409 with Retry-After before that."""
+    record = await queue.read(job_id)
+    if record is None:
+        raise _not_found(job_id, settings.record_ttl_s)
+    if record.state is JobState.FAILED:
+        raise ApiError("job-failed", record.error_detail or "The job failed.")
+    if record.state is not JobState.SUCCEEDED:
+        hint = await _poll_hint(queue, record, await queue.position(record))
+        detail = f"The job is {record.state.value}; retry in {hint} s."
+        raise ApiError("job-not-ready", detail, headers={"Retry-After": str(hint)})
+    data = await queue.read_result(record.id)
+    if data is None:
+        raise ApiError("result-expired", f"The result was kept {record.result_ttl_s} s and has expired.")
+    filename = f"{record.id}{FILE_EXTENSIONS[record.format]}"
+    headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "private, max-age=300"}
+    return Response(content=data, media_type=CONTENT_TYPES[record.format], headers=headers)

@@ -1,0 +1,113 @@
+"""Response models of the HTTP API (DESIGN.md's contract), built from job records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+
+from worker.contract import JobRecord, JobState, error_title
+
+
+class JobLinks(BaseModel):
+    status: str = Field(description="This job's status URL.")
+    result: str = Field(description="Where the image is once the job succeeded.")
+
+
+class JobInput(BaseModel):
+    width: int = Field(description="Width after downscaling, as queued for the model.")
+    height: int
+    original_width: int = Field(description="Width of the upload, after EXIF orientation.")
+    original_height: int
+
+
+class JobOutput(BaseModel):
+    format: str = Field(description="png, jpeg or webp.")
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = Field(default=None, description="Size of the encoded result.")
+
+
+class JobTimings(BaseModel):
+    queue_s: float | None = Field(default=None, description="Seconds from acceptance to the first start.")
+    inference_s: float | None = Field(default=None, description="Seconds spent in the generator.")
+
+
+class JobError(BaseModel):
+    type: str = Field(description="Problem type URI, /problems/<slug>.")
+    title: str
+    detail: str
+
+
+class Job(BaseModel):
+    id: str
+    status: JobState
+    style: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    queue_position: int | None = Field(default=None, description="1 = next to start; null once started.")
+    input: JobInput
+    output: JobOutput
+    timings: JobTimings
+    error: JobError | None = None
+    links: JobLinks
+    deduplicated: bool = Field(default=False, description="True when an identical earlier request's job answers.")
+
+    @classmethod
+    def from_record(cls, record: JobRecord, *, position: int | None = None, deduplicated: bool = False) -> Job:
+        error = None
+        if record.error_code is not None:
+            error = JobError(
+                type=f"/problems/{record.error_code.value}",
+                title=error_title(record.error_code),
+                detail=record.error_detail or error_title(record.error_code),
+            )
+        return cls(
+            id=record.id,
+            status=record.state,
+            style=record.style,
+            created_at=datetime.fromtimestamp(record.created_at, UTC),
+            started_at=_time(record.started_at),
+            finished_at=_time(record.finished_at),
+            queue_position=position,
+            input=JobInput(
+                width=record.width,
+                height=record.height,
+                original_width=record.original_width,
+                original_height=record.original_height,
+            ),
+            output=JobOutput(
+                format=record.format, width=record.output_width, height=record.output_height, bytes=record.output_bytes
+            ),
+            timings=JobTimings(queue_s=record.queue_s, inference_s=record.inference_s),
+            error=error,
+            links=JobLinks(status=f"/jobs/{record.id}", result=f"/jobs/{record.id}/result"),
+            deduplicated=deduplicated,
+        )
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class Style(BaseModel):
+    name: str
+    default: bool
+    available: bool = Field(description="A live worker has this style loaded.")
+
+
+class Styles(BaseModel):
+    default: str
+    styles: list[Style]
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    status: str
+    redis: str
+    workers: int = Field(description="Worker processes with a live heartbeat.")
+    queue_depth: int

@@ -1,0 +1,360 @@
+// The web page: pick a photo, submit it, follow the job live, then compare and download.
+// Plain browser APIs only (no build step, no external resources): the service may run offline.
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  form: $("form"), drop: $("drop"), input: $("image"), hint: $("image-hint"),
+  chosen: $("chosen"), thumb: $("thumb"), chosenName: $("chosen-name"), chosenSize: $("chosen-size"),
+  style: $("style"), styleDescription: $("style-description"), format: $("format"), submit: $("submit"),
+  error: $("error"), progress: $("progress"), progressTitle: $("progress-title"), status: $("status"),
+  result: $("result"), resultTitle: $("result-title"), compare: $("compare"), before: $("before"),
+  after: $("after"), slider: $("slider"), resultInfo: $("result-info"), download: $("download"), again: $("again"),
+};
+
+const maxUploadBytes = Number(document.body.dataset.maxUploadBytes) || 0;
+const TERMINAL = new Set(["succeeded", "failed"]);
+const STEPS = ["uploading", "queued", "running", "succeeded"];
+const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
+let styleDescriptions = {};
+let photo = null; // { file, url } of the chosen photo; the url is an object URL, revoked on change
+let run = 0; // increases on every submission and reset, so callbacks of an older job do nothing
+let stopFollowing = () => {};
+
+// ---- small formatting helpers -------------------------------------------------------------
+function formatBytes(n) {
+  if (n >= 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1).replace(/\.0$/, "")} MB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
+  return `${n} bytes`;
+}
+
+function formatSeconds(s) {
+  if (s < 60) return s === 1 ? "1 second" : `${s} seconds`;
+  const m = Math.ceil(s / 60);
+  return m === 1 ? "1 minute" : `${m} minutes`;
+}
+
+// Retry-After is either delta-seconds or an HTTP date (RFC 9110); null when absent or unreadable.
+function retryAfterSeconds(response) {
+  const value = response.headers.get("Retry-After");
+  if (!value) return null;
+  if (/^\d+$/.test(value.trim())) return Number(value);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+}
+
+// ---- messages ------------------------------------------------------------------------------
+function showError(...lines) {
+  ui.error.replaceChildren(...lines.filter(Boolean).map((text) => {
+    const p = document.createElement("p");
+    p.textContent = text;
+    return p;
+  }));
+  ui.error.hidden = false;
+  ui.error.focus();
+}
+
+function clearError() {
+  ui.error.hidden = true;
+  ui.error.replaceChildren();
+}
+
+// Turns an error response (RFC 9457 problem+json when it comes from the service) into plain words.
+async function describeFailure(response) {
+  let problem = {};
+  if ((response.headers.get("Content-Type") || "").includes("json")) {
+    problem = await response.json().catch(() => ({}));
+  }
+  const detail = typeof problem.detail === "string" ? problem.detail : "";
+  switch (response.status) {
+    case 413:
+      return ["This photo is too large.", detail || limitSentence()];
+    case 415:
+      return ["This file is not a photo the service can read. Please use a JPEG, PNG or WebP image.", detail];
+    case 422:
+      return ["The service could not use this photo: it may be damaged, cut short or too big in pixels.", detail];
+    case 404:
+      return ["The job was not found. Results are kept only for a while; please submit the photo again.", detail];
+    case 503: {
+      const wait = retryAfterSeconds(response);
+      const when = wait === null ? "in a little while" : `in ${formatSeconds(wait)}`;
+      return [`The service is busy right now. Please try again ${when}.`, detail];
+    }
+    default:
+      if (response.status >= 500) return [`The server ran into a problem (error ${response.status}). Please try again later.`];
+      return [problem.title || `The request was refused (error ${response.status}).`, detail];
+  }
+}
+
+function limitSentence() {
+  return maxUploadBytes ? `The limit is ${formatBytes(maxUploadBytes)}.` : "";
+}
+
+const NETWORK_ERROR = "Could not reach the server. Check your connection and try again.";
+
+// ---- styles --------------------------------------------------------------------------------
+async function loadStyles() {
+  let body;
+  try {
+    const response = await fetch("/styles", { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(String(response.status));
+    body = await response.json();
+  } catch {
+    ui.style.replaceChildren(new Option("Styles unavailable", ""));
+    showError("Could not load the list of styles. Please reload the page.");
+    return;
+  }
+  const list = Array.isArray(body) ? body : body.styles || [];
+  const fallback = body.default || list.map((s) => (typeof s === "string" ? s : s.name))[0];
+  ui.style.replaceChildren();
+  for (const entry of list) {
+    const name = typeof entry === "string" ? entry : entry.name;
+    const label = (typeof entry === "object" && entry.title) || name.replaceAll("_", " ");
+    const isDefault = (typeof entry === "object" && entry.default === true) || name === fallback;
+    ui.style.add(new Option(label, name, isDefault, isDefault));
+    if (typeof entry === "object" && entry.description) styleDescriptions[name] = entry.description;
+  }
+  ui.style.disabled = false;
+  describeStyle();
+}
+
+function describeStyle() {
+  ui.styleDescription.textContent = styleDescriptions[ui.style.value] || "";
+}
+
+// ---- choosing a photo ----------------------------------------------------------------------
+function choose(file) {
+  clearError();
+  if (photo) URL.revokeObjectURL(photo.url);
+  photo = file ? { file, url: URL.createObjectURL(file) } : null;
+  ui.chosen.hidden = !photo;
+  if (!photo) return;
+  ui.thumb.src = photo.url;
+  ui.chosenName.textContent = file.name;
+  ui.chosenSize.textContent = `(${formatBytes(file.size)})`;
+  if (maxUploadBytes && file.size > maxUploadBytes) {
+    showError(`This photo is too large: it is ${formatBytes(file.size)} and ${limitSentence().toLowerCase()}`,
+      "Please pick a smaller photo, or save it with a smaller size first.");
+  }
+}
+
+function wireDropZone() {
+  ui.input.addEventListener("change", () => choose(ui.input.files[0] || null));
+  const over = (event) => {
+    event.preventDefault();
+    ui.drop.classList.add("dragging");
+  };
+  const leave = () => ui.drop.classList.remove("dragging");
+  ui.drop.addEventListener("dragenter", over);
+  ui.drop.addEventListener("dragover", over);
+  ui.drop.addEventListener("dragleave", leave);
+  ui.drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    leave();
+    const file = event.dataTransfer.files[0];
+    if (!file) return;
+    const files = new DataTransfer();
+    files.items.add(file);
+    ui.input.files = files.files; // keep the input the single source of the chosen file
+    choose(file);
+  });
+}
+
+// ---- progress ------------------------------------------------------------------------------
+function setStep(step, text) {
+  const index = STEPS.indexOf(step);
+  for (const li of ui.progress.querySelectorAll("li")) {
+    const i = STEPS.indexOf(li.dataset.step);
+    li.classList.toggle("done", i < index || step === "succeeded");
+    if (i === index && step !== "succeeded") li.setAttribute("aria-current", "step");
+    else li.removeAttribute("aria-current");
+  }
+  ui.status.textContent = text;
+}
+
+function describeQueued(job) {
+  const position = job.queue_position;
+  if (typeof position !== "number") return "Waiting in the queue.";
+  if (position <= 1) return "Waiting in the queue: you are next.";
+  return `Waiting in the queue: position ${position}.`;
+}
+
+// Applies one job state (the body of GET /jobs/{id}, also carried by every event).
+function applyJob(job, token) {
+  if (token !== run) return;
+  if (job.status === "queued") setStep("queued", describeQueued(job));
+  else if (job.status === "running") setStep("running", "Painting your picture…");
+  else if (job.status === "succeeded") showResult(job, token);
+  else if (job.status === "failed") fail(["The picture could not be made.", job.error?.detail || job.error?.title]);
+}
+
+function fail(lines) {
+  stopFollowing();
+  ui.progress.hidden = true;
+  ui.submit.disabled = false;
+  showError(...lines);
+}
+
+// Server-Sent Events first; on repeated failure (or without EventSource) poll GET /jobs/{id}.
+function follow(jobId, token) {
+  if (!("EventSource" in window)) return poll(jobId, token, 0);
+  const source = new EventSource(`/jobs/${encodeURIComponent(jobId)}/events`);
+  let failures = 0;
+  stopFollowing = () => source.close();
+  const onState = (event) => {
+    failures = 0;
+    const job = JSON.parse(event.data);
+    if (TERMINAL.has(job.status)) source.close();
+    applyJob(job, token);
+  };
+  for (const type of ["queued", "running", "succeeded", "failed"]) source.addEventListener(type, onState);
+  source.addEventListener("expired", () => fail(["The job expired before it finished. Please submit the photo again."]));
+  // The browser reconnects by itself after a dropped stream; fall back only when that keeps failing.
+  source.addEventListener("error", () => {
+    failures += 1;
+    if (source.readyState === EventSource.CLOSED || failures >= 3) {
+      source.close();
+      if (token === run) poll(jobId, token, 0);
+    }
+  });
+}
+
+function poll(jobId, token, delayMs) {
+  let timer = 0;
+  let networkFailures = 0;
+  const tick = async () => {
+    if (token !== run) return;
+    let response;
+    try {
+      response = await fetch(`/jobs/${encodeURIComponent(jobId)}`, { cache: "no-store" });
+    } catch {
+      networkFailures += 1;
+      if (networkFailures >= 5) return fail([NETWORK_ERROR]);
+      ui.status.textContent = "Connection lost, trying again…";
+      timer = setTimeout(tick, 2000 * networkFailures);
+      return;
+    }
+    networkFailures = 0;
+    if (!response.ok) return fail(await describeFailure(response));
+    const job = await response.json();
+    applyJob(job, token);
+    if (!TERMINAL.has(job.status)) {
+      const wait = retryAfterSeconds(response);
+      timer = setTimeout(tick, Math.min(Math.max(wait ?? 1, 0.5), 10) * 1000);
+    }
+  };
+  stopFollowing = () => clearTimeout(timer);
+  timer = setTimeout(tick, delayMs);
+}
+
+// ---- submitting ----------------------------------------------------------------------------
+async function submit(event) {
+  event.preventDefault();
+  clearError();
+  if (!photo) {
+    showError("Please choose a photo first.");
+    ui.input.focus();
+    return;
+  }
+  if (maxUploadBytes && photo.file.size > maxUploadBytes) {
+    showError(`This photo is too large: it is ${formatBytes(photo.file.size)} and ${limitSentence().toLowerCase()}`);
+    return;
+  }
+  const token = ++run;
+  stopFollowing();
+  ui.result.hidden = true;
+  ui.submit.disabled = true;
+  ui.progress.hidden = false;
+  setStep("uploading", "Uploading your photo…");
+  ui.progressTitle.focus();
+
+  const data = new FormData();
+  data.append("image", photo.file, photo.file.name);
+  if (ui.style.value) data.append("style", ui.style.value);
+  if (ui.format.value) data.append("format", ui.format.value);
+  let response;
+  try {
+    response = await fetch("/stylize", { method: "POST", body: data, headers: { Accept: "application/json" } });
+  } catch {
+    if (token === run) fail([NETWORK_ERROR]);
+    return;
+  }
+  if (token !== run) return;
+  if (!response.ok) return fail(await describeFailure(response));
+  const job = await response.json();
+  applyJob(job, token);
+  if (!TERMINAL.has(job.status)) follow(job.id, token);
+}
+
+// ---- result --------------------------------------------------------------------------------
+function showResult(job, token) {
+  stopFollowing();
+  setStep("succeeded", "Done.");
+  const url = `/jobs/${encodeURIComponent(job.id)}/result`;
+  ui.before.src = photo.url;
+  ui.after.onload = () => {
+    if (token !== run) return;
+    ui.compare.style.setProperty("--ratio", `${ui.after.naturalWidth} / ${ui.after.naturalHeight}`);
+    ui.progress.hidden = true;
+    ui.result.hidden = false;
+    ui.submit.disabled = false;
+    ui.resultTitle.focus();
+  };
+  ui.after.onerror = () => {
+    if (token === run) fail(["The finished picture could not be loaded. It may have expired; please submit again."]);
+  };
+  ui.after.src = url;
+  const format = job.output?.format || "png";
+  const stem = photo.file.name.replace(/\.[^.]*$/, "").replace(/[^\w.-]+/g, "_") || "photo";
+  ui.download.href = url;
+  ui.download.download = `${stem}-${job.style}.${EXTENSIONS[format] || format}`;
+  const size = job.output?.width ? `${job.output.width}×${job.output.height} pixels, ` : "";
+  const bytes = job.output?.bytes ? formatBytes(job.output.bytes) : "";
+  ui.resultInfo.textContent = `Style: ${ui.style.selectedOptions[0]?.text || job.style}. ${size}${bytes}`.trim();
+  setSlider(ui.slider.value);
+}
+
+function setSlider(value) {
+  ui.slider.value = value;
+  ui.compare.style.setProperty("--pos", `${value}%`);
+  ui.slider.setAttribute("aria-valuetext", `${value}% before, ${100 - value}% after`);
+}
+
+function wireCompare() {
+  ui.slider.addEventListener("input", () => setSlider(Number(ui.slider.value)));
+  // Dragging on the picture itself moves the divider too; the range input stays the keyboard control.
+  const track = (event) => {
+    const box = ui.compare.getBoundingClientRect();
+    setSlider(Math.round(Math.min(Math.max((event.clientX - box.left) / box.width, 0), 1) * 100));
+  };
+  ui.compare.addEventListener("pointerdown", (event) => {
+    ui.compare.setPointerCapture(event.pointerId);
+    track(event);
+  });
+  ui.compare.addEventListener("pointermove", (event) => {
+    if (ui.compare.hasPointerCapture(event.pointerId)) track(event);
+  });
+}
+
+function reset() {
+  run += 1;
+  stopFollowing();
+  ui.form.reset();
+  describeStyle();
+  choose(null);
+  ui.result.hidden = true;
+  ui.progress.hidden = true;
+  ui.submit.disabled = false;
+  ui.after.removeAttribute("src");
+  ui.before.removeAttribute("src");
+  ui.input.focus();
+}
+
+// ---- start ---------------------------------------------------------------------------------
+if (maxUploadBytes) ui.hint.textContent = `JPEG, PNG or WebP, up to ${formatBytes(maxUploadBytes)}.`;
+ui.form.addEventListener("submit", submit);
+ui.style.addEventListener("change", describeStyle);
+ui.again.addEventListener("click", reset);
+wireDropZone();
+wireCompare();
+setSlider(50);
+loadStyles();

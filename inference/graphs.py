@@ -1,0 +1,337 @@
+"""ONNX graphs of the AnimeGANv2 generator, built directly from a numpy state dict.
+
+No torch export is involved: each graph is written with `onnx.helper` from the layer layout of
+`inference.model.Generator` (the reference), so the worker never needs torch. The banded
+executor in `inference.engine` runs these pieces:
+
+- `head_stats_model`: block_a.0's 7x7 conv over a row band, returning only the band's mean and
+  sum of squared deviations (for the whole-map GroupNorm statistics).
+- `head_model`: the same conv, then block_a.0's norm (as a per-channel scale/shift given as
+  inputs) + LeakyReLU, then block_a.1's stride-2 conv; returns the pre-norm half-res band + stats.
+- `trunk_model`: block_a.1's norm through block_d at half resolution and below, on the whole map.
+- `upsample_conv_model`: block_e.0 on a row band, with the second bilinear upsample (and the
+  reflection padding of the 3x3 conv) done by gathering half-res rows/columns with index arrays.
+- `band_conv_model`: norm (scale/shift inputs) + LeakyReLU + column reflection pad + conv of a
+  row band whose row halo the caller supplies; used for block_e.1 and block_e.2.
+- `final_model`: block_e.2's norm + LeakyReLU, the 1x1 output conv, tanh, and the 8-bit
+  conversion, returning HxWx3 uint8 rows.
+- `whole_model`: the whole network as one graph (the plain ONNX Runtime baseline of the bench).
+
+Every band graph returns the band's `mean` and `m2` (sum of squared deviations from the band
+mean) so that the caller can merge statistics over bands exactly (Chan's formula).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+GN_EPS = 1e-5
+LRELU_SLOPE = 0.2
+
+GroupNormForm = Literal["instance", "reduce"]
+
+# (state-dict prefix, kernel, stride) of each ConvNormLReLU of the trunk, in order; "irb" marks an
+# InvertedResBlock, "up" the first bilinear upsample.
+_TRUNK_LAYERS: tuple[tuple[str, str], ...] = (
+    ("cnl", "block_a.2"),
+    ("cnl2", "block_b.0"),
+    ("cnl", "block_b.1"),
+    ("cnl", "block_c.0"),
+    ("irb", "block_c.1"),
+    ("irb", "block_c.2"),
+    ("irb", "block_c.3"),
+    ("irb", "block_c.4"),
+    ("cnl", "block_c.5"),
+    ("up", ""),
+    ("cnl", "block_d.0"),
+    ("cnl", "block_d.1"),
+)
+
+
+class _Graph:
+    """Accumulates nodes and initializers; names are generated so call sites stay short."""
+
+    def __init__(self, state_dict: Mapping[str, np.ndarray]) -> None:
+        self._sd = state_dict
+        self._nodes: list[onnx.NodeProto] = []
+        self._inits: list[onnx.TensorProto] = []
+        self._inputs: list[onnx.ValueInfoProto] = []
+        self._outputs: list[onnx.ValueInfoProto] = []
+        self._count = 0
+        self._consts: dict[tuple[str, bytes], str] = {}
+
+    def fresh(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}_{self._count}"
+
+    def input(self, name: str, elem_type: int, shape: Sequence[int | str]) -> str:
+        self._inputs.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
+        return name
+
+    def output(self, value: str, name: str, elem_type: int, shape: Sequence[int | str] | None) -> None:
+        self.node("Identity", [value], name=name)
+        self._outputs.append(helper.make_tensor_value_info(name, elem_type, None if shape is None else list(shape)))
+
+    def const(self, array: np.ndarray, prefix: str = "c") -> str:
+        key = (f"{array.dtype}{array.shape}", array.tobytes())
+        if key not in self._consts:
+            name = self.fresh(prefix)
+            self._inits.append(numpy_helper.from_array(array, name))
+            self._consts[key] = name
+        return self._consts[key]
+
+    def weight(self, key: str, shape: Sequence[int] | None = None) -> str:
+        array = np.asarray(self._sd[key], dtype=np.float32)
+        if shape is not None:
+            array = array.reshape(shape)
+        return self.const(np.ascontiguousarray(array), key.replace(".", "_"))
+
+    def has(self, key: str) -> bool:
+        return key in self._sd
+
+    def node(self, op: str, inputs: Sequence[str], *, name: str | None = None, **attrs: object) -> str:
+        out = name or self.fresh(op.lower())
+        self._nodes.append(helper.make_node(op, list(inputs), [out], **attrs))
+        return out
+
+    def model(self) -> bytes:
+        graph = helper.make_graph(self._nodes, "animegan", self._inputs, self._outputs, self._inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return bytes(model.SerializeToString())
+
+    # ---- layers ----
+
+    def conv(self, x: str, prefix: str, *, stride: int = 1, group: int = 1) -> str:
+        inputs = [x, self.weight(f"{prefix}.weight")]
+        if self.has(f"{prefix}.bias"):
+            inputs.append(self.weight(f"{prefix}.bias"))
+        return self.node("Conv", inputs, strides=[stride, stride], group=group)
+
+    def pad(self, x: str, left: int, right: int, top: int, bottom: int) -> str:
+        pads = self.const(np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64), "pads")
+        return self.node("Pad", [x, pads], mode="reflect")
+
+    def lrelu(self, x: str) -> str:
+        return self.node("LeakyRelu", [x], alpha=LRELU_SLOPE)
+
+    def affine(self, x: str, scale: str, shift: str) -> str:
+        return self.node("Add", [self.node("Mul", [x, scale]), shift])
+
+    def group_norm(self, x: str, prefix: str, form: GroupNormForm) -> str:
+        """GroupNorm with one group: statistics over the whole C x H x W map, per-channel affine."""
+        channels = int(np.asarray(self._sd[f"{prefix}.weight"]).shape[0])
+        gamma = self.weight(f"{prefix}.weight", (1, channels, 1, 1))
+        beta = self.weight(f"{prefix}.bias", (1, channels, 1, 1))
+        if form == "instance":
+            flat = self.node("Reshape", [x, self.const(np.array([1, 1, -1], dtype=np.int64), "shape")])
+            one = self.const(np.ones(1, dtype=np.float32), "one")
+            zero = self.const(np.zeros(1, dtype=np.float32), "zero")
+            normed = self.node("InstanceNormalization", [flat, one, zero], epsilon=GN_EPS)
+            x_normed = self.node("Reshape", [normed, self.node("Shape", [x])])
+        else:
+            mean = self.node("ReduceMean", [x], axes=[1, 2, 3], keepdims=1)
+            centered = self.node("Sub", [x, mean])
+            var = self.node("ReduceMean", [self.node("Mul", [centered, centered])], axes=[1, 2, 3], keepdims=1)
+            eps = self.const(np.array(GN_EPS, dtype=np.float32), "eps")
+            x_normed = self.node("Div", [centered, self.node("Sqrt", [self.node("Add", [var, eps])])])
+        return self.affine(x_normed, gamma, beta)
+
+    def cnl(
+        self,
+        x: str,
+        prefix: str,
+        *,
+        pads: tuple[int, int, int, int],
+        stride: int = 1,
+        group: int = 1,
+        form: GroupNormForm,
+    ) -> str:
+        padded = self.pad(x, *pads) if any(pads) else x
+        y = self.conv(padded, f"{prefix}.1", stride=stride, group=group)
+        return self.lrelu(self.group_norm(y, f"{prefix}.2", form))
+
+    def irb(self, x: str, prefix: str, form: GroupNormForm) -> str:
+        bottleneck = int(np.asarray(self._sd[f"{prefix}.layers.0.1.weight"]).shape[0])
+        y = self.cnl(x, f"{prefix}.layers.0", pads=(0, 0, 0, 0), form=form)
+        y = self.cnl(y, f"{prefix}.layers.1", pads=(1, 1, 1, 1), group=bottleneck, form=form)
+        y = self.group_norm(self.conv(y, f"{prefix}.layers.2"), f"{prefix}.layers.3", form)
+        in_ch = int(np.asarray(self._sd[f"{prefix}.layers.0.1.weight"]).shape[1])
+        out_ch = int(np.asarray(self._sd[f"{prefix}.layers.2.weight"]).shape[0])
+        return self.node("Add", [x, y]) if in_ch == out_ch else y
+
+    def upsample(self, x: str, like: str, align_corners: bool) -> str:
+        """Bilinear resize: to `like`'s H x W (align_corners) or by 2 (half_pixel), as torch does."""
+        empty_roi = ""
+        if align_corners:
+            n_c = self.node("Slice", [self.node("Shape", [x]), *self._range(0, 2)])
+            h_w = self.node("Slice", [self.node("Shape", [like]), *self._range(2, 4)])
+            sizes = self.node("Concat", [n_c, h_w], axis=0)
+            return self.node(
+                "Resize", [x, empty_roi, "", sizes], mode="linear", coordinate_transformation_mode="align_corners"
+            )
+        scales = self.const(np.array([1, 1, 2, 2], dtype=np.float32), "scales")
+        return self.node("Resize", [x, empty_roi, scales], mode="linear", coordinate_transformation_mode="half_pixel")
+
+    def _range(self, start: int, end: int) -> tuple[str, str]:
+        return self.const(np.array([start], dtype=np.int64), "i"), self.const(np.array([end], dtype=np.int64), "i")
+
+    def band_stats(self, y: str) -> None:
+        """Outputs `mean` and `m2` of a band: exact partial statistics for a whole-map GroupNorm."""
+        mean = self.node("ReduceMean", [y], keepdims=0)
+        centered = self.node("Sub", [y, mean])
+        m2 = self.node("ReduceSumSquare", [centered], keepdims=0)
+        self.output(mean, "mean", TensorProto.FLOAT, [])
+        self.output(m2, "m2", TensorProto.FLOAT, [])
+
+
+def _stride2_pads() -> tuple[int, int, int, int]:
+    # Stride-2 layers pad right and bottom only (left, right, top, bottom).
+    return (0, 1, 0, 1)
+
+
+def trunk_body(g: _Graph, x: str, *, align_corners: bool, form: GroupNormForm, like: str) -> str:
+    """block_a.2 .. block_d.1 on an activated block_a.1 output `x`; `like` gives the half-res size."""
+    out = x
+    for kind, prefix in _TRUNK_LAYERS:
+        if kind == "cnl":
+            out = g.cnl(out, prefix, pads=(1, 1, 1, 1), form=form)
+        elif kind == "cnl2":
+            out = g.cnl(out, prefix, pads=_stride2_pads(), stride=2, form=form)
+        elif kind == "irb":
+            out = g.irb(out, prefix, form)
+        else:
+            out = g.upsample(out, like, align_corners)
+    return out
+
+
+def whole_model(
+    state_dict: Mapping[str, np.ndarray], *, align_corners: bool, form: GroupNormForm = "instance"
+) -> bytes:
+    """The whole generator: `x` (1, 3, H, W) in [-1, 1] -> `y` (1, 3, H', W') in [-1, 1]."""
+    g = _Graph(state_dict)
+    x = g.input("x", TensorProto.FLOAT, [1, 3, "h", "w"])
+    a0 = g.cnl(x, "block_a.0", pads=(3, 3, 3, 3), form=form)
+    a1 = g.cnl(a0, "block_a.1", pads=_stride2_pads(), stride=2, form=form)
+    d = trunk_body(g, a1, align_corners=align_corners, form=form, like=a1)
+    out = g.upsample(d, x, align_corners)
+    out = g.cnl(out, "block_e.0", pads=(1, 1, 1, 1), form=form)
+    out = g.cnl(out, "block_e.1", pads=(1, 1, 1, 1), form=form)
+    out = g.cnl(out, "block_e.2", pads=(3, 3, 3, 3), form=form)
+    out = g.node("Tanh", [g.conv(out, "out_layer.0")])
+    g.output(out, "y", TensorProto.FLOAT, [1, 3, "oh", "ow"])
+    return g.model()
+
+
+def head_stats_model(state_dict: Mapping[str, np.ndarray]) -> bytes:
+    """block_a.0's conv over a band of the reflection-padded input; outputs only the band statistics."""
+    g = _Graph(state_dict)
+    x = g.input("xpad", TensorProto.FLOAT, [1, 3, "rows", "cols"])
+    g.band_stats(g.conv(x, "block_a.0.1"))
+    return g.model()
+
+
+def head_model(state_dict: Mapping[str, np.ndarray]) -> bytes:
+    """block_a.0 (conv, scale/shift, LeakyReLU) then block_a.1's stride-2 conv on a band.
+
+    `pads` (int64[8], ONNX Pad layout) is the reflection padding of block_a.1 for this band: always
+    one column on the right, one row at the bottom only for the band that reaches the bottom edge.
+    """
+    g = _Graph(state_dict)
+    x = g.input("xpad", TensorProto.FLOAT, [1, 3, "rows", "cols"])
+    scale = g.input("scale", TensorProto.FLOAT, [1, 32, 1, 1])
+    shift = g.input("shift", TensorProto.FLOAT, [1, 32, 1, 1])
+    pads = g.input("pads", TensorProto.INT64, [8])
+    a0 = g.lrelu(g.affine(g.conv(x, "block_a.0.1"), scale, shift))
+    y = g.conv(g.node("Pad", [a0, pads], mode="reflect"), "block_a.1.1", stride=2)
+    g.output(y, "y", TensorProto.FLOAT, [1, 64, "out_rows", "out_cols"])
+    g.band_stats(y)
+    return g.model()
+
+
+def trunk_model(
+    state_dict: Mapping[str, np.ndarray], *, align_corners: bool, form: GroupNormForm = "instance"
+) -> bytes:
+    """block_a.1's norm (scale/shift inputs) + LeakyReLU, then block_a.2 .. block_d.1 on the whole half-res map."""
+    g = _Graph(state_dict)
+    x = g.input("x", TensorProto.FLOAT, [1, 64, "h", "w"])
+    scale = g.input("scale", TensorProto.FLOAT, [1, 64, 1, 1])
+    shift = g.input("shift", TensorProto.FLOAT, [1, 64, 1, 1])
+    a1 = g.lrelu(g.affine(x, scale, shift))
+    d = trunk_body(g, a1, align_corners=align_corners, form=form, like=x)
+    g.output(d, "y", TensorProto.FLOAT, [1, 128, "oh", "ow"])
+    return g.model()
+
+
+def upsample_conv_model(state_dict: Mapping[str, np.ndarray], prefix: str) -> bytes:
+    """Bilinear upsample of half-res rows by index gathering, then a 3x3 conv: one band of block_e.0.
+
+    Inputs: `src` (1, C, m, w) the half-res rows the band needs; `col0`/`col1` (W+2) int64 and
+    `colw` (1, 1, 1, W+2) the two source columns and weight of each padded output column;
+    `row0`/`row1` (n+2) int64 and `roww` (1, 1, n+2, 1) likewise for rows. The reflection padding
+    of the conv is folded into the index arrays, so the gather yields the padded band directly.
+    """
+    g = _Graph(state_dict)
+    src = g.input("src", TensorProto.FLOAT, [1, "c", "m", "w"])
+    col0 = g.input("col0", TensorProto.INT64, ["wo"])
+    col1 = g.input("col1", TensorProto.INT64, ["wo"])
+    colw = g.input("colw", TensorProto.FLOAT, [1, 1, 1, "wo"])
+    row0 = g.input("row0", TensorProto.INT64, ["n"])
+    row1 = g.input("row1", TensorProto.INT64, ["n"])
+    roww = g.input("roww", TensorProto.FLOAT, [1, 1, "n", 1])
+    # Columns first: the band needs about half as many source rows as output rows.
+    left = g.node("Gather", [src, col0], axis=3)
+    right = g.node("Gather", [src, col1], axis=3)
+    cols = g.node("Add", [left, g.node("Mul", [g.node("Sub", [right, left]), colw])])
+    top = g.node("Gather", [cols, row0], axis=2)
+    bottom = g.node("Gather", [cols, row1], axis=2)
+    up = g.node("Add", [top, g.node("Mul", [g.node("Sub", [bottom, top]), roww])])
+    y = g.conv(up, f"{prefix}.1")
+    g.output(y, "y", TensorProto.FLOAT, [1, "co", "rows", "cols"])
+    g.band_stats(y)
+    return g.model()
+
+
+def band_conv_model(state_dict: Mapping[str, np.ndarray], prefix: str, cols_pad: int) -> bytes:
+    """Scale/shift (the previous layer's GroupNorm) + LeakyReLU + column reflection pad + conv of a band.
+
+    The caller supplies the band with its row halo already in place (reflected at the image edges).
+    """
+    g = _Graph(state_dict)
+    weight = np.asarray(state_dict[f"{prefix}.1.weight"])
+    in_ch = int(weight.shape[1])
+    x = g.input("x", TensorProto.FLOAT, [1, in_ch, "rows", "cols"])
+    scale = g.input("scale", TensorProto.FLOAT, [1, in_ch, 1, 1])
+    shift = g.input("shift", TensorProto.FLOAT, [1, in_ch, 1, 1])
+    act = g.lrelu(g.affine(x, scale, shift))
+    y = g.conv(g.pad(act, cols_pad, cols_pad, 0, 0), f"{prefix}.1")
+    g.output(y, "y", TensorProto.FLOAT, [1, int(weight.shape[0]), "out_rows", "out_cols"])
+    g.band_stats(y)
+    return g.model()
+
+
+def final_model(state_dict: Mapping[str, np.ndarray]) -> bytes:
+    """block_e.2's scale/shift + LeakyReLU, out_layer (1x1 conv, tanh), then [-1, 1] -> uint8 rows x cols x 3."""
+    g = _Graph(state_dict)
+    x = g.input("x", TensorProto.FLOAT, [1, 32, "rows", "cols"])
+    scale = g.input("scale", TensorProto.FLOAT, [1, 32, 1, 1])
+    shift = g.input("shift", TensorProto.FLOAT, [1, 32, 1, 1])
+    out = g.node("Tanh", [g.conv(g.lrelu(g.affine(x, scale, shift)), "out_layer.0")])
+    # The reference maps clip(y, -1, 1) * 0.5 + 0.5 to 0..255 and rounds.
+    lo = g.const(np.array(-1.0, dtype=np.float32), "lo")
+    hi = g.const(np.array(1.0, dtype=np.float32), "hi")
+    half_range = g.const(np.array(127.5, dtype=np.float32), "half_range")
+    pixels = g.node("Round", [g.node("Add", [g.node("Mul", [g.node("Clip", [out, lo, hi]), half_range]), half_range])])
+    rgb = g.node("Cast", [pixels], to=TensorProto.UINT8)
+    hwc = g.node(
+        "Transpose", [g.node("Squeeze", [rgb, g.const(np.array([0], dtype=np.int64), "axes")])], perm=[1, 2, 0]
+    )
+    g.output(hwc, "rgb", TensorProto.UINT8, ["rows", "cols", 3])
+    return g.model()

@@ -1,0 +1,147 @@
+"""Per-process worker runtime: the loaded Stylizers, the Redis client, CPU pinning, heartbeats.
+
+Prefork children load every configured style once, in ``worker_process_init``; the parent never
+does (a fork after the runtime's thread pools exist can hang the children). Threaded and solo
+pools have no per-child hook, so ``stylizer()`` also loads on first use. The inference package is
+imported inside the loading functions only, so the parent process stays free of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import redis
+
+from worker import contract, metrics
+from worker.config import WorkerSettings, available_cores
+
+if TYPE_CHECKING:
+    from inference.pipeline import Stylizer
+
+logger = logging.getLogger(__name__)
+
+# How long past its expiry a dead worker's heartbeat stays before any worker removes it.
+_STALE_HEARTBEAT_S = 60.0
+
+
+class Runtime:
+    """Everything one worker process holds for the life of the process."""
+
+    def __init__(self, settings: WorkerSettings, *, concurrency: int | None = None) -> None:
+        self.settings = settings
+        self.concurrency = concurrency or settings.concurrency
+        self.threads = settings.threads or max(1, available_cores() // self.concurrency)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._stylizers: dict[str, Stylizer] = {}
+        self._load_lock = threading.Lock()
+        self._redis: redis.Redis | None = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(
+                self.settings.redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
+            )
+        return self._redis
+
+    def pin_cpu(self, index: int) -> None:
+        """Give pool child ``index`` a core of its own when there is one child per core."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if not self.settings.pin_cpus or len(cpus) < 2 or self.concurrency != len(cpus):
+            return
+        core = cpus[index % len(cpus)]
+        os.sched_setaffinity(0, {core})
+        logger.info("pinned worker process", extra={"core": core, "child_index": index})
+
+    def load_models(self) -> None:
+        for style in self.settings.styles:
+            self.stylizer(style)
+
+    def stylizer(self, style: str) -> Stylizer:
+        """The Stylizer for ``style``, loaded on first use (raises inference.errors.WeightsError)."""
+        with self._load_lock:
+            found = self._stylizers.get(style)
+            if found is None:
+                found = self._stylizers[style] = self._load(style)
+            return found
+
+    def _load(self, style: str) -> Stylizer:
+        from inference.pipeline import Stylizer
+
+        start = time.perf_counter()
+        stylizer = Stylizer.load(
+            style, weights_dir=self.settings.weights_dir, cache_dir=self.settings.cache_dir, threads=self.threads
+        )
+        seconds = time.perf_counter() - start
+        metrics.observe_model_load(seconds)
+        logger.info("model loaded", extra={"style": style, "threads": self.threads, "load_s": round(seconds, 3)})
+        return stylizer
+
+    def start_heartbeat(self) -> None:
+        """Announce this process to the gateway's /readyz every few seconds, from a daemon thread."""
+        if self._heartbeat is not None:
+            return
+        self.beat()
+        self._heartbeat = threading.Thread(target=self._beat_forever, name="animegan-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        try:
+            self.redis.hdel(contract.WORKERS_KEY, self.worker_id)
+        except redis.RedisError:
+            logger.warning("could not remove heartbeat", exc_info=True)
+
+    def beat(self) -> None:
+        interval = self.settings.heartbeat_interval_s
+        beat = contract.Heartbeat(
+            worker_id=self.worker_id,
+            pid=os.getpid(),
+            styles=sorted(self._stylizers),
+            threads=self.threads,
+            expires_at=contract.now() + 3 * interval,
+        )
+        self.redis.hset(contract.WORKERS_KEY, self.worker_id, beat.model_dump_json())
+
+    def _beat_forever(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            try:
+                self.beat()
+                self._forget_dead_workers()
+            except redis.RedisError:
+                logger.warning("heartbeat failed; retrying", exc_info=True)
+
+    def _forget_dead_workers(self) -> None:
+        raw = self.redis.hgetall(contract.WORKERS_KEY)
+        alive = {b.worker_id for b in contract.live_heartbeats(raw, at=contract.now() - _STALE_HEARTBEAT_S)}
+        stale = [k for k in raw if contract.text(k) not in alive]
+        if stale:
+            self.redis.hdel(contract.WORKERS_KEY, *stale)
+
+
+_runtime: Runtime | None = None
+
+
+def init_runtime(settings: WorkerSettings, *, concurrency: int | None = None) -> Runtime:
+    global _runtime
+    _runtime = Runtime(settings, concurrency=concurrency)
+    return _runtime
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime; threaded/solo pools and tests get one built from the environment."""
+    global _runtime
+    if _runtime is None or _runtime.worker_id != f"{socket.gethostname()}:{os.getpid()}":
+        from worker.config import load_worker_settings
+
+        settings = _runtime.settings if _runtime is not None else load_worker_settings()
+        concurrency = _runtime.concurrency if _runtime is not None else None
+        _runtime = Runtime(settings, concurrency=concurrency)
+    return _runtime
