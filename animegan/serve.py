@@ -99,14 +99,23 @@ def main_serve(argv: list[str]) -> int:
         return _supervise(children, args.host, args.port, stop)
 
 
-def _start_children(env: dict[str, str], host: str, port: int, stack: contextlib.ExitStack) -> dict[str, Popen]:
+def worker_command() -> list[str]:
+    """The production worker command; concurrency and the rest come from ANIMEGAN_* settings."""
     from worker.contract import QUEUE_NAME
 
-    worker = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork"]
-    worker += ["--queues", QUEUE_NAME, "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-    api = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork"]
+    return [*command, "--queues", QUEUE_NAME, "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+
+
+def api_command(host: str, port: int) -> list[str]:
+    """The production gateway command (one uvicorn process)."""
+    return [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--host", host, "--port", str(port)]
+
+
+def _start_children(env: dict[str, str], host: str, port: int, stack: contextlib.ExitStack) -> dict[str, Popen]:
     children: dict[str, Popen] = {}
-    for name, command, grace in (("worker", worker, WORKER_GRACE_S), ("api", api, OTHER_GRACE_S)):
+    commands = (("worker", worker_command(), WORKER_GRACE_S), ("api", api_command(host, port), OTHER_GRACE_S))
+    for name, command, grace in commands:
         children[name] = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
         # ExitStack unwinds last-in first-out: the API stops first, then the worker, then Redis.
         stack.callback(_stop_group, children[name], grace)

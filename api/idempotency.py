@@ -1,14 +1,15 @@
 """Idempotency-Key: retries of one request map to one job.
 
-The key is remembered (hashed) with a fingerprint of the request (image bytes, style, format) for
-ANIMEGAN_RECORD_TTL_S. The same key with the same request returns the first job; with a different
-request it is refused with 422 ``idempotency-key-reused`` (as the IETF idempotency-key draft
-advises); while the first request is still being accepted, 409 ``idempotency-key-in-use``.
+The key is remembered (hashed) for ANIMEGAN_RECORD_TTL_S with a fingerprint of the request
+(``contract.upload_digest``: image bytes, style, format). The same key with the same request returns
+the first job; with a different request it is refused with 422 ``idempotency-key-reused`` (as the
+IETF idempotency-key draft advises). Identical requests racing with one key end on one job anyway:
+the second finds the first through deduplication. If the job a key names is gone before the key,
+409 ``idempotency-key-in-use`` asks the client to retry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import redis.asyncio
@@ -27,12 +28,6 @@ def check_key(value: str) -> str:
     return value
 
 
-def fingerprint(image: bytes, style: str, fmt: str) -> str:
-    digest = hashlib.sha256(image)
-    digest.update(f"|{style}|{fmt}".encode())
-    return digest.hexdigest()
-
-
 async def lookup(client: redis.asyncio.Redis, key: str, print_: str) -> str | None:
     """The job id an earlier request with this key created, or None for a new key."""
     raw = await client.get(contract.idempotency_key(key))
@@ -45,13 +40,8 @@ async def lookup(client: redis.asyncio.Redis, key: str, print_: str) -> str | No
 
 
 async def claim(client: redis.asyncio.Redis, key: str, print_: str, job_id: str, ttl_s: int) -> str | None:
-    """Tie the key to ``job_id``; if another request won the race, return its job id instead."""
+    """Tie the key to ``job_id`` (the job that answered); if the key is taken, return its job id."""
     value = contract.encode_idempotency(job_id, print_)
     if await client.set(contract.idempotency_key(key), value, nx=True, ex=ttl_s):
         return None
     return await lookup(client, key, print_)
-
-
-async def repoint(client: redis.asyncio.Redis, key: str, print_: str, job_id: str, ttl_s: int) -> None:
-    """Point the key at the job that actually answered (a deduplicated request reuses another job)."""
-    await client.set(contract.idempotency_key(key), contract.encode_idempotency(job_id, print_), ex=ttl_s)

@@ -20,11 +20,11 @@ from api.config import ApiSettings, load_api_settings
 from api.log import RequestIdMiddleware, configure_logging
 from api.problems import install_problem_handlers
 from api.queue import JobQueue, create_celery_client
-from api.routes import health, jobs
+from api.routes import events, health, jobs, page
 from api.upload import UploadLimitMiddleware
 
 # Every router of the gateway; a new page or endpoint module adds its router here.
-ROUTERS: list[APIRouter] = [jobs.router, health.router, metrics.router]
+ROUTERS: list[APIRouter] = [jobs.router, events.router, health.router, metrics.router, page.router]
 
 
 def _version() -> str:

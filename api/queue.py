@@ -124,17 +124,25 @@ class JobQueue:
         raw = await self.redis.hgetall(contract.WORKERS_KEY)
         return contract.live_heartbeats(raw)
 
+    async def find_existing(self, upload_digest: str) -> JobRecord | None:
+        """The job an earlier upload of the same bytes (same style and format) created, if it can answer."""
+        found = await self.redis.get(contract.dedup_key(upload_digest))
+        record = await self.read(contract.text(found)) if found else None
+        return record if record is not None and await self._can_answer(record) else None
+
     async def submit(
-        self, image: NormalizedImage, *, style: str, fmt: str, request_id: str | None, job_id: str | None = None
+        self, image: NormalizedImage, *, style: str, fmt: str, upload_digest: str, request_id: str | None
     ) -> Submission:
-        """Create the job (or find the identical one) and send its task; ``job_id`` may be pre-claimed."""
+        """Create the job, or find the one with the same pixels, style and format; then send its task."""
         digest = contract.request_digest(image.raw_rgb, image.width, image.height, style, fmt)
-        job_id = job_id or contract.new_job_id()
+        job_id = contract.new_job_id()
         try:
             existing = await self._claim_digest(digest, job_id)
             if existing is not None:
+                await self.redis.set(contract.dedup_key(upload_digest), existing.id, ex=self.settings.record_ttl_s)
                 return Submission(existing, deduplicated=True)
             record = self._new_record(job_id, image, style=style, fmt=fmt, digest=digest, request_id=request_id)
+            record = record.model_copy(update={"upload_digest": upload_digest})
             pipe = self.redis.pipeline()
             contract.queue_create(pipe, record, image.raw_rgb)
             await pipe.execute()
@@ -149,7 +157,7 @@ class JobQueue:
         if await self.redis.set(key, job_id, nx=True, ex=self.settings.record_ttl_s):
             return None
         other = await self.redis.get(key)
-        record = await self.read(other.decode() if isinstance(other, bytes) else other) if other else None
+        record = await self.read(contract.text(other)) if other else None
         if record is not None and await self._can_answer(record):
             return record
         await self.redis.set(key, job_id, ex=self.settings.record_ttl_s)
@@ -197,7 +205,7 @@ class JobQueue:
         try:
             pipe = self.redis.pipeline()
             contract.queue_failed(pipe, record, ErrorCode.BROKER_UNAVAILABLE, "The job could not be queued.")
-            pipe.delete(contract.dedup_key(record.digest))
+            pipe.delete(*(contract.dedup_key(d) for d in record.dedup_digests))
             await pipe.execute()
         except RedisError:
             logger.warning("could not mark the unsent job failed", extra={"job_id": record.id})

@@ -70,8 +70,16 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
         help=f"style to apply: {', '.join(STYLES)} (default: the style the --weights file is named after, "
         f"else {DEFAULT_STYLE})",
     )
-    stylize.add_argument("--weights", type=Path, metavar="FILE.pt", help="use this weights file instead of looking one up")
-    stylize.add_argument("--max-side", type=_positive_int, default=1024, metavar="N", help="downscale so the longest side is at most N (default 1024)")
+    stylize.add_argument(
+        "--weights", type=Path, metavar="FILE.pt", help="use this weights file instead of looking one up"
+    )
+    stylize.add_argument(
+        "--max-side",
+        type=_positive_int,
+        default=1024,
+        metavar="N",
+        help="downscale so the longest side is at most N (default 1024)",
+    )
     stylize.add_argument("--format", choices=OUTPUT_FORMATS, default="png", help="output format (default png)")
     stylize.add_argument(
         "--align-corners",
@@ -79,7 +87,9 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
         default=None,
         help="upsampling mode of the generator (default: the style's own)",
     )
-    stylize.add_argument("--threads", type=_positive_int, default=_cpu_count(), metavar="N", help="CPU threads (default: all available)")
+    stylize.add_argument(
+        "--threads", type=_positive_int, default=_cpu_count(), metavar="N", help="CPU threads (default: all available)"
+    )
     stylize.set_defaults(handler=_run_stylize)
 
     styles = commands.add_parser("styles", help="list styles and whether their weights are here")
@@ -89,7 +99,9 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
     actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION")
     fetch = actions.add_parser("fetch", help="download a style's weights into the cache and verify them")
     fetch.add_argument("name", choices=list(STYLES), metavar="NAME")
-    fetch.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache root (default: ANIMEGAN_CACHE_DIR or the user cache dir)")
+    fetch.add_argument(
+        "--cache-dir", type=Path, metavar="DIR", help="cache root (default: ANIMEGAN_CACHE_DIR or the user cache dir)"
+    )
     fetch.add_argument("--url", help="download from this mirror instead (still verified against the pinned digest)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(handler=_run_fetch)
@@ -140,7 +152,9 @@ def _stylize_all(stylizer: Stylizer, inputs: list[Path], out_dir: Path, *, fmt: 
         for path in bar:
             target = out_dir / (path.stem + FILE_EXTENSIONS[fmt])
             if target in sources:
-                tqdm.write(f"error: {path}: skipped, {target} was already written from {sources[target]}", file=sys.stderr)
+                tqdm.write(
+                    f"error: {path}: skipped, {target} was already written from {sources[target]}", file=sys.stderr
+                )
                 continue
             try:
                 _stylize_file(stylizer, path, target, fmt=fmt, max_side=max_side)

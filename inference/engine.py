@@ -40,6 +40,9 @@ MIN_SIDE = 8
 # at 1024x576 and 1920x1080 (see the README's engine section).
 DEFAULT_BAND_ROWS = 32
 
+ARENA = True
+SHRINK = True
+
 # Spare rows above the tail buffer: block_e.1 writes 1 row and block_e.2 3 rows above its input.
 _TAIL_SPARE = 4
 
@@ -107,7 +110,7 @@ def _session_options(threads: int) -> ort.SessionOptions:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Without the arena ORT returns every buffer to malloc when a run ends: the worker's RSS
     # goes back down between jobs and its peak is what the job really needed.
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = ARENA
     options.enable_mem_pattern = False
     # Idle pool threads must not spin between the many short band runs (or between jobs).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -195,7 +198,10 @@ class Engine:
     def _forward(self, x: np.ndarray) -> np.ndarray:
         half, moments = self._run_head(x)
         scale, shift = moments.affine(*self._norm["block_a.1"])
-        trunk = self._trunk.run(["y"], {"x": half, "scale": scale, "shift": shift})[0]
+        run_options = ort.RunOptions()
+        if SHRINK:
+            run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        trunk = self._trunk.run(["y"], {"x": half, "scale": scale, "shift": shift}, run_options)[0]
         del half
         return self._run_tail(trunk, x.shape[1], x.shape[2])
 

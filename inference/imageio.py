@@ -181,13 +181,13 @@ def _to_rgb_or_grey(image: Image.Image) -> Image.Image:
     transparent = "transparency" in image.info
     if mode == "RGB" and not transparent:
         return image
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _deep_grey_to_l(image)
     if mode in ("RGBA", "RGBa", "LA", "PA") or transparent:
         rgba = image if mode == "RGBA" else image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
         flat.paste(rgba, (0, 0), rgba)
         return flat
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return _deep_grey_to_l(image)
     if mode == "L":
         return image
     if mode == "1":
@@ -312,4 +312,7 @@ def _deep_grey_to_l(image: Image.Image) -> Image.Image:
     for start in range(0, values.shape[0], 256):
         band = np.nan_to_num(values[start : start + 256].astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
         grey[start : start + 256] = np.clip(np.rint(band * scale), 0, 255)
+    key = image.info.get("transparency")
+    if isinstance(key, int | float):  # a 16-bit PNG's tRNS grey level: those pixels are transparent
+        grey[values == key] = 255
     return Image.fromarray(grey)

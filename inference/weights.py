@@ -29,6 +29,7 @@ import hashlib
 import http.client
 import io
 import logging
+import math
 import os
 import pickle
 import struct
@@ -295,6 +296,9 @@ def _rebuild_tensor_v2(
         raise pickle.UnpicklingError("malformed tensor shape")
     if 0 in size:
         return np.empty(size, dtype=storage.dtype.newbyteorder("="))
+    # Zero strides could declare a huge broadcast view over a tiny storage; weights never do that.
+    if math.prod(size) > storage.size:
+        raise pickle.UnpicklingError("tensor has more elements than its storage")
     last = offset + sum((n - 1) * step for n, step in zip(size, stride, strict=True))
     if last >= storage.size:
         raise pickle.UnpicklingError("tensor reaches beyond its storage")

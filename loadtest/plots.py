@@ -39,9 +39,10 @@ def _figure(rows: int = 1) -> tuple[Any, Any]:
     return fig, axes
 
 
-def _save(fig: Any, path: Path, xlabel: str = "seconds since load start") -> None:
-    axes = fig.get_axes()
-    axes[-1].set_xlabel(xlabel)
+def _save(fig: Any, path: Path, bottom: Any) -> None:
+    bottom.set_xlabel("seconds since load start")
+    for ax in fig.get_axes():
+        ax.set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -98,10 +99,10 @@ def latency(data: RunData, path: Path) -> None:
     bottom.set_ylabel("HTTP (ms)")
     bottom.set_yscale("symlog", linthresh=10)
     if bottom.get_lines():
-        bottom.legend(loc="upper left", fontsize=6, ncol=3)
+        bottom.legend(loc="best", fontsize=6, ncol=3)
     else:
         _absent(bottom, "HTTP requests")
-    _save(fig, path)
+    _save(fig, path, bottom)
 
 
 def throughput(data: RunData, path: Path) -> None:
@@ -126,7 +127,7 @@ def throughput(data: RunData, path: Path) -> None:
     bottom.set_ylabel("HTTP responses / s")
     if classes:
         bottom.legend(loc="upper left", fontsize=7, ncol=5)
-    _save(fig, path)
+    _save(fig, path, bottom)
 
 
 def _metric_lines(ax: Any, data: RunData, name: str, label: str, scale: float = 1.0) -> bool:
@@ -147,7 +148,7 @@ def queue_depth(data: RunData, path: Path) -> None:
     else:
         _absent(ax, f"{QUEUE_DEPTH} / {JOBS_RUNNING}")
     ax.set_ylabel("jobs")
-    _save(fig, path)
+    _save(fig, path, ax)
 
 
 def rss(data: RunData, path: Path) -> None:
@@ -176,7 +177,7 @@ def rss(data: RunData, path: Path) -> None:
     else:
         _absent(ax, "process RSS")
     ax.set_ylabel("RSS (MB)")
-    _save(fig, path)
+    _save(fig, path, ax)
 
 
 def disk_io(data: RunData, path: Path) -> None:
@@ -217,7 +218,7 @@ def disk_io(data: RunData, path: Path) -> None:
     else:
         _absent(bottom, "host iowait")
     bottom.set_ylabel("iowait (s)")
-    _save(fig, path)
+    _save(fig, path, bottom)
 
 
 PLOTS = {

@@ -71,7 +71,8 @@ def peak_memory(summary: dict[str, Any]) -> tuple[float | None, str, str]:
     hist = summary["metrics"]["job_peak_rss"]
     if hist:
         value = hist["mean"]
-        text = f"{fmt_bytes(value)} mean per-job peak RSS (max ≤ {fmt_bytes(hist['max_at_most'])}, {hist['count']:.0f} jobs)"
+        bound = fmt_bytes(hist["max_at_most"])
+        text = f"{fmt_bytes(value)} mean per-job peak RSS (max ≤ {bound}, {hist['count']:.0f} jobs)"
         return value, text, "`animegan_job_peak_rss_bytes` histogram, observations made during the run"
     value = summary["processes"]["worker_peak_rss_bytes"]
     if value is None:
@@ -85,7 +86,10 @@ def stable_concurrency(summary: dict[str, Any], meta: dict[str, Any]) -> tuple[i
         ramp = ",".join(str(row["users"]) for row in steps["rows"])
         value = steps["max_stable"]
         note = " (highest step tried)" if steps["all_stable"] else ""
-        how = f"step ramp {ramp} users, {meta['step_s']:.0f} s each; stable = no failure, no 503, p95 ≤ {steps['factor']:g} x step-1 median"
+        how = (
+            f"step ramp {ramp} users, {meta['step_s']:.0f} s each; "
+            f"stable = no failure, no 503, p95 ≤ {steps['factor']:g} x step-1 median"
+        )
         return value, f"{value} users{note}", how
     users = meta.get("users")
     jobs, http = summary["jobs"], summary["http"]
@@ -109,8 +113,9 @@ def seed_table(summary: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, 
     cross = f"; psutil: read {fmt_bytes(procs['read_bytes'])}, write {fmt_bytes(procs['write_bytes'])}"
     temp_count = len(temp["stack_files"]) if temp.get("observed") else None
     temp_how = (
-        f"private TMPDIR of the stack + open files under {', '.join(temp.get('roots', []))}; "
-        f"{len(temp.get('unattributed', []))} new file(s) from other programs on the host not counted"
+        f"new files in the stack's private TMPDIR, or held open by its processes under "
+        f"{', '.join(temp.get('roots', []))}; not counted: {len(temp.get('metrics_files', []))} Prometheus "
+        f"multiprocess file(s), {len(temp.get('unattributed', []))} new file(s) of other programs on the host"
         if temp.get("observed")
         else "not observed (external target)"
     )
@@ -184,6 +189,26 @@ def _machine(meta: dict[str, Any]) -> list[str]:
     ]
 
 
+def _host(host: dict[str, Any], procs: dict[str, Any], metrics: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    if not host:
+        return ["(not enough host samples)"]
+    cpus = meta.get("machine", {}).get("logical_cpus") or 1
+    observers = procs["observer_cpu_s"] / (host["seconds"] * cpus) if host["seconds"] else 0.0
+    busy = host["busy_share"] or 0.0
+    if "stack_share" in host:
+        other = max(0.0, busy - host["stack_share"] - observers)
+        stack = host["stack_share"]
+        split = f"the stack {stack:.0%}, load generator and runner {observers:.0%}, other programs {other:.0%}"
+    else:
+        rest = busy - observers
+        split = f"load generator and runner {observers:.0%}, the rest (the service if local, others) {rest:.0%}"
+    return [
+        f"CPU busy {busy:.0%} of the machine: {split}. "
+        f"iowait {host['iowait_s']:.1f} s ({host['iowait_share']:.1%} of CPU time; the service's metric says "
+        f"{fmt_s(metrics['iowait_s'])}). Load average peak {host['load1_max']:.1f}."
+    ]
+
+
 def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     """report.md"""
     http, jobs, procs, host, metrics = (summary[k] for k in ("http", "jobs", "processes", "host", "metrics"))
@@ -246,21 +271,10 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "## Host",
         "",
     ]
-    if host:
-        other = (
-            (host["busy_share"] or 0)
-            - host.get("stack_share", 0)
-            - (procs["observer_cpu_s"] / (host["seconds"] * (meta.get("machine", {}).get("logical_cpus") or 1)))
-        )
-        lines += [
-            f"CPU busy {host['busy_share']:.0%} of the machine (the stack {host.get('stack_share', 0):.0%}; "
-            f"load generator and runner {procs['observer_cpu_s']:.0f} CPU-s; other programs about {max(0.0, other):.0%}); "
-            f"iowait {host['iowait_s']:.1f} s ({host['iowait_share']:.1%} of CPU time; metric: "
-            f"{fmt_s(metrics['iowait_s'])}); load average peak {host['load1_max']:.1f}."
-        ]
+    lines += _host(host, procs, metrics, meta)
     lines += ["", "## Plots", ""]
     lines += [f"![{name}]({name})" for name in plots.PLOTS]
-    lines += ["", "## Machine", ""] + _machine(meta)
+    lines += ["", "## Machine", "", *_machine(meta)]
     if meta.get("settings"):
         lines += ["", "## Service settings (environment)", ""]
         lines += [f"- `{key}={value}`" for key, value in sorted(meta["settings"].items())]
@@ -269,7 +283,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         "## Notes",
         "",
-        f"- Metrics absent from `/metrics` during this run: {', '.join(f'`{n}`' for n in absent) if absent else 'none'}.",
+        f"- Metrics absent from `/metrics` during this run: {', '.join(f'`{n}`' for n in absent) or 'none'}.",
         "- Raw data in this folder: `requests.csv`, `jobs.csv` (load generator), `metrics.csv`, `processes.csv`, "
         "`host.csv` (sampled about every second), `metrics-start.prom`, `metrics-end.prom`, `locust_*.csv`, "
         "`tempfiles.json`, `summary.json`, logs.",

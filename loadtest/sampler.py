@@ -112,8 +112,14 @@ class Sampler(threading.Thread):
         self.procs = CsvLog(folder / "processes.csv", fields)
         self.host = CsvLog(folder / "host.csv", ("t", "busy_s", "iowait_s", "total_s", "load1"))
         self.components: dict[int, str] = {}
+        # Sampled for the CPU account but not part of the stack: the load generator, the runner itself.
+        self.observers: list[psutil.Process] = []
         self.scrapes = self.failed_scrapes = 0
-        self._last_text: str | None = None
+
+    def watch(self, process: psutil.Process, component: str) -> None:
+        """Sample ``process`` too, under ``component``, outside the stack's totals."""
+        self.components[process.pid] = component
+        self.observers.append(process)
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -142,11 +148,10 @@ class Sampler(threading.Thread):
         now = round(time.time(), 3)
         self._sample_metrics(now)
         self._sample_host(now)
-        if self.processes is not None:
-            processes = self.processes()
-            self._sample_processes(now, processes)
-            if self.temp is not None:
-                self.temp.observe(processes)
+        stack = self.processes() if self.processes is not None else []
+        self._sample_processes(now, stack + self.observers)
+        if self.temp is not None:
+            self.temp.observe(stack)
 
     def _sample_metrics(self, now: float) -> None:
         text = scrape(self.url)

@@ -8,7 +8,9 @@ Three views, because a plain before/after listing of /tmp on a shared machine al
   stack holds open is the stack's, even when it is already unlinked (``(deleted)``, e.g. a spooled upload).
 
 A new file in a shared root that no stack process was seen holding is reported as unattributed, not counted.
-The runner's own report folder is excluded everywhere.
+The runner's own report folder is excluded everywhere. Files in the stack's ``PROMETHEUS_MULTIPROC_DIR`` (the
+metrics of prefork processes: one small memory-mapped file per process and metric kind, on /dev/shm when
+there is one) are listed apart: they belong to processes, not to requests.
 """
 
 from __future__ import annotations
@@ -59,6 +61,19 @@ def list_files(root: Path, exclude: tuple[Path, ...] = ()) -> tuple[set[str], bo
     return found, False
 
 
+def multiprocess_dirs(processes: list[psutil.Process]) -> set[str]:
+    """The ``PROMETHEUS_MULTIPROC_DIR`` values in these processes' environments."""
+    found = set()
+    for process in processes:
+        try:
+            value = process.environ().get("PROMETHEUS_MULTIPROC_DIR")
+        except psutil.Error:
+            continue
+        if value:
+            found.add(str(Path(value)).rstrip("/") + "/")
+    return found
+
+
 def open_temp_files(processes: list[psutil.Process], roots: list[Path]) -> dict[str, int]:
     """Files under ``roots`` that these processes hold open now: link target (may end in ``(deleted)``) -> pid."""
     prefixes = tuple(str(root).rstrip("/") + "/" for root in roots)
@@ -84,6 +99,7 @@ class TempReport:
     """What the run left behind or held open in temp folders."""
 
     stack_files: list[str] = field(default_factory=list)
+    metrics_files: list[str] = field(default_factory=list)
     unattributed: list[str] = field(default_factory=list)
     roots: list[str] = field(default_factory=list)
     truncated: bool = False
@@ -106,6 +122,7 @@ class TempWatch:
         self._seen_private: set[str] = set()
         self._seen_held: dict[str, int] = {}
         self._truncated = False
+        self._metrics_dirs: set[str] = set()
 
     @property
     def roots(self) -> list[Path]:
@@ -127,6 +144,7 @@ class TempWatch:
         self._before = self._list_shared()
         self._private_before = self._list_private()
         self._held_before = {path.removesuffix(DELETED) for path in open_temp_files(processes, self.roots)}
+        self._metrics_dirs = multiprocess_dirs(processes)
 
     def observe(self, processes: list[psutil.Process]) -> None:
         """Call every sampling tick: catches files that live for a moment only."""
@@ -141,10 +159,11 @@ class TempWatch:
         self.observe(processes)
         new_shared = self._list_shared() - self._before
         stack = self._seen_private | set(self._seen_held)
-        unattributed = sorted(new_shared - stack)
+        metrics = {path for path in stack | new_shared if path.startswith(tuple(self._metrics_dirs))}
         return TempReport(
-            stack_files=sorted(stack),
-            unattributed=unattributed,
+            stack_files=sorted(stack - metrics),
+            metrics_files=sorted(metrics),
+            unattributed=sorted(new_shared - stack - metrics),
             roots=[str(root) for root in self.roots],
             truncated=self._truncated,
         )

@@ -16,6 +16,7 @@ key                            value                             TTL            
 ``result:{id}``                encoded output image              result_ttl_s         worker, SET NX (once)
 ``queued``                     sorted set id -> enqueue time     none (members pruned) api adds, worker removes
 ``dedup:{sha256}``             job id of an identical request    record/result TTL    api, worker refreshes
+                               (by pixels, and by upload bytes)
 ``idem:{sha256 of key}``       JSON {job_id, fingerprint}        record_ttl_s         api
 ``workers``                    hash worker id -> JSON heartbeat  none (expiry inside) worker
 ``stats:service_s``            EWMA of inference seconds         none                 worker
@@ -108,6 +109,7 @@ class JobRecord(BaseModel):
     style: str
     format: str
     digest: str
+    upload_digest: str | None = None
     created_at: float
     width: int
     height: int
@@ -127,6 +129,10 @@ class JobRecord(BaseModel):
     error_code: ErrorCode | None = None
     error_detail: str | None = None
     request_id: str | None = None
+
+    @property
+    def dedup_digests(self) -> list[str]:
+        return [self.digest] + ([self.upload_digest] if self.upload_digest else [])
 
     def to_hash(self) -> dict[str, str]:
         return {k: str(v) for k, v in self.model_dump(exclude_none=True).items()}
@@ -181,6 +187,17 @@ def request_digest(raw_rgb: bytes, width: int, height: int, style: str, fmt: str
     return h.hexdigest()
 
 
+def upload_digest(upload: bytes, style: str, fmt: str, max_side: int) -> str:
+    """Identity of an upload before decoding: the same bytes always normalize to the same pixels.
+
+    Lets the gateway answer a repeated upload without decoding it again, and doubles as the
+    request fingerprint of an Idempotency-Key.
+    """
+    h = hashlib.sha256(upload)
+    h.update(f"|upload|{style}|{fmt}|{max_side}".encode())
+    return h.hexdigest()
+
+
 def now() -> float:
     return time.time()
 
@@ -194,6 +211,8 @@ def queue_create(pipe: Pipe, record: JobRecord, raw_rgb: bytes) -> None:
     pipe.hset(job_key(record.id), mapping=record.to_hash())  # type: ignore[arg-type]
     pipe.expire(job_key(record.id), record.record_ttl_s)
     pipe.zadd(QUEUED_KEY, {record.id: record.created_at})
+    for digest in record.dedup_digests:
+        pipe.set(dedup_key(digest), record.id, ex=record.record_ttl_s)
 
 
 def queue_running(pipe: Pipe, record: JobRecord, started_at: float) -> None:
@@ -219,7 +238,8 @@ def queue_succeeded(pipe: Pipe, record: JobRecord, *, inference_s: float, width:
     pipe.expire(job_key(record.id), record.record_ttl_s)
     pipe.expire(result_key(record.id), record.result_ttl_s)
     # An identical request is answered from this job while both record and result exist.
-    pipe.set(dedup_key(record.digest), record.id, ex=min(record.record_ttl_s, record.result_ttl_s))
+    for digest in record.dedup_digests:
+        pipe.set(dedup_key(digest), record.id, ex=min(record.record_ttl_s, record.result_ttl_s))
     pipe.delete(input_key(record.id))
     pipe.zrem(QUEUED_KEY, record.id)
 

@@ -29,7 +29,6 @@ from api.deps import JobQueueDep, SettingsDep
 from api.problems import PROBLEMS, TYPE_PREFIX, ApiError
 from api.queue import JobQueue
 from api.schemas import Job
-from worker.contract import JobRecord
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +50,19 @@ def get_stream_limits() -> StreamLimits:
     return StreamLimits()
 
 
-async def read_existing_job(job_id: str, queue: JobQueueDep, settings: SettingsDep) -> JobRecord:
-    """The job's record, or a 404 problem (raised before the stream starts)."""
-    record = await queue.read(job_id)
-    if record is None:
+async def read_current_job(job_id: str, queue: JobQueueDep, settings: SettingsDep) -> Job:
+    """The job as GET /jobs/{job_id} shows it, or a 404 problem (raised before the stream starts)."""
+    job = await read_job_now(queue, job_id)
+    if job is None:
         detail = f"No job {job_id[:64]!r}; jobs are forgotten {settings.record_ttl_s} s after they end."
         raise ApiError("job-not-found", detail)
-    return record
+    return job
 
 
-async def describe(queue: JobQueue, record: JobRecord) -> Job:
-    """The same body GET /jobs/{job_id} answers for this record."""
-    return Job.from_record(record, position=await queue.position(record))
+async def read_job_now(queue: JobQueue, job_id: str) -> Job | None:
+    """The same body GET /jobs/{job_id} answers now, or None if the job is unknown or expired."""
+    record = await queue.read(job_id)
+    return None if record is None else Job.from_record(record, position=await queue.position(record))
 
 
 def _expired(job_id: str) -> ServerSentEvent:
@@ -85,29 +85,28 @@ def _expired(job_id: str) -> ServerSentEvent:
 async def follow_job(
     job_id: str,
     queue: JobQueueDep,
-    first: Annotated[JobRecord, Depends(read_existing_job)],
+    first: Annotated[Job, Depends(read_current_job)],
     limits: Annotated[StreamLimits, Depends(get_stream_limits)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Follow a job: its current state, then every change, as Server-Sent Events."""
     clock = anyio.current_time
     started = last_sent = clock()
     sent: str | None = None
-    record: JobRecord | None = first
-    while record is not None:
-        job = await describe(queue, record)
+    job: Job | None = first
+    while job is not None:
         body = job.model_dump_json()
         if body != sent:
             retry = limits.reconnect_ms if sent is None else None
             yield ServerSentEvent(event=job.status.value, raw_data=body, retry=retry)
             sent, last_sent = body, clock()
-        if record.state.terminal or clock() - started >= limits.max_duration_s:
+        if job.status.terminal or clock() - started >= limits.max_duration_s:
             return
         if clock() - last_sent >= limits.heartbeat_s:
             yield ServerSentEvent(comment="keep-alive")
             last_sent = clock()
         await anyio.sleep(limits.poll_s)
         try:
-            record = await queue.read(job_id)
+            job = await read_job_now(queue, job_id)
         except RedisError:
             # Ending the stream makes EventSource reconnect; the reconnect answers 503 while Redis is down.
             logger.warning("job store unreachable; ending the event stream", extra={"job_id": job_id})

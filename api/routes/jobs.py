@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Request, Response
 from api import idempotency, metrics
 from api.deps import JobQueueDep, SettingsDep
 from api.problems import ApiError
-from api.queue import JobQueue
+from api.queue import JobQueue, Submission
 from api.schemas import Job
 from api.upload import Upload, read_upload
 from inference.imageio import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS, sniff_format
@@ -79,26 +79,32 @@ async def _accept(request: Request, response: Response, queue: JobQueue, key: st
     style, fmt = _choose(upload, queue)
     if upload.image and sniff_format(upload.image) is None:
         raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
-    print_ = idempotency.fingerprint(upload.image, style, fmt) if key is not None else ""
+    print_ = contract.upload_digest(upload.image, style, fmt, settings.max_side)
     if key is not None:
         earlier = await idempotency.lookup(queue.redis, idempotency.check_key(key), print_)
         if earlier is not None:
             return await _replay(response, queue, earlier)
-    await queue.check_capacity()
-    image = await queue.normalize(upload.image)
-    job_id = contract.new_job_id()
+    submission = await _submit(queue, upload.image, style, fmt, print_, getattr(request.state, "request_id", None))
     if key is not None:
-        other = await idempotency.claim(queue.redis, key, print_, job_id, settings.record_ttl_s)
-        if other is not None:
+        other = await idempotency.claim(queue.redis, key, print_, submission.record.id, settings.record_ttl_s)
+        if other is not None and other != submission.record.id:
             return await _replay(response, queue, other)
-    request_id = getattr(request.state, "request_id", None)
-    submission = await queue.submit(image, style=style, fmt=fmt, request_id=request_id, job_id=job_id)
-    if key is not None and submission.record.id != job_id:
-        await idempotency.repoint(queue.redis, key, print_, submission.record.id, settings.record_ttl_s)
     metrics.observe_submitted(len(upload.image), deduplicated=submission.deduplicated)
     if submission.deduplicated:
         response.headers["X-Deduplicated"] = "true"
     return await _describe(response, queue, submission.record, deduplicated=submission.deduplicated)
+
+
+async def _submit(
+    queue: JobQueue, data: bytes, style: str, fmt: str, upload_digest: str, request_id: str | None
+) -> Submission:
+    """A repeated upload is answered before decoding; a full queue refuses only new work."""
+    existing = await queue.find_existing(upload_digest)
+    if existing is not None:
+        return Submission(existing, deduplicated=True)
+    await queue.check_capacity()
+    image = await queue.normalize(data)
+    return await queue.submit(image, style=style, fmt=fmt, upload_digest=upload_digest, request_id=request_id)
 
 
 def _choose(upload: Upload, queue: JobQueue) -> tuple[str, str]:

@@ -3,9 +3,9 @@
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  form: $("form"), drop: $("drop"), input: $("image"), hint: $("image-hint"),
+  form: $("form"), controls: $("controls"), drop: $("drop"), input: $("image"), hint: $("image-hint"),
   chosen: $("chosen"), thumb: $("thumb"), chosenName: $("chosen-name"), chosenSize: $("chosen-size"),
-  style: $("style"), styleDescription: $("style-description"), format: $("format"), submit: $("submit"),
+  style: $("style"), styleDescription: $("style-description"), format: $("format"),
   error: $("error"), progress: $("progress"), progressTitle: $("progress-title"), status: $("status"),
   result: $("result"), resultTitle: $("result-title"), compare: $("compare"), before: $("before"),
   after: $("after"), slider: $("slider"), resultInfo: $("result-info"), download: $("download"), again: $("again"),
@@ -15,8 +15,9 @@ const maxUploadBytes = Number(document.body.dataset.maxUploadBytes) || 0;
 const TERMINAL = new Set(["succeeded", "failed"]);
 const STEPS = ["uploading", "queued", "running", "succeeded"];
 const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
-let styleDescriptions = {};
+const styleNotes = {};
 let photo = null; // { file, url } of the chosen photo; the url is an object URL, revoked on change
+let resultUrl = null; // object URL of the finished picture
 let run = 0; // increases on every submission and reset, so callbacks of an older job do nothing
 let stopFollowing = () => {};
 
@@ -59,26 +60,36 @@ function clearError() {
 }
 
 // Turns an error response (RFC 9457 problem+json when it comes from the service) into plain words.
+// The problem type decides; the status alone decides when the body is not a problem document.
 async function describeFailure(response) {
   let problem = {};
   if ((response.headers.get("Content-Type") || "").includes("json")) {
     problem = await response.json().catch(() => ({}));
   }
+  const slug = typeof problem.type === "string" ? problem.type.replace(/^.*\//, "") : "";
   const detail = typeof problem.detail === "string" ? problem.detail : "";
-  switch (response.status) {
+  const wait = retryAfterSeconds(response);
+  const later = wait === null ? "in a little while" : `in ${formatSeconds(wait)}`;
+  switch (slug || response.status) {
+    case "image-too-large":
     case 413:
-      return ["This photo is too large.", detail || limitSentence()];
+      return ["This photo is too large.", limitSentence() || detail];
+    case "unsupported-media-type":
     case 415:
-      return ["This file is not a photo the service can read. Please use a JPEG, PNG or WebP image.", detail];
-    case 422:
-      return ["The service could not use this photo: it may be damaged, cut short or too big in pixels.", detail];
+      return ["This file is not a photo the service can read. Please use a JPEG, PNG or WebP image."];
+    case "invalid-image":
+      return ["The service could not read this photo: it may be damaged or cut short.", detail];
+    case "too-many-pixels":
+      return ["This photo has too many pixels for the service.", detail];
+    case "queue-full":
+      return [`The service is busy right now. Please try again ${later}.`];
+    case "broker-unavailable":
+    case 503:
+      return [`The service is not available right now. Please try again ${later}.`];
+    case "job-not-found":
+    case "result-expired":
     case 404:
-      return ["The job was not found. Results are kept only for a while; please submit the photo again.", detail];
-    case 503: {
-      const wait = retryAfterSeconds(response);
-      const when = wait === null ? "in a little while" : `in ${formatSeconds(wait)}`;
-      return [`The service is busy right now. Please try again ${when}.`, detail];
-    }
+      return ["The job is no longer kept by the service. Please submit the photo again."];
     default:
       if (response.status >= 500) return [`The server ran into a problem (error ${response.status}). Please try again later.`];
       return [problem.title || `The request was refused (error ${response.status}).`, detail];
@@ -111,14 +122,16 @@ async function loadStyles() {
     const label = (typeof entry === "object" && entry.title) || name.replaceAll("_", " ");
     const isDefault = (typeof entry === "object" && entry.default === true) || name === fallback;
     ui.style.add(new Option(label, name, isDefault, isDefault));
-    if (typeof entry === "object" && entry.description) styleDescriptions[name] = entry.description;
+    if (typeof entry === "object" && entry.available === false) {
+      styleNotes[name] = "No worker has this style loaded right now: your photo would wait until one starts.";
+    }
   }
   ui.style.disabled = false;
   describeStyle();
 }
 
 function describeStyle() {
-  ui.styleDescription.textContent = styleDescriptions[ui.style.value] || "";
+  ui.styleDescription.textContent = styleNotes[ui.style.value] || "";
 }
 
 // ---- choosing a photo ----------------------------------------------------------------------
@@ -128,6 +141,7 @@ function choose(file) {
   photo = file ? { file, url: URL.createObjectURL(file) } : null;
   ui.chosen.hidden = !photo;
   if (!photo) return;
+  ui.thumb.hidden = false;
   ui.thumb.src = photo.url;
   ui.chosenName.textContent = file.name;
   ui.chosenSize.textContent = `(${formatBytes(file.size)})`;
@@ -137,24 +151,25 @@ function choose(file) {
   }
 }
 
+// A photo may be dropped anywhere on the page (a stray drop would otherwise navigate away).
 function wireDropZone() {
+  ui.thumb.addEventListener("error", () => (ui.thumb.hidden = true));
   ui.input.addEventListener("change", () => choose(ui.input.files[0] || null));
-  const over = (event) => {
+  window.addEventListener("dragover", (event) => {
     event.preventDefault();
-    ui.drop.classList.add("dragging");
-  };
-  const leave = () => ui.drop.classList.remove("dragging");
-  ui.drop.addEventListener("dragenter", over);
-  ui.drop.addEventListener("dragover", over);
-  ui.drop.addEventListener("dragleave", leave);
-  ui.drop.addEventListener("drop", (event) => {
+    ui.drop.classList.toggle("dragging", !ui.controls.disabled);
+  });
+  window.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) ui.drop.classList.remove("dragging");
+  });
+  window.addEventListener("drop", (event) => {
     event.preventDefault();
-    leave();
-    const file = event.dataTransfer.files[0];
-    if (!file) return;
+    ui.drop.classList.remove("dragging");
+    const file = event.dataTransfer?.files[0];
+    if (!file || ui.controls.disabled) return;
     const files = new DataTransfer();
     files.items.add(file);
-    ui.input.files = files.files; // keep the input the single source of the chosen file
+    ui.input.files = files.files; // the input stays the one place that holds the chosen file
     choose(file);
   });
 }
@@ -187,10 +202,15 @@ function applyJob(job, token) {
   else if (job.status === "failed") fail(["The picture could not be made.", job.error?.detail || job.error?.title]);
 }
 
+// While a job runs the form is disabled: the comparison must show the photo that was sent.
+function setBusy(busy) {
+  ui.controls.disabled = busy;
+}
+
 function fail(lines) {
   stopFollowing();
   ui.progress.hidden = true;
-  ui.submit.disabled = false;
+  setBusy(false);
   showError(...lines);
 }
 
@@ -220,26 +240,32 @@ function follow(jobId, token) {
 
 function poll(jobId, token, delayMs) {
   let timer = 0;
-  let networkFailures = 0;
+  let failures = 0;
+  // A lost connection or a 5xx is retried a few times before the page gives up.
+  const retry = (response) => {
+    failures += 1;
+    if (failures > 5) return false;
+    ui.status.textContent = "The connection was lost; trying again…";
+    timer = setTimeout(tick, (response ? retryAfterSeconds(response) ?? 2 : 2) * failures * 1000);
+    return true;
+  };
   const tick = async () => {
     if (token !== run) return;
     let response;
     try {
       response = await fetch(`/jobs/${encodeURIComponent(jobId)}`, { cache: "no-store" });
     } catch {
-      networkFailures += 1;
-      if (networkFailures >= 5) return fail([NETWORK_ERROR]);
-      ui.status.textContent = "Connection lost, trying again…";
-      timer = setTimeout(tick, 2000 * networkFailures);
+      if (!retry(null)) fail([NETWORK_ERROR]);
       return;
     }
-    networkFailures = 0;
+    if (response.status >= 500 && retry(response)) return;
     if (!response.ok) return fail(await describeFailure(response));
+    failures = 0;
     const job = await response.json();
     applyJob(job, token);
     if (!TERMINAL.has(job.status)) {
-      const wait = retryAfterSeconds(response);
-      timer = setTimeout(tick, Math.min(Math.max(wait ?? 1, 0.5), 10) * 1000);
+      const wait = retryAfterSeconds(response) ?? 1;
+      timer = setTimeout(tick, Math.min(Math.max(wait, 0.5), 10) * 1000);
     }
   };
   stopFollowing = () => clearTimeout(timer);
@@ -262,7 +288,7 @@ async function submit(event) {
   const token = ++run;
   stopFollowing();
   ui.result.hidden = true;
-  ui.submit.disabled = true;
+  setBusy(true);
   ui.progress.hidden = false;
   setStep("uploading", "Uploading your photo…");
   ui.progressTitle.focus();
@@ -286,31 +312,45 @@ async function submit(event) {
 }
 
 // ---- result --------------------------------------------------------------------------------
-function showResult(job, token) {
+// The result is fetched once into a blob: the same object URL feeds the picture and the download
+// link, and a blob URL lets the link name the file (a server filename would take priority).
+async function showResult(job, token) {
   stopFollowing();
-  setStep("succeeded", "Done.");
-  const url = `/jobs/${encodeURIComponent(job.id)}/result`;
+  setStep("succeeded", "Done. Loading the picture…");
+  let response;
+  try {
+    response = await fetch(`/jobs/${encodeURIComponent(job.id)}/result`);
+  } catch {
+    if (token === run) fail([NETWORK_ERROR]);
+    return;
+  }
+  if (token !== run) return;
+  if (!response.ok) return fail(await describeFailure(response));
+  const blob = await response.blob();
+  if (token !== run) return;
+  if (resultUrl) URL.revokeObjectURL(resultUrl);
+  resultUrl = URL.createObjectURL(blob);
   ui.before.src = photo.url;
   ui.after.onload = () => {
     if (token !== run) return;
     ui.compare.style.setProperty("--ratio", `${ui.after.naturalWidth} / ${ui.after.naturalHeight}`);
+    setStep("succeeded", "Done.");
     ui.progress.hidden = true;
     ui.result.hidden = false;
-    ui.submit.disabled = false;
+    setBusy(false);
     ui.resultTitle.focus();
   };
   ui.after.onerror = () => {
-    if (token === run) fail(["The finished picture could not be loaded. It may have expired; please submit again."]);
+    if (token === run) fail(["The finished picture could not be shown. Please submit the photo again."]);
   };
-  ui.after.src = url;
+  ui.after.src = resultUrl;
   const format = job.output?.format || "png";
   const stem = photo.file.name.replace(/\.[^.]*$/, "").replace(/[^\w.-]+/g, "_") || "photo";
-  ui.download.href = url;
+  ui.download.href = resultUrl;
   ui.download.download = `${stem}-${job.style}.${EXTENSIONS[format] || format}`;
   const size = job.output?.width ? `${job.output.width}×${job.output.height} pixels, ` : "";
-  const bytes = job.output?.bytes ? formatBytes(job.output.bytes) : "";
-  ui.resultInfo.textContent = `Style: ${ui.style.selectedOptions[0]?.text || job.style}. ${size}${bytes}`.trim();
-  setSlider(ui.slider.value);
+  ui.resultInfo.textContent = `Style: ${ui.style.selectedOptions[0]?.text || job.style}. ${size}${formatBytes(blob.size)}.`;
+  setSlider(Number(ui.slider.value));
 }
 
 function setSlider(value) {
@@ -343,9 +383,12 @@ function reset() {
   choose(null);
   ui.result.hidden = true;
   ui.progress.hidden = true;
-  ui.submit.disabled = false;
+  setBusy(false);
   ui.after.removeAttribute("src");
   ui.before.removeAttribute("src");
+  ui.download.removeAttribute("href");
+  if (resultUrl) URL.revokeObjectURL(resultUrl);
+  resultUrl = null;
   ui.input.focus();
 }
 

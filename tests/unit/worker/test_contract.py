@@ -75,7 +75,8 @@ def test_request_digest_depends_on_pixels_size_style_and_format() -> None:
         contract.request_digest(b"\x00" * 12, 2, 2, "paprika", "png"),
         contract.request_digest(b"\x00" * 12, 2, 2, "hayao", "jpeg"),
     }
-    assert base not in others and len(others) == 4
+    assert base not in others
+    assert len(others) == 4
 
 
 def test_terminal_states() -> None:
@@ -100,8 +101,11 @@ def test_service_time_average_moves_toward_new_samples() -> None:
 
 def test_only_unexpired_heartbeats_count() -> None:
     def beat(worker: str, expires_at: float) -> bytes:
-        return contract.Heartbeat(worker_id=worker, pid=1, styles=["hayao"], threads=1, expires_at=expires_at)\
-            .model_dump_json().encode()
+        return (
+            contract.Heartbeat(worker_id=worker, pid=1, styles=["hayao"], threads=1, expires_at=expires_at)
+            .model_dump_json()
+            .encode()
+        )
 
     raw = {b"a": beat("a", 110.0), b"b": beat("b", 90.0), b"c": b"not json"}
     assert [b.worker_id for b in contract.live_heartbeats(raw, at=100.0)] == ["a"]

@@ -46,7 +46,8 @@ def test_bad_environment_stops_with_one_line_naming_the_variable(monkeypatch: py
     with pytest.raises(SystemExit) as stopped:
         load_worker_settings()
     message = str(stopped.value.code)
-    assert "ANIMEGAN_MAX_ATTEMPTS" in message and "\n" not in message
+    assert "ANIMEGAN_MAX_ATTEMPTS" in message
+    assert "\n" not in message
 
 
 def test_threads_split_the_cores_between_children() -> None:

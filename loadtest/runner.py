@@ -1,0 +1,343 @@
+"""``animegan loadtest``: run a locust scenario against the service and write a report folder.
+
+    animegan loadtest SCENARIO [--users N] [--duration D] [--url URL] [--workers N] [--photos DIR] [--out DIR]
+
+Without ``--url`` the runner starts the embedded stack (``animegan serve`` on a free port, private TMPDIR),
+waits for ``/readyz``, and stops it afterwards. It runs locust headless as a subprocess, bounded by a hard
+timeout, samples ``/metrics`` and the stack's processes about once a second, counts temporary files, and
+writes ``<out>/<timestamp>-<scenario>/``: ``report.md``, PNG plots, ``summary.json`` and the raw CSVs.
+The exit code is 0 when every check of the scenario passed, 1 when one failed, 2 when the run could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psutil
+
+from loadtest import machine
+from loadtest.report import write_report
+from loadtest.sampler import Sampler
+from loadtest.stack import EmbeddedStack, StackError
+from loadtest.tempfiles import TempReport, TempWatch
+
+logger = logging.getLogger(__name__)
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    user_class: str
+    users: int
+    duration_s: float
+    description: str
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("classic", "ClassicUser", 10, 600, "1080x1920 portraits, submit and poll; step ramp 1,2,4,..N"),
+        Scenario("mixed", "MixedSizesUser", 4, 300, "sizes from 32x32 to 4000x3000"),
+        Scenario("overload", "OverloadUser", 40, 120, "all users at once, past the queue limit: 503s expected"),
+        Scenario("dedup", "DuplicateUser", 4, 120, "the same photos again: answers from the result cache"),
+        Scenario("badinput", "BadInputUser", 4, 120, "truncated, wrong type, oversize, bombs, bad fields: 4xx"),
+        Scenario("soak", "SoakUser", 4, 1200, "moderate sizes with think time, long but bounded"),
+    )
+}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h30m`` -> seconds."""
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not parts or not any(parts.groups()):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 90, 90s, 5m, 1h30m)")
+    hours, minutes, seconds = (int(group or 0) for group in parts.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def ramp(users: int) -> list[int]:
+    """1, 2, 4, ... up to ``users`` (which is always the last step)."""
+    steps, step = [], 1
+    while step < users:
+        steps.append(step)
+        step *= 2
+    return [*steps, users]
+
+
+def scenario_list(text: str) -> list[Scenario]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown scenario {unknown or text!r}; choose from {', '.join(SCENARIOS)}")
+    return [SCENARIOS[name] for name in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {s.name:<9} {s.description} (default {s.users} users)" for s in SCENARIOS.values())
+    parser = argparse.ArgumentParser(
+        prog="animegan loadtest",
+        description="Load-test the service with locust and write a report folder (report.md, plots, CSVs).",
+        epilog=f"scenarios (combine with commas, e.g. dedup,badinput):\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("scenario", type=scenario_list, help="scenario name(s), see below")
+    parser.add_argument("--users", type=int, help="users (classic: top of the step ramp)")
+    parser.add_argument("--duration", type=parse_duration, help="whole load duration: 90s, 5m, 1h30m")
+    parser.add_argument("--url", help="test this running service instead of starting the embedded stack")
+    parser.add_argument("--workers", type=int, help="worker processes of the embedded stack (animegan serve)")
+    parser.add_argument("--photos", type=Path, help="folder of photos to upload (default: generated images)")
+    parser.add_argument("--out", type=Path, default=Path("loadtest-reports"), help="parent folder of the report")
+    parser.add_argument("--spawn-rate", type=float, help="users started per second (default: all at once)")
+    parser.add_argument("--flat", action="store_true", help="classic: hold --users for the whole run, no ramp")
+    parser.add_argument("--step-duration", type=parse_duration, help="classic: time per step (default: split)")
+    parser.add_argument("--latency-factor", type=float, default=4.0, help="step is unbounded past p95 > F x step-1 p50")
+    parser.add_argument("--stop-timeout", type=parse_duration, default=120.0, help="time for jobs in flight at the end")
+    parser.add_argument("--job-timeout", type=parse_duration, default=600.0, help="a client gives up on a job after")
+    parser.add_argument("--ready-timeout", type=parse_duration, default=300.0, help="wait this long for /readyz")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples of /metrics")
+    return parser
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What locust is asked to do."""
+
+    scenarios: list[str]
+    user_classes: list[str]
+    users: int
+    spawn_rate: float
+    duration_s: float
+    steps: list[int] | None
+    step_s: float | None
+    stop_timeout_s: float
+
+    @property
+    def hard_timeout_s(self) -> float:
+        """Past this, locust is killed: the run is bounded whatever happens."""
+        return self.duration_s + self.stop_timeout_s + 60
+
+    def describe(self) -> str:
+        if self.steps:
+            return f"{self.user_classes[0]}, users {','.join(map(str, self.steps))}, {self.step_s:.0f} s per step"
+        classes = " + ".join(self.user_classes)
+        return f"{classes}, {self.users} users (spawn {self.spawn_rate:g}/s) for {self.duration_s:.0f} s"
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    scenarios: list[Scenario] = args.scenario
+    users = args.users or sum(s.users for s in scenarios)
+    duration = args.duration or max(s.duration_s for s in scenarios)
+    steps = step_s = None
+    if [s.name for s in scenarios] == ["classic"] and not args.flat:
+        steps = ramp(users)
+        step_s = args.step_duration or duration / len(steps)
+        duration = step_s * len(steps)
+    return Plan(
+        scenarios=[s.name for s in scenarios],
+        user_classes=[s.user_class for s in scenarios],
+        users=users,
+        spawn_rate=args.spawn_rate or float(users),
+        duration_s=duration,
+        steps=steps,
+        step_s=step_s,
+        stop_timeout_s=args.stop_timeout,
+    )
+
+
+def locust_command(plan: Plan, url: str, folder: Path) -> list[str]:
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url]
+    command += ["--csv", str(folder / "locust"), "--only-summary", "--stop-timeout", f"{plan.stop_timeout_s:g}"]
+    command += ["--exit-code-on-error", "0"]  # failures are judged by the report, not by locust's exit code
+    if not plan.steps:  # the step shape sets users and time itself
+        command += ["-u", str(plan.users), "-r", f"{plan.spawn_rate:g}", "-t", f"{plan.duration_s:.0f}s"]
+    return command + plan.user_classes
+
+
+def locust_env(plan: Plan, folder: Path, args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]))
+    env["ANIMEGAN_LOADTEST_OUT"] = str(folder)
+    env["ANIMEGAN_LOADTEST_JOB_TIMEOUT_S"] = f"{args.job_timeout:g}"
+    if args.photos:
+        env["ANIMEGAN_LOADTEST_PHOTOS"] = str(args.photos.resolve())
+    if plan.steps:
+        env["ANIMEGAN_LOADTEST_STEPS"] = ",".join(map(str, plan.steps))
+        env["ANIMEGAN_LOADTEST_STEP_S"] = f"{plan.step_s:g}"
+    return env
+
+
+def run_locust(
+    plan: Plan, url: str, folder: Path, args: argparse.Namespace, sampler: Sampler, stack: EmbeddedStack | None
+) -> int:
+    """Run locust to its end or to the hard timeout; its output goes to ``locust.log``."""
+    command = locust_command(plan, url, folder)
+    logger.info("load: %s", plan.describe())
+    with (folder / "locust.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=locust_env(plan, folder, args))
+        if stack is not None:
+            stack.exclude.add(process.pid)
+        sampler.watch(psutil.Process(process.pid), "locust")
+        try:
+            return process.wait(timeout=plan.hard_timeout_s)
+        except subprocess.TimeoutExpired:
+            logger.error("locust passed its hard timeout of %.0f s; stopping it", plan.hard_timeout_s)
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            return -1
+
+
+def report_folder(parent: Path, plan: Plan) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = parent / f"{stamp}-{'+'.join(plan.scenarios)}"
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = parent / f"{stamp}-{'+'.join(plan.scenarios)}-{suffix}"
+    folder.mkdir(parents=True)
+    return folder.resolve()
+
+
+def service_settings(env: dict[str, str]) -> dict[str, str]:
+    """The ANIMEGAN_* settings the stack sees (credentials in URLs masked), for the report."""
+    settings = {key: value for key, value in env.items() if key.startswith("ANIMEGAN_") and "LOADTEST" not in key}
+    return {key: re.sub(r"//[^@/]*@", "//***@", value) for key, value in settings.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = make_plan(args)
+    folder = report_folder(args.out, plan)
+    logger.info("report folder: %s", folder)
+    meta: dict[str, Any] = {
+        "scenario": "+".join(plan.scenarios),
+        "scenarios": plan.scenarios,
+        "command": shlex.join(["animegan", "loadtest", *(args.argv or [])]),
+        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "load": plan.describe(),
+        "plan": asdict(plan),
+        "users": plan.users,
+        "steps": plan.steps,
+        "step_s": plan.step_s,
+        "latency_factor": args.latency_factor,
+        "photos": str(args.photos.resolve()) if args.photos else None,
+        "machine": machine.describe(),
+        "settings": service_settings(dict(os.environ)),
+    }
+    stack: EmbeddedStack | None = None
+    tmpdir: Path | None = None
+    try:
+        if args.url:
+            url = args.url.rstrip("/")
+            meta["target"] = f"external service at {url}"
+        else:
+            tmpdir = Path(tempfile.mkdtemp(prefix="animegan-loadtest-tmp-"))
+            stack = EmbeddedStack(workers=args.workers, log=folder / "stack.log", tmpdir=tmpdir, env=dict(os.environ))
+            stack.start(args.ready_timeout)
+            url = stack.url
+            meta["target"] = (
+                f"embedded stack `{shlex.join(['animegan', *stack.command[stack.command.index('serve') :]])}` "
+                f"at {url}, ready after {stack.ready_after_s:.1f} s"
+            )
+        meta["url"] = url
+        temp = load(plan, url, folder, args, stack, tmpdir, meta)
+    except StackError as error:
+        logger.error("the embedded stack did not start: %s", error)
+        return 2
+    finally:
+        if stack is not None:
+            stack.stop()
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    temp_data = {**asdict(temp), "observed": True} if temp else {"observed": False}
+    (folder / "tempfiles.json").write_text(json.dumps(temp_data, indent=2) + "\n")
+    (folder / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    summary = write_report(folder)
+    print_summary(summary, folder)
+    return 0 if summary["passed"] else 1
+
+
+def load(
+    plan: Plan,
+    url: str,
+    folder: Path,
+    args: argparse.Namespace,
+    stack: EmbeddedStack | None,
+    tmpdir: Path | None,
+    meta: dict[str, Any],
+) -> TempReport | None:
+    """Baseline, sampling, the locust run, the final scrape; returns the temp-file count (local stacks only)."""
+    temp = TempWatch(private=tmpdir, exclude=(folder,)) if stack else None
+    if temp is not None and stack is not None:
+        temp.baseline(stack.processes())
+    sampler = Sampler(url=url, folder=folder, processes=stack.processes if stack else None, temp=temp)
+    sampler.watch(psutil.Process(), "runner")
+    sampler.save_scrape("metrics-start.prom")
+    sampler.start()
+    meta["load_started_at"] = time.time()
+    try:
+        meta["locust_exit_code"] = run_locust(plan, url, folder, args, sampler, stack)
+    finally:
+        meta["load_finished_at"] = time.time()
+        sampler.save_scrape("metrics-end.prom")
+        sampler.stop()
+    meta["scrapes"] = {"ok": sampler.scrapes, "failed": sampler.failed_scrapes}
+    return temp.finish(stack.processes()) if temp is not None and stack is not None else None
+
+
+def print_summary(summary: dict[str, Any], folder: Path) -> None:
+    out = [f"report: {folder / 'report.md'}"]
+    out += [f"  {row['measure']}: {row['text']}" for row in summary["table"]]
+    out += [f"  [{'ok' if c['ok'] else 'FAILED'}] {c['check']}: {c['detail']}" for c in summary["checks"]]
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the stack and locust.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``animegan loadtest``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.photos and not args.photos.is_dir():
+        logger.error("--photos %s is not a folder", args.photos)
+        return 2
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        logger.error("interrupted; the stack was stopped")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,409 @@
+"""The web page in real headless Chromium against the whole stack as processes.
+
+Redis (animegan.redis_server), the production Celery worker command with the real hayao weights,
+and the production uvicorn command on a free port. Chromium is Debian's (browsers cannot be
+downloaded here), driven by Playwright through ``executable_path``. Screenshots go to
+``test-artifacts/page/`` (git-ignored). A second, worker-less stack serves the refusals that need
+no model (wrong type, undecodable, queue full).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from PIL import Image
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Route, expect, sync_playwright
+
+from animegan.redis_server import RedisServer, free_port
+from animegan.serve import api_command, worker_command
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "page"
+WEIGHTS_DIR = ROOT.parent / "shared" / "weights"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Low enough that a real sample photo (railway_crossing.jpg, 736 KB) is over it.
+MAX_UPLOAD_BYTES = 400_000
+MAX_SIDE = 128
+STARTUP_TIMEOUT_S = 180
+JOB_TIMEOUT_MS = 120_000
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@dataclass
+class Stack:
+    url: str
+    redis_url: str
+    logs: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+def _env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIMEGAN_")}
+    env.update(
+        ANIMEGAN_REDIS_URL=redis_url,
+        ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR),
+        ANIMEGAN_STYLES="hayao",
+        ANIMEGAN_DEFAULT_STYLE="hayao",
+        ANIMEGAN_MAX_SIDE=str(MAX_SIDE),
+        ANIMEGAN_MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES),
+        ANIMEGAN_WORKER_CONCURRENCY="1",
+        ANIMEGAN_HEARTBEAT_INTERVAL_S="1",
+        ANIMEGAN_LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+def _spawn(stack: ExitStack, command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = stack.enter_context(log.open("wb"))
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    stack.callback(_stop, process)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    # Each child leads its own process group (start_new_session): this ends it and its pool children.
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(20)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def _wait_until(url: str, processes: list[subprocess.Popen[bytes]], logs: Path) -> None:
+    """Poll ``url`` until it answers 200 (for /readyz: Redis reachable and a live worker)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for process in processes:
+            assert process.poll() is None, f"{process.args!r} exited; see the logs in {logs}"
+        with suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready after {STARTUP_TIMEOUT_S} s; see the logs in {logs}")
+
+
+def _start_stack(stack: ExitStack, name: str, *, with_worker: bool, **settings: str) -> Stack:
+    logs = ARTIFACTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = stack.enter_context(RedisServer())
+    env = _env(server.url, **settings)
+    port = free_port()
+    api = _spawn(stack, api_command("127.0.0.1", port), env, logs / f"{name}-api.log")
+    result = Stack(url=f"http://127.0.0.1:{port}", redis_url=server.url, logs=logs, processes=[api])
+    if with_worker:
+        result.processes.append(_spawn(stack, worker_command(), env, logs / f"{name}-worker.log"))
+        _wait_until(f"{result.url}/readyz", result.processes, logs)
+    else:
+        _wait_until(f"{result.url}/healthz", result.processes, logs)
+    return result
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    """Redis, one real worker (hayao, one process) and the API: the whole service."""
+    with ExitStack() as resources:
+        yield _start_stack(resources, "full", with_worker=True)
+
+
+@pytest.fixture(scope="module")
+def workerless_stack() -> Iterator[Stack]:
+    """Redis and the API only; the queue holds one job at most, and nothing ever takes it."""
+    with ExitStack() as resources:
+        yield _start_stack(resources, "workerless", with_worker=False, ANIMEGAN_MAX_QUEUE_DEPTH="1")
+
+
+@pytest.fixture
+def idle_service(workerless_stack: Stack) -> Iterator[Stack]:
+    """The worker-less stack, emptied after each test (a queued job would fill its queue)."""
+    yield workerless_stack
+    with redis.Redis.from_url(workerless_stack.redis_url) as client:
+        client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@dataclass
+class PageErrors:
+    """Uncaught script errors and Content-Security-Policy refusals seen by one page."""
+
+    messages: list[str] = field(default_factory=list)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            self.messages.append(message.text)
+
+
+def _open(browser: Browser, width: int, height: int) -> tuple[Page, PageErrors]:
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors = PageErrors()
+    page.on("pageerror", lambda exc: errors.messages.append(str(exc)))
+    page.on("console", errors.on_console)
+    return page, errors
+
+
+@pytest.fixture
+def desktop(browser: Browser) -> Iterator[tuple[Page, PageErrors]]:
+    page, errors = _open(browser, 1280, 900)
+    yield page, errors
+    page.context.close()
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[tuple[Page, PageErrors]]:
+    page, errors = _open(browser, 375, 740)
+    yield page, errors
+    page.context.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _load(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("#style")).to_be_enabled()
+    expect(page.locator("#style")).to_have_value("hayao")
+
+
+def _statuses(page: Page) -> list[str]:
+    return list(page.evaluate("window.__statuses"))
+
+
+# Records every text the status line shows, so a test can tell which states the page went through.
+RECORD_STATUSES = """
+window.__statuses = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const status = document.getElementById("status");
+  new MutationObserver(() => window.__statuses.push(status.textContent)).observe(status, {childList: true});
+});
+"""
+
+
+# Drops a file on the page the way a file manager does: a drop event carrying a DataTransfer.
+DROP_FILE = """([name, bytes]) => {
+  const files = new DataTransfer();
+  files.items.add(new File([new Uint8Array(bytes)], name, {type: "image/jpeg"}));
+  const drop = document.getElementById("drop");
+  drop.dispatchEvent(new DragEvent("drop", {dataTransfer: files, bubbles: true, cancelable: true}));
+}"""
+
+
+def _stylize(page: Page, photo: Path, *, drop: bool = False) -> None:
+    """Pick (or drop) ``photo``, submit, and wait until the before/after comparison is shown."""
+    if drop:
+        page.evaluate(DROP_FILE, [photo.name, list(photo.read_bytes())])
+    else:
+        page.locator("#image").set_input_files(photo)
+    expect(page.locator("#chosen-name")).to_have_text(photo.name)
+    page.get_by_role("button", name="Make it anime").click()
+    expect(page.locator("#result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+
+
+def _natural_size(page: Page, selector: str) -> tuple[int, int]:
+    width, height = page.eval_on_selector(selector, "img => [img.naturalWidth, img.naturalHeight]")
+    return int(width), int(height)
+
+
+def test_photo_is_stylized_followed_live_compared_and_downloaded(
+    stack: Stack, desktop: tuple[Page, PageErrors], samples_dir: Path, tmp_path: Path
+) -> None:
+    page, errors = desktop
+    page.add_init_script(RECORD_STATUSES)
+    _load(page, stack.url)
+    _shot(page, "desktop-start")
+    _stylize(page, samples_dir / "astronaut.jpg")
+
+    statuses = _statuses(page)
+    assert statuses[0] == "Uploading your photo…"
+    assert any(s.startswith("Waiting in the queue") or s == "Painting your picture…" for s in statuses), statuses
+    assert statuses[-1] == "Done."
+    after_w, after_h = _natural_size(page, "#after")
+    assert 0 < max(after_w, after_h) <= MAX_SIDE
+    assert _natural_size(page, "#before") == (512, 512)
+    assert page.evaluate("document.activeElement.id") == "result-title"
+    _shot(page, "desktop-result")
+
+    # The divider is keyboard operable through the labelled range input.
+    slider = page.get_by_label("Compare before and after")
+    slider.focus()
+    page.keyboard.press("Home")
+    assert slider.input_value() == "0"
+    page.keyboard.press("ArrowRight")
+    assert slider.input_value() == "1"
+    assert page.eval_on_selector("#compare", "el => el.style.getPropertyValue('--pos')") == "1%"
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == "astronaut-hayao.png"
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    with Image.open(target) as image:
+        image.verify()
+    with Image.open(target) as image:
+        assert image.format == "PNG"
+        assert image.size == (after_w, after_h)
+    assert errors.messages == []
+
+
+def test_phone_width_page_fits_and_completes(stack: Stack, phone: tuple[Page, PageErrors], samples_dir: Path) -> None:
+    page, errors = phone
+    _load(page, stack.url)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    _shot(page, "phone-start")
+    page.get_by_label("Output format").select_option("jpeg")
+    _stylize(page, samples_dir / "chelsea.jpg")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert _natural_size(page, "#after")[0] > 0
+    assert page.get_attribute("#download", "download") == "chelsea-hayao.jpg"
+    _shot(page, "phone-result")
+    assert errors.messages == []
+
+
+def test_oversize_photo_is_refused_before_upload_naming_the_limit(
+    stack: Stack, phone: tuple[Page, PageErrors], samples_dir: Path
+) -> None:
+    page, errors = phone
+    uploads: list[str] = []
+    page.on("request", lambda request: uploads.append(request.url) if request.method == "POST" else None)
+    _load(page, stack.url)
+    big = samples_dir / "railway_crossing.jpg"
+    assert big.stat().st_size > MAX_UPLOAD_BYTES
+    page.locator("#image").set_input_files(big)
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("too large")
+    expect(error).to_contain_text("391 KB")
+    page.get_by_role("button", name="Make it anime").click()
+    expect(error).to_contain_text("too large")
+    assert uploads == []
+    _shot(page, "phone-too-large")
+    assert errors.messages == []
+
+
+def test_server_413_is_shown_in_plain_words(stack: Stack, desktop: tuple[Page, PageErrors], samples_dir: Path) -> None:
+    """Without the page's own check (a proxy's lower limit looks the same), the server's 413 is shown."""
+    page, errors = desktop
+
+    def without_limit(route: Route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, body=re.sub(r'data-max-upload-bytes="\d+"', "", response.text()))
+
+    page.route(f"{stack.url}/", without_limit)
+    _load(page, stack.url)
+    page.locator("#image").set_input_files(samples_dir / "railway_crossing.jpg")
+    page.get_by_role("button", name="Make it anime").click()
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("This photo is too large.")
+    expect(error).to_contain_text(f"{MAX_UPLOAD_BYTES:,}-byte limit")
+    assert page.evaluate("document.activeElement.id") == "error"
+    expect(page.get_by_role("button", name="Make it anime")).to_be_enabled()
+    assert errors.messages == []
+
+
+def test_dropped_photo_is_followed_by_polling_when_events_fail(
+    stack: Stack, desktop: tuple[Page, PageErrors], samples_dir: Path
+) -> None:
+    page, errors = desktop
+    polls: list[str] = []
+    page.route("**/jobs/*/events", lambda route: route.fulfill(status=503, body="events are off"))
+    page.on("request", lambda r: polls.append(r.url) if re.search(r"/jobs/[\w-]+$", r.url) else None)
+    _load(page, stack.url)
+    _stylize(page, samples_dir / "coffee.jpg", drop=True)
+    assert page.eval_on_selector("#image", "input => input.files[0].name") == "coffee.jpg"
+    assert polls, "the page should have polled GET /jobs/{id}"
+    assert _natural_size(page, "#after")[0] > 0
+    assert errors.messages == []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "words"),
+    [
+        ("notes.jpg", b"these are words, not pixels\n" * 20, "not a photo the service can read"),
+        ("cut.jpg", b"truncate", "could not read this photo"),
+    ],
+)
+def test_unusable_files_are_explained(
+    idle_service: Stack,
+    desktop: tuple[Page, PageErrors],
+    samples_dir: Path,
+    name: str,
+    data: bytes,
+    words: str,
+) -> None:
+    page, errors = desktop
+    if data == b"truncate":
+        data = (samples_dir / "astronaut.jpg").read_bytes()[:3000]
+    _load(page, idle_service.url)
+    page.locator("#image").set_input_files({"name": name, "mimeType": "image/jpeg", "buffer": data})
+    page.get_by_role("button", name="Make it anime").click()
+    expect(page.get_by_role("alert")).to_contain_text(words)
+    expect(page.locator("#progress")).to_be_hidden()
+    _shot(page, f"error-{name.split('.')[0]}")
+    assert errors.messages == []
+
+
+def test_full_queue_says_when_to_retry(
+    idle_service: Stack, desktop: tuple[Page, PageErrors], samples_dir: Path
+) -> None:
+    page, errors = desktop
+    with httpx.Client(base_url=idle_service.url) as client:
+        # A job that nobody takes fills the one-job queue.
+        filler = _jpeg(samples_dir / "chelsea.jpg")
+        assert client.post("/stylize", files={"image": ("a.jpg", filler, "image/jpeg")}).status_code == 202
+    _load(page, idle_service.url)
+    expect(page.locator("#style-description")).to_contain_text("No worker has this style loaded")
+    page.locator("#image").set_input_files(samples_dir / "coffee.jpg")
+    page.get_by_role("button", name="Make it anime").click()
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("The service is busy right now")
+    expect(error).to_have_text(re.compile(r"try again in \d+ (seconds?|minutes?)\."))
+    _shot(page, "error-queue-full")
+    assert errors.messages == []
+
+
+def _jpeg(path: Path) -> bytes:
+    with Image.open(path) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").resize((64, 48)).save(buffer, "JPEG")
+        return buffer.getvalue()

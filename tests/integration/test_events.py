@@ -1,0 +1,215 @@
+"""GET /jobs/{id}/events against real Redis and a real uvicorn socket.
+
+Jobs are submitted through POST /stylize on a database no worker listens on, then moved through
+their states with the job-store contract's own pipelines, exactly as a worker moves them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import uvicorn
+
+from animegan.redis_server import free_port
+from api.config import ApiSettings
+from api.main import create_app
+from api.routes.events import StreamLimits, get_stream_limits
+from worker import contract
+from worker.contract import ErrorCode, JobRecord
+
+FAST = StreamLimits(poll_s=0.05, heartbeat_s=60.0, max_duration_s=60.0)
+
+
+@contextmanager
+def serving(redis_url: str, limits: StreamLimits) -> Iterator[str]:
+    """The real gateway on a socket, with the event stream's timing replaced by ``limits``."""
+    settings = ApiSettings(redis_url=redis_url, styles=["hayao"], default_style="hayao", max_side=128)
+    app = create_app(settings)
+    app.dependency_overrides[get_stream_limits] = lambda: limits
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "the API thread ended"
+        assert time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@dataclass
+class Event:
+    name: str = "message"
+    data: str = ""
+    retry: int | None = None
+    comments: list[str] = field(default_factory=list)
+
+    def json(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.data)
+        return value
+
+
+def read_events(lines: Iterator[str]) -> Iterator[Event]:
+    """A minimal text/event-stream parser; comment-only blocks come out as unnamed events."""
+    event = Event()
+    for line in lines:
+        if line == "":
+            if event.data or event.comments or event.retry is not None:
+                yield event
+            event = Event()
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "":
+            event.comments.append(value)
+        elif name == "event":
+            event.name = value
+        elif name == "data":
+            event.data = f"{event.data}\n{value}" if event.data else value
+        elif name == "retry":
+            event.retry = int(value)
+
+
+class Jobs:
+    """Submit through the API; change state the way a worker does."""
+
+    def __init__(self, client: httpx.Client, redis_url: str, photo: Callable[[], bytes]) -> None:
+        self.client = client
+        self.redis = redis.Redis.from_url(redis_url)
+        self.photo = photo
+
+    def submit(self) -> str:
+        response = self.client.post("/stylize", files={"image": ("p.jpg", self.photo(), "image/jpeg")})
+        assert response.status_code == 202, response.text
+        job_id: str = response.json()["id"]
+        return job_id
+
+    def record(self, job_id: str) -> JobRecord:
+        return JobRecord.from_hash(self.redis.hgetall(contract.job_key(job_id)))
+
+    def running(self, job_id: str) -> None:
+        pipe = self.redis.pipeline()
+        contract.queue_running(pipe, self.record(job_id), contract.now())
+        pipe.execute()
+
+    def succeeded(self, job_id: str) -> None:
+        self.redis.set(contract.result_key(job_id), b"\x89PNG result bytes")
+        pipe = self.redis.pipeline()
+        contract.queue_succeeded(pipe, self.record(job_id), inference_s=0.25, width=128, height=85, size=17)
+        pipe.execute()
+
+    def failed(self, job_id: str) -> None:
+        pipe = self.redis.pipeline()
+        contract.queue_failed(pipe, self.record(job_id), ErrorCode.INVALID_IMAGE, "The JPEG data is truncated.")
+        pipe.execute()
+
+
+@pytest.fixture
+def api(redis_url: str) -> Iterator[httpx.Client]:
+    with serving(redis_url, FAST) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def jobs(api: httpx.Client, redis_url: str, photo: Callable[[], bytes]) -> Iterator[Jobs]:
+    helper = Jobs(api, redis_url, photo)
+    yield helper
+    helper.redis.close()
+
+
+@contextmanager
+def follow(client: httpx.Client, job_id: str) -> Iterator[tuple[httpx.Response, Iterator[Event]]]:
+    with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        yield response, read_events(response.iter_lines())
+
+
+@pytest.mark.parametrize("job_id", ["AAAAAAAAAAAAAAAAAAAAAA", "not-an-id!"])
+def test_unknown_job_is_a_404_problem(api: httpx.Client, job_id: str) -> None:
+    response = api.get(f"/jobs/{job_id}/events")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "/problems/job-not-found"
+
+
+def test_stream_sends_the_current_state_then_every_change_and_ends(api: httpx.Client, jobs: Jobs) -> None:
+    ahead, job_id = jobs.submit(), jobs.submit()
+    with follow(api, job_id) as (response, events):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+
+        first = next(events)
+        assert (first.name, first.retry) == ("queued", 2000)
+        assert first.json() == api.get(f"/jobs/{job_id}").json()
+        assert first.json()["queue_position"] == 2
+
+        jobs.running(ahead)  # the job ahead leaves the queue: a new position is a new event
+        moved = next(events)
+        assert (moved.name, moved.json()["queue_position"]) == ("queued", 1)
+
+        jobs.running(job_id)
+        running = next(events)
+        assert running.name == "running"
+        assert running.json()["queue_position"] is None
+
+        jobs.succeeded(job_id)
+        done = next(events)
+        assert done.name == "succeeded"
+        assert done.json() == api.get(f"/jobs/{job_id}").json()
+        assert done.json()["output"]["bytes"] == 17
+        assert list(events) == []  # the stream ends after a terminal state
+
+
+def test_failed_job_sends_its_error_and_a_finished_job_answers_once(api: httpx.Client, jobs: Jobs) -> None:
+    job_id = jobs.submit()
+    with follow(api, job_id) as (_, events):
+        assert next(events).name == "queued"
+        jobs.failed(job_id)
+        failed = next(events)
+        assert failed.name == "failed"
+        assert failed.json()["error"]["type"] == "/problems/invalid-image"
+        assert failed.json()["error"]["detail"] == "The JPEG data is truncated."
+        assert list(events) == []
+    # A client that reconnects after the end gets the terminal state once more, then the end.
+    with follow(api, job_id) as (_, events):
+        assert [e.name for e in events] == ["failed"]
+
+
+def test_job_that_expires_while_followed_ends_with_an_expired_event(api: httpx.Client, jobs: Jobs) -> None:
+    job_id = jobs.submit()
+    with follow(api, job_id) as (_, events):
+        assert next(events).name == "queued"
+        jobs.redis.delete(contract.job_key(job_id))
+        expired = next(events)
+        assert expired.name == "expired"
+        assert expired.json()["type"] == "/problems/job-not-found"
+        assert list(events) == []
+
+
+def test_idle_stream_sends_heartbeats_and_ends_after_its_lifetime(redis_url: str, photo: Callable[[], bytes]) -> None:
+    limits = StreamLimits(poll_s=0.05, heartbeat_s=0.2, max_duration_s=1.0)
+    with serving(redis_url, limits) as url, httpx.Client(base_url=url, timeout=10) as client:
+        job_id = Jobs(client, redis_url, photo).submit()
+        with follow(client, job_id) as (_, events):
+            received = list(events)  # ends by itself: the lifetime is bounded
+    assert received[0].name == "queued"
+    heartbeats = [e for e in received[1:] if e.comments]
+    assert heartbeats, "an idle stream should carry comment lines"
+    assert all(not e.data for e in heartbeats)
+    # Still queued: the client is expected to reconnect, and gets the current state first again.
+    assert all(e.name != "succeeded" for e in received)

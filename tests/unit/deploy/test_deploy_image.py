@@ -1,0 +1,201 @@
+"""The container image's files: Dockerfile, .dockerignore, entrypoint and health check.
+
+No Docker engine runs here, so the image is not built: hadolint (with its embedded ShellCheck)
+checks the Dockerfile, and the two shell scripts the image runs are executed for real, outside a
+container, against a local HTTP server and a scratch directory.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import subprocess
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference.weights import DEFAULT_STYLE
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCKERFILE = ROOT / "Dockerfile"
+ENTRYPOINT = ROOT / "deploy" / "docker-entrypoint.sh"
+HEALTHCHECK = ROOT / "deploy" / "healthcheck.sh"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    found = []
+    for line in joined.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, rest = line.strip().partition(" ")
+            found.append((keyword.upper(), rest.strip()))
+    return found
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    start = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
+    return steps[start:]
+
+
+def test_hadolint_passes(run: Any) -> None:
+    done = run(["hadolint", "--failure-threshold", "info", str(DOCKERFILE)])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_image_is_multi_stage_on_python_3_11_slim() -> None:
+    steps = instructions()
+    args = dict(rest.split("=", 1) for keyword, rest in steps if keyword == "ARG" and "=" in rest)
+    froms = [rest for keyword, rest in steps if keyword == "FROM"]
+    assert args["PYTHON_IMAGE"] == "python:3.11-slim"
+    assert len(froms) >= 2
+    assert all(rest.startswith("${PYTHON_IMAGE}") for rest in froms)
+    assert any(keyword == "COPY" and rest.startswith("--from=build") for keyword, rest in final_stage())
+
+
+def test_torch_is_the_cpu_build_pinned_like_pyproject() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pin = next(dep for dep in pyproject["project"]["dependencies"] if dep.startswith("torch"))
+    args = dict(rest.split("=", 1) for keyword, rest in instructions() if keyword == "ARG" and "=" in rest)
+    assert pin == f"torch=={args['TORCH_VERSION']}"
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    install = next(rest for keyword, rest in instructions() if keyword == "RUN" and "torch==" in rest)
+    assert '--index-url "${TORCH_INDEX_URL}"' in install
+    # The project install must not resolve torch again (PyPI's default build is CUDA).
+    assert any(keyword == "RUN" and "pip install --no-deps ." in rest for keyword, rest in instructions())
+
+
+def test_final_stage_runs_as_a_non_root_user_with_a_healthcheck(healthcheck: Callable[..., int]) -> None:
+    stage = final_stage()
+    users = [rest for keyword, rest in stage if keyword == "USER"]
+    assert users
+    assert users[-1].split(":")[0] not in {"0", "root"}
+    assert [rest for keyword, rest in stage if keyword == "HEALTHCHECK"] == [
+        '--interval=30s --timeout=15s --start-period=60s --retries=3 CMD ["animegan-healthcheck"]'
+    ]
+    assert ("ENTRYPOINT", '["animegan-entrypoint"]') in stage
+    assert ("CMD", '["animegan", "api"]') in stage
+
+
+def test_weights_are_prefetched_at_build_for_the_default_style() -> None:
+    stage = final_stage()
+    assert ("ARG", f"ANIMEGAN_PREFETCH_STYLES={DEFAULT_STYLE}") in stage
+    fetch = next(rest for keyword, rest in stage if keyword == "RUN" and "ANIMEGAN_PREFETCH_STYLES" in rest)
+    assert "animegan weights fetch" in fetch
+    env = " ".join(rest for keyword, rest in stage if keyword == "ENV")
+    assert "ANIMEGAN_CACHE_DIR=/var/cache/animegan" in env
+    assert "PROMETHEUS_MULTIPROC_DIR=/tmp/" in env
+
+
+def test_dockerignore_lets_through_what_the_build_copies_and_installs() -> None:
+    allowed = {
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    }
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packages <= allowed
+    assert {"pyproject.toml", pyproject["project"]["readme"]} <= allowed
+    copied = {rest.split()[0] for keyword, rest in instructions() if keyword == "COPY" and not rest.startswith("--")}
+    assert copied - {"."} <= allowed | {"pyproject.toml"}
+    for path in copied - {"."}:
+        assert (ROOT / path).exists(), path
+
+
+def test_shell_scripts_pass_shellcheck(run: Any) -> None:
+    done = run(["shellcheck", str(ENTRYPOINT), str(HEALTHCHECK)])
+    assert done.returncode == 0, done.stdout
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/healthz" else 404)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[http.server.HTTPServer]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def healthcheck(run: Any) -> Callable[..., int]:
+    """Run the image's health check in ``mode``; its exit status."""
+
+    def check(mode: str, **env: str) -> int:
+        done: subprocess.CompletedProcess[str] = run([str(HEALTHCHECK)], env={"ANIMEGAN_HEALTHCHECK": mode, **env})
+        return done.returncode
+
+    return check
+
+
+def test_api_healthcheck_passes_when_healthz_answers_200(
+    health_server: http.server.HTTPServer, healthcheck: Callable[..., int]
+) -> None:
+    _Health.status = 200
+    assert healthcheck("api", ANIMEGAN_HEALTHCHECK_URL=f"http://127.0.0.1:{health_server.server_port}/healthz") == 0
+
+
+def test_api_healthcheck_fails_when_healthz_fails(
+    health_server: http.server.HTTPServer, healthcheck: Callable[..., int]
+) -> None:
+    _Health.status = 503
+    assert healthcheck("api", ANIMEGAN_HEALTHCHECK_URL=f"http://127.0.0.1:{health_server.server_port}/healthz") != 0
+
+
+def test_metrics_healthcheck_fails_when_nothing_listens(
+    health_server: http.server.HTTPServer, healthcheck: Callable[..., int]
+) -> None:
+    port = health_server.server_port
+    health_server.server_close()
+    assert healthcheck("metrics", ANIMEGAN_METRICS_PORT=str(port)) != 0
+
+
+def test_healthcheck_modes_none_and_unknown(healthcheck: Callable[..., int]) -> None:
+    assert healthcheck("none") == 0
+    assert healthcheck("bogus") == 2
+
+
+def test_entrypoint_empties_the_metrics_directory_then_runs_the_command(tmp_path: Path, run: Any) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_123.db").write_bytes(b"stale")
+    (metrics / "sub").mkdir()
+    done = run(
+        [str(ENTRYPOINT), "sh", "-c", 'ls -A "$PROMETHEUS_MULTIPROC_DIR"; echo ran'],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ran\n"
+
+
+def test_entrypoint_creates_a_missing_metrics_directory(tmp_path: Path, run: Any) -> None:
+    metrics = tmp_path / "not" / "yet"
+    done = run([str(ENTRYPOINT), "true"], env={"PROMETHEUS_MULTIPROC_DIR": str(metrics)})
+    assert done.returncode == 0, done.stderr
+    assert metrics.is_dir()
+
+
+def test_entrypoint_stops_before_the_command_when_a_weights_fetch_fails(tmp_path: Path, run: Any) -> None:
+    marker = tmp_path / "ran"
+    env = {"ANIMEGAN_FETCH_ON_START": "no_such_style", "ANIMEGAN_CACHE_DIR": str(tmp_path)}
+    done = run([str(ENTRYPOINT), "touch", str(marker)], env=env)
+    assert done.returncode != 0
+    assert "no_such_style" in done.stderr
+    assert not marker.exists()
