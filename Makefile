@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev system-deps serve test lint fmt test-unit bench clean
+.PHONY: install install-dev system-deps serve test lint fmt test-unit bench up down chart-lint clean
 
 # Python environment with the service (torch pinned to the CPU build).
 $(VENV)/.stamp-install: pyproject.toml
@@ -46,6 +46,17 @@ test-unit: install-dev
 
 bench: install
 	$(BIN)/animegan bench
+
+# Compose stack (needs a Docker engine; not available on every machine).
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+chart-lint: system-deps
+	$(BIN)/helm lint --strict charts/animegan
+	for f in charts/animegan/ci/*-values.yaml; do $(BIN)/helm template t charts/animegan -f $$f >/dev/null || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

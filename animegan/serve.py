@@ -51,6 +51,11 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
+def _fail(message: str) -> None:
+    """A one-line reason why a command cannot run (messages name their command already)."""
+    sys.stderr.write(f"{message}\n")
+
+
 def _parser(prog: str, *, workers_help: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -77,7 +82,7 @@ def main_serve(argv: list[str]) -> int:
         os.environ["ANIMEGAN_WORKER_CONCURRENCY"] = str(args.workers)
     checked = _check_settings()
     if isinstance(checked, str):
-        _say(checked)
+        _fail(checked)
         return 2
     env = dict(os.environ)
     stop = _stop_on_signals()
@@ -90,7 +95,7 @@ def main_serve(argv: list[str]) -> int:
             try:
                 server.start()
             except RedisServerError as exc:
-                _say(f"cannot start Redis: {exc}")
+                _fail(f"animegan serve: cannot start Redis: {exc}")
                 return 1
             stack.callback(server.stop)
             env["ANIMEGAN_REDIS_URL"] = server.url
@@ -130,13 +135,13 @@ def _supervise(children: dict[str, Popen], host: str, port: int, stop: threading
     while not stop.wait(0.5):
         for name, child in children.items():
             if child.poll() is not None:
-                _say(f"the {name} process exited with status {child.returncode}; stopping")
+                _fail(f"animegan serve: the {name} process exited with status {child.returncode}; stopping")
                 return 1
         if not ready and _is_ready(url):
             ready = True
             _say(f"ready on {url}  (API docs: {url}/docs; Ctrl-C stops)")
         if not ready and time.monotonic() > ready_by:
-            _say(f"not ready after {READY_TIMEOUT_S:.0f} s; stopping")
+            _fail(f"animegan serve: not ready after {READY_TIMEOUT_S:.0f} s; stopping")
             return 1
     _say("stopping")
     return 0
@@ -200,7 +205,7 @@ def main_api(argv: list[str]) -> int:
     try:
         load_api_settings()
     except SystemExit as exc:
-        _say(str(exc.code))
+        _fail(str(exc.code))
         return 2
     workers = args.workers or 1
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -220,7 +225,7 @@ def main_worker(argv: list[str]) -> int:
         os.environ["ANIMEGAN_WORKER_CONCURRENCY"] = str(args.concurrency)
     checked = _check_worker()
     if checked:
-        _say(checked)
+        _fail(checked)
         return 2
     from worker.celery_app import app
     from worker.contract import QUEUE_NAME

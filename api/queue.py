@@ -38,6 +38,7 @@ class NormalizedImage:
     height: int
     original_width: int
     original_height: int
+    digest: str  # contract.request_digest of these pixels, style and format
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,11 @@ class JobQueue:
         self.celery = celery
         self._decode_slots = anyio.Semaphore(settings.decode_concurrency)
 
-    async def normalize(self, data: bytes) -> NormalizedImage:
-        """Decode, orient and downscale in a worker thread; raises ApiError for bad images."""
+    async def normalize(self, data: bytes, *, style: str, fmt: str) -> NormalizedImage:
+        """Decode, orient, downscale and hash in a worker thread; raises ApiError for bad images."""
         async with self._decode_slots:
             try:
-                return await anyio.to_thread.run_sync(self._normalize_sync, data)
+                return await anyio.to_thread.run_sync(self._normalize_sync, data, style, fmt)
             except inference_errors.UnsupportedFormatError as exc:
                 raise ApiError("unsupported-media-type", str(exc)) from None
             except inference_errors.ImageTooLargeError as exc:
@@ -87,14 +88,16 @@ class JobQueue:
             except inference_errors.InferenceError as exc:
                 raise ApiError("invalid-image", str(exc)) from None
 
-    def _normalize_sync(self, data: bytes) -> NormalizedImage:
+    def _normalize_sync(self, data: bytes, style: str, fmt: str) -> NormalizedImage:
         decoded = decode_image(data, max_side=self.settings.max_side, max_pixels=self.settings.max_pixels)
+        raw = decoded.image.tobytes()
         return NormalizedImage(
-            raw_rgb=decoded.image.tobytes(),
+            raw_rgb=raw,
             width=decoded.width,
             height=decoded.height,
             original_width=decoded.original_width,
             original_height=decoded.original_height,
+            digest=contract.request_digest(raw, decoded.width, decoded.height, style, fmt),
         )
 
     async def check_capacity(self) -> None:
@@ -134,7 +137,7 @@ class JobQueue:
         self, image: NormalizedImage, *, style: str, fmt: str, upload_digest: str, request_id: str | None
     ) -> Submission:
         """Create the job, or find the one with the same pixels, style and format; then send its task."""
-        digest = contract.request_digest(image.raw_rgb, image.width, image.height, style, fmt)
+        digest = image.digest
         job_id = contract.new_job_id()
         try:
             existing = await self._claim_digest(digest, job_id)

@@ -40,8 +40,9 @@ MIN_SIDE = 8
 # at 1024x576 and 1920x1080 (see the README's engine section).
 DEFAULT_BAND_ROWS = 32
 
-ARENA = True
+ARENA: bool | str = "env"
 SHRINK = True
+PROFILE = ""
 
 # Spare rows above the tail buffer: block_e.1 writes 1 row and block_e.2 3 rows above its input.
 _TAIL_SPARE = 4
@@ -54,6 +55,15 @@ class _Moments:
     count: int = 0
     mean: float = 0.0
     m2: float = 0.0
+
+    def merge_band(self, sums: np.ndarray, sumsqs: np.ndarray, per_channel: int) -> _Moments:
+        """Adds a band given per-channel sums and sums of squares (float32 from the graph)."""
+        sums64, sumsqs64 = sums.astype(np.float64), sumsqs.astype(np.float64)
+        means = sums64 / per_channel
+        m2 = float(np.maximum(sumsqs64 - sums64 * means, 0.0).sum())
+        mean = float(means.mean())
+        m2 += per_channel * float(np.square(means - mean).sum())
+        return self.merge(per_channel * sums.size, mean, m2)
 
     def merge(self, count: int, mean: float, m2: float) -> _Moments:
         # Chan et al.'s pairwise update: exact for any split of the map into bands.
@@ -82,39 +92,33 @@ def _reflect(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(index >= size, 2 * (size - 1) - index, index)
 
 
-@dataclass(frozen=True)
-class _Interp:
-    """Bilinear source indices and weights for each reflection-padded output position."""
-
-    lo: np.ndarray
-    hi: np.ndarray
-    weight: np.ndarray
-
-    @classmethod
-    def build(cls, out_size: int, in_size: int, pad: int, align_corners: bool) -> _Interp:
-        pos = _reflect(np.arange(-pad, out_size + pad), out_size).astype(np.float64)
-        if align_corners:
-            src = pos * ((in_size - 1) / (out_size - 1))
-        else:
-            src = np.maximum((pos + 0.5) * (in_size / out_size) - 0.5, 0.0)
-        lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-        hi = np.minimum(lo + 1, in_size - 1)
-        return cls(lo, hi, (src - lo).astype(np.float32))
+_ENV_ARENA = False
 
 
 def _session_options(threads: int) -> ort.SessionOptions:
+    global _ENV_ARENA
     options = ort.SessionOptions()
+    if ARENA == "env":
+        if not _ENV_ARENA:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            cfg = ort.OrtArenaCfg({"arena_extend_strategy": 1, "max_mem": 0, "initial_chunk_size_bytes": 1 << 20, "max_dead_bytes_per_chunk": -1})
+            ort.create_and_register_allocator(info, cfg)
+            _ENV_ARENA = True
+        options.add_session_config_entry("session.use_env_allocators", "1")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Without the arena ORT returns every buffer to malloc when a run ends: the worker's RSS
     # goes back down between jobs and its peak is what the job really needed.
-    options.enable_cpu_mem_arena = ARENA
+    options.enable_cpu_mem_arena = bool(ARENA)
     options.enable_mem_pattern = False
     # Idle pool threads must not spin between the many short band runs (or between jobs).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    if PROFILE:
+        options.enable_profiling = True
+        options.profile_file_prefix = PROFILE
     return options
 
 
@@ -127,8 +131,100 @@ def _release_freed_memory() -> Callable[[], object]:
     return lambda: trim(0)
 
 
+@dataclass(frozen=True)
+class _Map:
+    """A feature map stored in rows offset..offset+height of a (C, rows, W) buffer.
+
+    `norm` names the GroupNorm still to apply (the map is a conv's pre-norm output), or is
+    empty when the map is already a layer's final value (an InvertedResBlock output).
+    """
+
+    data: np.ndarray
+    channels: int
+    offset: int
+    height: int
+    norm: str = ""
+    moments: _Moments = _Moments()
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[2])
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.channels, self.offset : self.offset + self.height]
+
+
+def _gather_band(src: _Map, lo: int, hi: int, left: int, right: int) -> np.ndarray:
+    """Rows lo..hi of `src` (reflected at its edges) with `left`/`right` reflected columns, contiguous."""
+    width, height = src.width, src.height
+    band = np.empty((1, src.channels, hi - lo, width + left + right), dtype=np.float32)
+    inner = band[0, :, :, left : left + width]
+    # Plain slice copies (np.take into a strided view is several times slower).
+    first, last = max(lo, 0), min(hi, height)
+    inner[:, first - lo : last - lo] = src.data[: src.channels, src.offset + first : src.offset + last]
+    for row in (*range(lo, first), *range(last, hi)):
+        source = int(_reflect(np.array(row), height))
+        inner[:, row - lo] = src.data[: src.channels, src.offset + source]
+    for k in range(1, left + 1):
+        band[..., left - k] = band[..., left + k]
+    for k in range(1, right + 1):
+        band[..., left + width - 1 + k] = band[..., left + width - 1 - k]
+    return band
+
+
+class _Scratch:
+    """Reusable band buffers: fresh allocations per band would page-fault on every band."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size or buffer.dtype != dtype:
+            buffer = np.empty(size, dtype=dtype)
+            self._buffers[name] = buffer
+        return buffer[:size].reshape(shape)
+
+    def clear(self) -> None:
+        self._buffers.clear()
+
+
+@dataclass(frozen=True)
+class _Conv:
+    """A banded conv layer: its ONNX session and how its bands read the input."""
+
+    session: ort.InferenceSession
+    out_channels: int
+    norm: str  # state-dict prefix of the GroupNorm after this conv
+    halo: int = 0  # input rows (and columns) needed on each side; stride-2 layers read their own way
+    stride: int = 1
+    act: bool = True  # input is lrelu(GroupNorm(previous)) rather than the previous map itself
+
+
+# (name, conv prefix, norm prefix, halo, stride, act) of every banded conv after the head.
+_LAYERS: tuple[tuple[str, str, str, int, int, bool], ...] = (
+    ("a2", "block_a.2.1", "block_a.2.2", 1, 1, True),
+    ("b0", "block_b.0.1", "block_b.0.2", 0, 2, True),
+    ("b1", "block_b.1.1", "block_b.1.2", 1, 1, True),
+    ("c0", "block_c.0.1", "block_c.0.2", 1, 1, True),
+    *(
+        (f"c{i}.{j}", f"block_c.{i}.layers.{conv}", f"block_c.{i}.layers.{norm}", halo, 1, act)
+        for i in range(1, 5)
+        for j, (conv, norm, halo, act) in enumerate(
+            (("0.1", "0.2", 0, i == 1), ("1.1", "1.2", 1, True), ("2", "3", 0, True))
+        )
+    ),
+    ("c5", "block_c.5.1", "block_c.5.2", 1, 1, False),
+    ("d1", "block_d.1.1", "block_d.1.2", 1, 1, True),
+    ("e1", "block_e.1.1", "block_e.1.2", 1, 1, True),
+    ("e2", "block_e.2.1", "block_e.2.2", 3, 1, True),
+)
+_UPSAMPLE_LAYERS = (("d0", "block_d.0.1", "block_d.0.2"), ("e0", "block_e.0.1", "block_e.0.2"))
+
+
 class Engine:
-    """Runs the generator on HxWx3 uint8 images; output has the input's size."""
+    """Runs the generator on HxWx3 uint8 images; the output has the input's size."""
 
     def __init__(
         self,
@@ -140,28 +236,40 @@ class Engine:
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
-        if band_rows < 4:
-            raise ValueError("band_rows must be at least 4")
+        if band_rows < 1:
+            raise ValueError("band_rows must be at least 1")
         self.align_corners = align_corners
         self.threads = threads
         self.band_rows = band_rows
         sd = {key: np.asarray(value, dtype=np.float32) for key, value in state_dict.items()}
-        self._norm = {
-            prefix: (sd[f"{prefix}.2.weight"], sd[f"{prefix}.2.bias"])
-            for prefix in ("block_a.0", "block_a.1", "block_e.0", "block_e.1", "block_e.2")
-        }
+        self._sd = sd
         options = _session_options(threads)
 
         def session(model: bytes) -> ort.InferenceSession:
             return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
+        def out_channels(conv: str) -> int:
+            return int(sd[f"{conv}.weight"].shape[0])
+
         self._head_stats = session(graphs.head_stats_model(sd))
         self._head = session(graphs.head_model(sd))
-        self._trunk = session(graphs.trunk_model(sd, align_corners=align_corners))
-        self._e0 = session(graphs.upsample_conv_model(sd, "block_e.0"))
-        self._e1 = session(graphs.band_conv_model(sd, "block_e.1", cols_pad=1))
-        self._e2 = session(graphs.band_conv_model(sd, "block_e.2", cols_pad=3))
+        self._layers = {
+            name: _Conv(
+                session(graphs.conv_band_model(sd, conv, act=act, stride=stride)),
+                out_channels(conv),
+                norm,
+                halo,
+                stride,
+                act,
+            )
+            for name, conv, norm, halo, stride, act in _LAYERS
+        }
+        self._up = {
+            name: _Conv(session(graphs.upsample_conv_band_model(sd, conv)), out_channels(conv), norm)
+            for name, conv, norm in _UPSAMPLE_LAYERS
+        }
         self._final = session(graphs.final_model(sd))
+        self._scratch = _Scratch()
         self._trim = _release_freed_memory()
 
     def run(self, rgb: np.ndarray) -> np.ndarray:
@@ -178,7 +286,10 @@ class Engine:
         try:
             out = self._forward(x)
         finally:
+            self._scratch.clear()
             self._trim()
+        if out.shape[:2] == (height, width):
+            return out
         return np.ascontiguousarray(out[:height, :width])
 
     def _pad_to_workable(self, x: np.ndarray) -> np.ndarray:
@@ -196,99 +307,201 @@ class Engine:
         return x
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        half, moments = self._run_head(x)
-        scale, shift = moments.affine(*self._norm["block_a.1"])
-        run_options = ort.RunOptions()
-        if SHRINK:
-            run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        trunk = self._trunk.run(["y"], {"x": half, "scale": scale, "shift": shift}, run_options)[0]
-        del half
-        return self._run_tail(trunk, x.shape[1], x.shape[2])
+        height, width = x.shape[1:]
+        half_h, half_w, quarter_h, quarter_w = height // 2, width // 2, height // 4, width // 4
+        a1 = self._run_head(x)
+        a2 = self._conv("a2", a1, a1.data, 0)
+        del a1
+        b0 = self._conv("b0", a2, np.empty((128, quarter_h + 2, quarter_w), np.float32), 2)
+        del a2
+        b1 = self._conv("b1", b0, b0.data, 1)
+        c0 = self._conv("c0", b1, b1.data, 0)
+        del b0, b1
+        x_map = self._inverted_residual(1, c0, np.empty((256, quarter_h + 1, quarter_w), np.float32), None)
+        del c0
+        expanded = np.empty((512, quarter_h + 1, quarter_w), np.float32)
+        for block in (2, 3, 4):
+            x_map = self._inverted_residual(block, x_map, expanded, x_map)
+        del expanded
+        c5 = self._conv("c5", x_map, np.empty((128, quarter_h, quarter_w), np.float32), 0)
+        del x_map
+        d0 = self._upsample_conv("d0", c5, half_h, half_w, np.empty((128, half_h + 1, half_w), np.float32), 1)
+        del c5
+        d1 = self._conv("d1", d0, d0.data, 0)
+        del d0
+        e0 = self._upsample_conv("e0", d1, height, width, np.empty((64, height + _TAIL_SPARE, width), np.float32), 4)
+        del d1
+        e1 = self._conv("e1", e0, e0.data, 3)
+        del e0
+        e2 = self._conv("e2", e1, e1.data, 0)
+        del e1
+        return self._run_final(e2)
 
-    def _run_head(self, x: np.ndarray) -> tuple[np.ndarray, _Moments]:
+    def _affine(self, src: _Map) -> dict[str, np.ndarray]:
+        scale, shift = src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
+        return {"scale": scale, "shift": shift}
+
+    def _run_band(
+        self,
+        session: ort.InferenceSession,
+        feeds: Mapping[str, np.ndarray],
+        shape: tuple[int, int, int, int],
+        *,
+        with_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Runs a band graph with its outputs written straight into scratch memory (no copies)."""
+        binding = session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        y = self._scratch.take("y", shape)
+        sums, sumsqs = np.empty(shape[1], np.float32), np.empty(shape[1], np.float32)
+        outputs = (("y", y), ("sum", sums), ("sumsq", sumsqs)) if with_output else (("sum", sums), ("sumsq", sumsqs))
+        for name, array in outputs:
+            binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+        session.run_with_iobinding(binding)
+        return y, sums, sumsqs
+
+    def _run_head(self, x: np.ndarray) -> _Map:
+        """block_a.0 and block_a.1's conv; returns block_a.1's pre-norm half-res map (one spare row)."""
         height, width = x.shape[1:]
         padded = np.pad(x, ((0, 0), (3, 3), (3, 3)), mode="reflect")[None]
         rows = self.band_rows
         moments = _Moments()
         for r0, r1 in _bands(height, rows):
-            mean, m2 = self._head_stats.run(["mean", "m2"], {"xpad": np.ascontiguousarray(padded[:, :, r0 : r1 + 6])})
-            moments = moments.merge(32 * (r1 - r0) * width, float(mean), float(m2))
-        scale, shift = moments.affine(*self._norm["block_a.0"])
+            feeds = {"xpad": np.ascontiguousarray(padded[:, :, r0 : r1 + 6])}
+            _, sums, sumsqs = self._run_band(self._head_stats, feeds, (1, 32, 0, 0), with_output=False)
+            moments = moments.merge_band(sums, sumsqs, (r1 - r0) * width)
+        affine = self._affine(_Map(padded, 32, 0, height, "block_a.0.2", moments))
 
         half_h, half_w = height // 2, width // 2
-        half = np.empty((1, 64, half_h, half_w), dtype=np.float32)
+        half = np.empty((64, half_h + 1, half_w), dtype=np.float32)
         half_moments = _Moments()
-        for i0, i1 in _bands(half_h, max(rows // 2, 2)):
+        for i0, i1 in _bands(half_h, rows):
             # Output rows i0..i1 of the stride-2 conv read block_a.0 rows 2*i0 .. 2*i1; row `height`
             # (only reached when the height is even) is block_a.1's bottom reflection pad.
             f0, f1 = 2 * i0, min(2 * i1 + 1, height)
             bottom = 2 * i1 + 1 - f1
             pads = np.array([0, 0, 0, 0, 0, 0, bottom, 1], dtype=np.int64)
-            feeds = {"xpad": np.ascontiguousarray(padded[:, :, f0 : f1 + 6]), "scale": scale, "shift": shift}
-            y, mean, m2 = self._head.run(["y", "mean", "m2"], {**feeds, "pads": pads})
-            half[:, :, i0:i1] = y
-            half_moments = half_moments.merge(y.size, float(mean), float(m2))
-        return half, half_moments
+            feeds = {"xpad": np.ascontiguousarray(padded[:, :, f0 : f1 + 6]), "pads": pads, **affine}
+            y, sums, sumsqs = self._run_band(self._head, feeds, (1, 64, i1 - i0, half_w))
+            half[:, 1 + i0 : 1 + i1] = y[0]
+            half_moments = half_moments.merge_band(sums, sumsqs, (i1 - i0) * half_w)
+        return _Map(half, 64, 1, half_h, "block_a.1.2", half_moments)
 
-    def _run_tail(self, trunk: np.ndarray, height: int, width: int) -> np.ndarray:
-        rows = self.band_rows
-        src_h, src_w = trunk.shape[2:]
-        row_map = _Interp.build(height, src_h, 1, self.align_corners)
-        col_map = _Interp.build(width, src_w, 1, self.align_corners)
-        col_feeds = {"col0": col_map.lo, "col1": col_map.hi, "colw": col_map.weight.reshape(1, 1, 1, -1)}
+    def _band_input(self, src: _Map, lo: int, hi: int, left: int, right: int) -> np.ndarray:
+        """Rows lo..hi of `src` (reflected at its edges) with `left`/`right` reflected columns, contiguous."""
+        width, height = src.width, src.height
+        band = self._scratch.take("x", (1, src.channels, hi - lo, width + left + right))
+        inner = band[0, :, :, left : left + width]
+        first, last = max(lo, 0), min(hi, height)
+        inner[:, first - lo : last - lo] = src.data[: src.channels, src.offset + first : src.offset + last]
+        for row in (*range(lo, first), *range(last, hi)):
+            source = abs(row) if row < 0 else 2 * (height - 1) - row
+            inner[:, row - lo] = src.data[: src.channels, src.offset + source]
+        for k in range(1, left + 1):
+            band[..., left - k] = band[..., left + k]
+        for k in range(1, right + 1):
+            band[..., left + width - 1 + k] = band[..., left + width - 1 - k]
+        return band
 
-        buffer = np.empty((64, height + _TAIL_SPARE, width), dtype=np.float32)
-        moments = _Moments()
-        for r0, r1 in _bands(height, rows):
-            # Padded rows r0-1 .. r1 are entries r0 .. r1+1 of the maps.
-            lo, hi = row_map.lo[r0 : r1 + 2], row_map.hi[r0 : r1 + 2]
-            first, last = int(lo.min()), int(hi.max())
-            feeds = {
-                "src": np.ascontiguousarray(trunk[:, :, first : last + 1]),
-                "row0": lo - first,
-                "row1": hi - first,
-                "roww": row_map.weight[r0 : r1 + 2].reshape(1, 1, -1, 1),
-                **col_feeds,
-            }
-            y, mean, m2 = self._e0.run(["y", "mean", "m2"], feeds)
-            buffer[:, _TAIL_SPARE + r0 : _TAIL_SPARE + r1] = y[0]
-            moments = moments.merge(y.size, float(mean), float(m2))
-        del trunk
+    def _conv(self, name: str, src: _Map, dst: np.ndarray, dst_offset: int) -> _Map:
+        """One banded conv from `src` into rows dst_offset.. of `dst` (which may be src's own buffer).
 
-        moments = self._band_layer(self._e1, buffer, moments, "block_e.0", halo=1, read_at=4, write_at=3)
-        moments = self._band_layer(self._e2, buffer, moments, "block_e.1", halo=3, read_at=3, write_at=0)
-
-        scale, shift = moments.affine(*self._norm["block_e.2"])
-        out = np.empty((height, width, 3), dtype=np.uint8)
-        for r0, r1 in _bands(height, rows):
-            band = np.ascontiguousarray(buffer[None, :32, r0:r1])
-            out[r0:r1] = self._final.run(["rgb"], {"x": band, "scale": scale, "shift": shift})[0]
-        return out
-
-    def _band_layer(
-        self,
-        session: ort.InferenceSession,
-        buffer: np.ndarray,
-        moments: _Moments,
-        norm: str,
-        *,
-        halo: int,
-        read_at: int,
-        write_at: int,
-    ) -> _Moments:
-        """One conv layer over the tail buffer, band by band, writing `read_at - write_at` rows higher.
-
-        A band reads input rows r0-halo .. r1+halo and writes output rows r0 .. r1 shifted up by
-        read_at - write_at = halo rows, so input rows >= r1 - halo (what later bands read) survive.
+        In place, a band reads input rows r0-halo .. r1+halo and writes output rows r0 .. r1 at
+        dst_offset = src.offset - halo, so it only overwrites input rows that no later band reads.
         """
-        height = buffer.shape[1] - _TAIL_SPARE
-        rows = self.band_rows
-        scale, shift = moments.affine(*self._norm[norm])
-        out_moments = _Moments()
-        for r0, r1 in _bands(height, rows):
-            index = _reflect(np.arange(r0 - halo, r1 + halo), height) + read_at
-            band = np.take(buffer, index, axis=1)[None]
-            y, mean, m2 = session.run(["y", "mean", "m2"], {"x": band, "scale": scale, "shift": shift})
-            buffer[: y.shape[1], write_at + r0 : write_at + r1] = y[0]
-            out_moments = out_moments.merge(y.size, float(mean), float(m2))
-        return out_moments
+        layer = self._layers[name]
+        out_h, out_w = src.height // layer.stride, src.width // layer.stride
+        feeds = self._affine(src) if layer.act else {}
+        moments = _Moments()
+        for r0, r1 in _bands(out_h, self.band_rows):
+            if layer.stride == 2:  # reflection pad right/bottom by 1
+                band = self._band_input(src, 2 * r0, 2 * r1 + 1, 0, 1)
+            else:
+                band = self._band_input(src, r0 - layer.halo, r1 + layer.halo, layer.halo, layer.halo)
+            shape = (1, layer.out_channels, r1 - r0, out_w)
+            y, sums, sumsqs = self._run_band(layer.session, {"x": band, **feeds}, shape)
+            dst[: layer.out_channels, dst_offset + r0 : dst_offset + r1] = y[0]
+            moments = moments.merge_band(sums, sumsqs, (r1 - r0) * out_w)
+        return _Map(dst, layer.out_channels, dst_offset, out_h, layer.norm, moments)
+
+    def _inverted_residual(self, block: int, src: _Map, buffer: np.ndarray, residual: _Map | None) -> _Map:
+        """block_c.N: expand (1x1), depthwise 3x3, project (1x1), GroupNorm, + input when shapes match."""
+        expand = self._conv(f"c{block}.0", src, buffer, 1)
+        depthwise = self._conv(f"c{block}.1", expand, buffer, 0)
+        project = self._conv(f"c{block}.2", depthwise, buffer, 0)
+        affine = self._affine(project)
+        out = project.view()
+        out *= affine["scale"][0]
+        out += affine["shift"][0]
+        if residual is None:
+            return _Map(buffer, project.channels, 0, project.height)
+        target = residual.view()
+        target += out
+        return residual
+
+    def _upsample_conv(self, name: str, src: _Map, out_h: int, out_w: int, dst: np.ndarray, dst_offset: int) -> _Map:
+        """Bilinear upsample of lrelu(GroupNorm(src)) to out_h x out_w, then reflection pad + 3x3 conv, by bands.
+
+        Each band gathers only the source rows it needs, edge-padded by one row and column (which
+        is how torch clamps at the borders), and lets a tf_crop_and_resize Resize map output rows
+        and columns to source coordinates.
+        """
+        layer = self._up[name]
+        feeds = self._affine(src)
+        row_scale, row_bias = self._source_coordinates(src.height, out_h)
+        col_scale, col_bias = self._source_coordinates(src.width, out_w)
+        # ONNX Runtime's Resize ignores the roi of an axis whose size does not change: keep the
+        # source one column (row) larger or smaller than the output (extra entries are edge copies).
+        cols = src.width + 2 + int(src.width + 2 == out_w)
+        col_roi = ((col_bias + 1) / (cols - 1), (col_scale * (out_w - 1) + col_bias + 1) / (cols - 1))
+        moments = _Moments()
+        for j0, j1 in _bands(out_h, self.band_rows):
+            lo, hi = max(j0 - 1, 0), min(j1 + 1, out_h)
+            first, last = row_scale * lo + row_bias, row_scale * (hi - 1) + row_bias
+            top, end = math.floor(first) - 1, math.floor(last) + 3
+            end += int(end - top == hi - lo)
+            band = self._scratch.take("x", (1, src.channels, end - top, cols))
+            inner = band[0, :, :, 1 : src.width + 1]
+            first_row, last_row = max(top, 0), min(end, src.height)
+            inner[:, first_row - top : last_row - top] = src.data[
+                : src.channels, src.offset + first_row : src.offset + last_row
+            ]
+            inner[:, : first_row - top] = inner[:, first_row - top : first_row - top + 1]
+            inner[:, last_row - top :] = inner[:, last_row - top - 1 : last_row - top]
+            band[..., 0] = band[..., 1]
+            band[..., src.width + 1 :] = band[..., src.width : src.width + 1]
+            span = end - top - 1
+            roi = np.array([0, 0, (first - top) / span, col_roi[0], 1, 1, (last - top) / span, col_roi[1]], np.float32)
+            feeds_band = {
+                "x": band,
+                "roi": roi,
+                "sizes": np.array([1, src.channels, hi - lo, out_w], dtype=np.int64),
+                "pads": np.array([0, 0, int(j0 == 0), 1, 0, 0, int(j1 == out_h), 1], dtype=np.int64),
+                **feeds,
+            }
+            y, sums, sumsqs = self._run_band(layer.session, feeds_band, (1, layer.out_channels, j1 - j0, out_w))
+            dst[: layer.out_channels, dst_offset + j0 : dst_offset + j1] = y[0]
+            moments = moments.merge_band(sums, sumsqs, (j1 - j0) * out_w)
+        return _Map(dst, layer.out_channels, dst_offset, out_h, layer.norm, moments)
+
+    def _source_coordinates(self, in_size: int, out_size: int) -> tuple[float, float]:
+        """Source coordinate = scale * output index + bias, as torch's bilinear interpolate maps them."""
+        if self.align_corners:
+            return (in_size - 1) / (out_size - 1), 0.0
+        scale = in_size / out_size
+        return scale, 0.5 * scale - 0.5
+
+    def _run_final(self, src: _Map) -> np.ndarray:
+        feeds = self._affine(src)
+        out = np.empty((src.height, src.width, 3), dtype=np.uint8)
+        for r0, r1 in _bands(src.height, self.band_rows):
+            band = self._scratch.take("x", (1, src.channels, r1 - r0, src.width))
+            band[...] = src.data[None, : src.channels, src.offset + r0 : src.offset + r1]
+            binding = self._final.io_binding()
+            binding.bind_cpu_input("x", band)
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            binding.bind_output("rgb", "cpu", 0, np.uint8, [r1 - r0, src.width, 3], out[r0:r1].ctypes.data)
+            self._final.run_with_iobinding(binding)
+        return out

@@ -74,9 +74,12 @@ class _Graph:
         self._inputs.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
         return name
 
-    def output(self, value: str, name: str, elem_type: int, shape: Sequence[int | str] | None) -> None:
-        self.node("Identity", [value], name=name)
-        self._outputs.append(helper.make_tensor_value_info(name, elem_type, None if shape is None else list(shape)))
+    def output(self, value: str, name: str, elem_type: int, shape: Sequence[int | str]) -> None:
+        # Rename the producing node's output rather than adding an Identity (which copies).
+        for node in self._nodes:
+            node.output[:] = [name if out == value else out for out in node.output]
+            node.input[:] = [name if inp == value else inp for inp in node.input]
+        self._outputs.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
 
     def const(self, array: np.ndarray, prefix: str = "c") -> str:
         key = (f"{array.dtype}{array.shape}", array.tobytes())
@@ -184,12 +187,12 @@ class _Graph:
         return self.const(np.array([start], dtype=np.int64), "i"), self.const(np.array([end], dtype=np.int64), "i")
 
     def band_stats(self, y: str) -> None:
-        """Outputs `mean` and `m2` of a band: exact partial statistics for a whole-map GroupNorm."""
-        mean = self.node("ReduceMean", [y], keepdims=0)
-        centered = self.node("Sub", [y, mean])
-        m2 = self.node("ReduceSumSquare", [centered], keepdims=0)
-        self.output(mean, "mean", TensorProto.FLOAT, [])
-        self.output(m2, "m2", TensorProto.FLOAT, [])
+        """Outputs per-channel `sum` and `sumsq` of a band, for a whole-map GroupNorm merged over bands."""
+        axes = self.const(np.array([0, 2, 3], dtype=np.int64), "axes")
+        self.node("ReduceSum", [y, axes], keepdims=0, name="sum")
+        self.node("ReduceSumSquare", [y], axes=[0, 2, 3], keepdims=0, name="sumsq")
+        self._outputs.append(helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["channels"]))
+        self._outputs.append(helper.make_tensor_value_info("sumsq", TensorProto.FLOAT, ["channels"]))
 
 
 def _stride2_pads() -> tuple[int, int, int, int]:
@@ -251,69 +254,56 @@ def head_model(state_dict: Mapping[str, np.ndarray]) -> bytes:
     pads = g.input("pads", TensorProto.INT64, [8])
     a0 = g.lrelu(g.affine(g.conv(x, "block_a.0.1"), scale, shift))
     y = g.conv(g.node("Pad", [a0, pads], mode="reflect"), "block_a.1.1", stride=2)
+    g.band_stats(y)
     g.output(y, "y", TensorProto.FLOAT, [1, 64, "out_rows", "out_cols"])
-    g.band_stats(y)
     return g.model()
 
 
-def trunk_model(
-    state_dict: Mapping[str, np.ndarray], *, align_corners: bool, form: GroupNormForm = "instance"
-) -> bytes:
-    """block_a.1's norm (scale/shift inputs) + LeakyReLU, then block_a.2 .. block_d.1 on the whole half-res map."""
-    g = _Graph(state_dict)
-    x = g.input("x", TensorProto.FLOAT, [1, 64, "h", "w"])
-    scale = g.input("scale", TensorProto.FLOAT, [1, 64, 1, 1])
-    shift = g.input("shift", TensorProto.FLOAT, [1, 64, 1, 1])
-    a1 = g.lrelu(g.affine(x, scale, shift))
-    d = trunk_body(g, a1, align_corners=align_corners, form=form, like=x)
-    g.output(d, "y", TensorProto.FLOAT, [1, 128, "oh", "ow"])
-    return g.model()
+def conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str, *, act: bool, stride: int = 1) -> bytes:
+    """[Scale/shift + LeakyReLU +] conv of a band the caller has already padded (row halo and columns).
 
-
-def upsample_conv_model(state_dict: Mapping[str, np.ndarray], prefix: str) -> bytes:
-    """Bilinear upsample of half-res rows by index gathering, then a 3x3 conv: one band of block_e.0.
-
-    Inputs: `src` (1, C, m, w) the half-res rows the band needs; `col0`/`col1` (W+2) int64 and
-    `colw` (1, 1, 1, W+2) the two source columns and weight of each padded output column;
-    `row0`/`row1` (n+2) int64 and `roww` (1, 1, n+2, 1) likewise for rows. The reflection padding
-    of the conv is folded into the index arrays, so the gather yields the padded band directly.
+    With `act`, the input is the previous layer's pre-norm output and `scale`/`shift` are its
+    GroupNorm as a per-channel affine; without, the input is used as it is (an InvertedResBlock's
+    input). `conv` is the state-dict prefix of the conv (".weight", optional ".bias").
     """
     g = _Graph(state_dict)
-    src = g.input("src", TensorProto.FLOAT, [1, "c", "m", "w"])
-    col0 = g.input("col0", TensorProto.INT64, ["wo"])
-    col1 = g.input("col1", TensorProto.INT64, ["wo"])
-    colw = g.input("colw", TensorProto.FLOAT, [1, 1, 1, "wo"])
-    row0 = g.input("row0", TensorProto.INT64, ["n"])
-    row1 = g.input("row1", TensorProto.INT64, ["n"])
-    roww = g.input("roww", TensorProto.FLOAT, [1, 1, "n", 1])
-    # Columns first: the band needs about half as many source rows as output rows.
-    left = g.node("Gather", [src, col0], axis=3)
-    right = g.node("Gather", [src, col1], axis=3)
-    cols = g.node("Add", [left, g.node("Mul", [g.node("Sub", [right, left]), colw])])
-    top = g.node("Gather", [cols, row0], axis=2)
-    bottom = g.node("Gather", [cols, row1], axis=2)
-    up = g.node("Add", [top, g.node("Mul", [g.node("Sub", [bottom, top]), roww])])
-    y = g.conv(up, f"{prefix}.1")
-    g.output(y, "y", TensorProto.FLOAT, [1, "co", "rows", "cols"])
+    weight = np.asarray(state_dict[f"{conv}.weight"])
+    out_ch, in_per_group = int(weight.shape[0]), int(weight.shape[1])
+    group = out_ch if in_per_group == 1 else 1  # the depthwise convs have one input channel per group
+    in_ch = in_per_group * group
+    x = g.input("x", TensorProto.FLOAT, [1, in_ch, "rows", "cols"])
+    if act:
+        scale = g.input("scale", TensorProto.FLOAT, [1, in_ch, 1, 1])
+        shift = g.input("shift", TensorProto.FLOAT, [1, in_ch, 1, 1])
+        x = g.lrelu(g.affine(x, scale, shift))
+    y = g.conv(x, conv, stride=stride, group=group)
     g.band_stats(y)
+    g.output(y, "y", TensorProto.FLOAT, [1, out_ch, "out_rows", "out_cols"])
     return g.model()
 
 
-def band_conv_model(state_dict: Mapping[str, np.ndarray], prefix: str, cols_pad: int) -> bytes:
-    """Scale/shift (the previous layer's GroupNorm) + LeakyReLU + column reflection pad + conv of a band.
+def upsample_conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str) -> bytes:
+    """Scale/shift + LeakyReLU, bilinear upsample, reflection pad and 3x3 conv of one output band.
 
-    The caller supplies the band with its row halo already in place (reflected at the image edges).
+    Inputs: `x` (1, C, m, w) the edge-padded pre-norm source rows/columns the band needs;
+    `scale`/`shift` its GroupNorm; `roi` (float[8]) and `sizes` (int64[4]) for a Resize in
+    tf_crop_and_resize mode, which maps output rows/columns to any affine source coordinates
+    (both torch modes, align_corners or half-pixel, are affine once the source is edge-padded);
+    `pads` (int64[8]) the conv's reflection padding (rows only at the image's top/bottom edge).
     """
     g = _Graph(state_dict)
-    weight = np.asarray(state_dict[f"{prefix}.1.weight"])
-    in_ch = int(weight.shape[1])
+    in_ch = int(np.asarray(state_dict[f"{conv}.weight"]).shape[1])
     x = g.input("x", TensorProto.FLOAT, [1, in_ch, "rows", "cols"])
     scale = g.input("scale", TensorProto.FLOAT, [1, in_ch, 1, 1])
     shift = g.input("shift", TensorProto.FLOAT, [1, in_ch, 1, 1])
+    roi = g.input("roi", TensorProto.FLOAT, [8])
+    sizes = g.input("sizes", TensorProto.INT64, [4])
+    pads = g.input("pads", TensorProto.INT64, [8])
     act = g.lrelu(g.affine(x, scale, shift))
-    y = g.conv(g.pad(act, cols_pad, cols_pad, 0, 0), f"{prefix}.1")
-    g.output(y, "y", TensorProto.FLOAT, [1, int(weight.shape[0]), "out_rows", "out_cols"])
+    up = g.node("Resize", [act, roi, "", sizes], mode="linear", coordinate_transformation_mode="tf_crop_and_resize")
+    y = g.conv(g.node("Pad", [up, pads], mode="reflect"), conv)
     g.band_stats(y)
+    g.output(y, "y", TensorProto.FLOAT, [1, "out_ch", "out_rows", "out_cols"])
     return g.model()
 
 

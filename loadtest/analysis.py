@@ -111,7 +111,7 @@ def http_summary(requests: list[dict[str, str]]) -> dict[str, Any]:
     routes: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
         routes[f"{row['method']} {row['name']}"].append(row)
-    shed = [row for row in rows if row["status"] == "503"]
+    shed = [row for row in rows if row["status"] == "503" and row["ok"] == "1"]
     return {
         "requests": len(rows),
         "failures": sum(1 for row in rows if row["ok"] != "1"),
@@ -120,7 +120,7 @@ def http_summary(requests: list[dict[str, str]]) -> dict[str, Any]:
         "p95_ms": percentile(times, 95),
         "max_ms": max(times, default=None),
         "statuses": {str(code): count for code, count in sorted(statuses.items())},
-        "server_errors": sum(count for code, count in statuses.items() if code >= 500 and code != 503),
+        "server_errors": sum(1 for row in rows if int(row["status"]) >= 500) - len(shed),
         "shed_503": len(shed),
         "shed_503_without_retry_after": sum(1 for row in shed if not row.get("retry_after")),
         "connection_errors": statuses.get(0, 0),

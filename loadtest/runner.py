@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# The service's default ANIMEGAN_MAX_QUEUE_DEPTH: what `overload` must exceed when the environment sets none.
+DEFAULT_QUEUE_DEPTH = 50
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ SCENARIOS = {
     for s in (
         Scenario("classic", "ClassicUser", 10, 600, "1080x1920 portraits, submit and poll; step ramp 1,2,4,..N"),
         Scenario("mixed", "MixedSizesUser", 4, 300, "sizes from 32x32 to 4000x3000"),
-        Scenario("overload", "OverloadUser", 40, 120, "all users at once, past the queue limit: 503s expected"),
+        Scenario("overload", "OverloadUser", 0, 120, "all at once, 3x (queue limit + workers): 503s expected"),
         Scenario("dedup", "DuplicateUser", 4, 120, "the same photos again: answers from the result cache"),
         Scenario("badinput", "BadInputUser", 4, 120, "truncated, wrong type, oversize, bombs, bad fields: 4xx"),
         Scenario("soak", "SoakUser", 4, 1200, "moderate sizes with think time, long but bounded"),
@@ -95,7 +97,10 @@ def scenario_list(text: str) -> list[Scenario]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    listing = "\n".join(f"  {s.name:<9} {s.description} (default {s.users} users)" for s in SCENARIOS.values())
+    listing = "\n".join(
+        f"  {s.name:<9} {s.description}" + (f" (default {s.users} users)" if s.users else "")
+        for s in SCENARIOS.values()
+    )
     parser = argparse.ArgumentParser(
         prog="animegan loadtest",
         description="Load-test the service with locust and write a report folder (report.md, plots, CSVs).",
@@ -145,9 +150,16 @@ class Plan:
         return f"{classes}, {self.users} users (spawn {self.spawn_rate:g}/s) for {self.duration_s:.0f} s"
 
 
+def overload_users(env: dict[str, str], workers: int | None) -> int:
+    """Three times what the service can hold: its queue limit plus one job per worker."""
+    depth = int(env.get("ANIMEGAN_MAX_QUEUE_DEPTH") or DEFAULT_QUEUE_DEPTH)
+    return 3 * (depth + (workers or os.cpu_count() or 1))
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     scenarios: list[Scenario] = args.scenario
-    users = args.users or sum(s.users for s in scenarios)
+    defaults = [overload_users(dict(os.environ), args.workers) if s.name == "overload" else s.users for s in scenarios]
+    users = args.users or sum(defaults)
     duration = args.duration or max(s.duration_s for s in scenarios)
     steps = step_s = None
     if [s.name for s in scenarios] == ["classic"] and not args.flat:
@@ -195,7 +207,8 @@ def run_locust(
     command = locust_command(plan, url, folder)
     logger.info("load: %s", plan.describe())
     with (folder / "locust.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=locust_env(plan, folder, args))
+        env = locust_env(plan, folder, args)
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         if stack is not None:
             stack.exclude.add(process.pid)
         sampler.watch(psutil.Process(process.pid), "locust")
@@ -256,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
             meta["target"] = f"external service at {url}"
         else:
             tmpdir = Path(tempfile.mkdtemp(prefix="animegan-loadtest-tmp-"))
+            meta["stack_tmpdir"] = str(tmpdir)
             stack = EmbeddedStack(workers=args.workers, log=folder / "stack.log", tmpdir=tmpdir, env=dict(os.environ))
             stack.start(args.ready_timeout)
             url = stack.url
@@ -267,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
         temp = load(plan, url, folder, args, stack, tmpdir, meta)
     except StackError as error:
         logger.error("the embedded stack did not start: %s", error)
+        meta["error"] = str(error)
+        (folder / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         return 2
     finally:
         if stack is not None:

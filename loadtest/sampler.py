@@ -168,8 +168,9 @@ class Sampler(threading.Thread):
         for name, labels, value in samples:
             if name.endswith(("_bucket", "_created")):
                 continue
-            if "pid" in labels and "component" in labels and labels["pid"].isdigit():
-                self.components[int(labels["pid"])] = labels["component"]
+            pid = labels.get("pid", "")
+            if "component" in labels and pid.isdigit() and int(pid) not in {p.pid for p in self.observers}:
+                self.components[int(pid)] = labels["component"]
             self.metrics.write((now, name, format_labels(labels), value))
 
     def _sample_host(self, now: float) -> None:

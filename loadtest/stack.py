@@ -64,10 +64,12 @@ def become_subreaper() -> bool:
 
 
 def tail(path: Path, lines: int = 30) -> str:
+    """The end of a log, without the access-log lines of our own readiness probes."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
+    return "\n".join([line for line in text.splitlines() if "GET /readyz" not in line][-lines:])
 
 
 class EmbeddedStack:
@@ -91,7 +93,12 @@ class EmbeddedStack:
         started = time.monotonic()
         logger.info("starting the stack", extra={"command": " ".join(self.command)})
         self._process = subprocess.Popen(
-            self.command, stdout=self._log_handle, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
         )
         while not is_ready(self.url):
             if self._process.poll() is not None:
@@ -121,7 +128,7 @@ class EmbeddedStack:
             pass
         return [process for pid, process in sorted(found.items()) if pid not in self.exclude]
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM to ``animegan serve`` (it stops its own children), then SIGKILL by pid to whatever is left."""
         if self._process is None:
             return

@@ -85,6 +85,8 @@ def open_temp_files(processes: list[psutil.Process], roots: list[Path]) -> dict[
         except OSError:
             continue
         for fd in fds:
+            if fd in ("0", "1", "2"):  # standard streams are whatever the launcher chose (a log, a terminal)
+                continue
             try:
                 target = os.readlink(f"{fd_dir}/{fd}")
             except OSError:

@@ -79,7 +79,6 @@ def check_weights(settings: WorkerSettings) -> None:
         try:
             resolve_weights(style, weights_dir=settings.weights_dir, cache_dir=settings.cache_dir)
         except WeightsError as exc:
-            logger.critical("cannot start: %s", exc)
             raise SystemExit(f"animegan worker: {exc}") from None
 
 

@@ -93,6 +93,6 @@ def load_worker_settings() -> WorkerSettings:
 def describe_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        name = "ANIMEGAN_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
-        parts.append(f"{name}: {err['msg']}")
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"ANIMEGAN_{'_'.join(str(p) for p in err['loc']).upper()}: {message}" if err["loc"] else message)
     return "; ".join(parts)

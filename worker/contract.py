@@ -221,6 +221,8 @@ def queue_running(pipe: Pipe, record: JobRecord, started_at: float) -> None:
     if record.queue_s is None:
         fields["queue_s"] = str(max(0.0, started_at - record.created_at))
     pipe.hset(job_key(record.id), mapping=fields)  # type: ignore[arg-type]
+    # A running job keeps its record for a full TTL (and a record that expired meanwhile gets one).
+    pipe.expire(job_key(record.id), record.record_ttl_s)
     pipe.zrem(QUEUED_KEY, record.id)
 
 

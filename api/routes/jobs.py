@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Request, Response
 
 from api import idempotency, metrics
@@ -79,7 +80,8 @@ async def _accept(request: Request, response: Response, queue: JobQueue, key: st
     style, fmt = _choose(upload, queue)
     if upload.image and sniff_format(upload.image) is None:
         raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
-    print_ = contract.upload_digest(upload.image, style, fmt, settings.max_side)
+    # Hashing a few MB releases the GIL: off the event loop it runs beside other requests.
+    print_ = await anyio.to_thread.run_sync(contract.upload_digest, upload.image, style, fmt, settings.max_side)
     if key is not None:
         earlier = await idempotency.lookup(queue.redis, idempotency.check_key(key), print_)
         if earlier is not None:
@@ -103,7 +105,7 @@ async def _submit(
     if existing is not None:
         return Submission(existing, deduplicated=True)
     await queue.check_capacity()
-    image = await queue.normalize(data)
+    image = await queue.normalize(data, style=style, fmt=fmt)
     return await queue.submit(image, style=style, fmt=fmt, upload_digest=upload_digest, request_id=request_id)
 
 

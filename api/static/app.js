@@ -333,7 +333,7 @@ async function showResult(job, token) {
   ui.before.src = photo.url;
   ui.after.onload = () => {
     if (token !== run) return;
-    ui.compare.style.setProperty("--ratio", `${ui.after.naturalWidth} / ${ui.after.naturalHeight}`);
+    ui.result.style.setProperty("--aspect", String(ui.after.naturalWidth / ui.after.naturalHeight));
     setStep("succeeded", "Done.");
     ui.progress.hidden = true;
     ui.result.hidden = false;

@@ -107,6 +107,22 @@ def celery_worker(redis_server: RedisServer) -> Iterator[subprocess.Popen[bytes]
         stop_process_group(process)
 
 
+@pytest.fixture
+def spawn_worker() -> Iterator[Callable[[str, list[str]], subprocess.Popen[bytes]]]:
+    """``spawn_worker(redis_url, extra_args)`` -> a ready worker process, stopped after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(url: str, extra: list[str]) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([*worker_command(), *extra], env=worker_env(url), cwd=ROOT, start_new_session=True)
+        started.append(process)
+        wait_for_heartbeat(url, process=process)
+        return process
+
+    yield spawn
+    for process in started:
+        stop_process_group(process)
+
+
 @contextmanager
 def running_api(settings: ApiSettings) -> Iterator[str]:
     """The real gateway on a real socket (uvicorn in a thread); yields its base URL."""

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import redis
+from PIL import Image
 
+from api.config import ApiSettings
+from api.queue import create_celery_client
+from inference.imageio import decode_image
 from worker import contract
 from worker.config import available_cores
+from worker.contract import JobRecord, JobState
 
 RUNTIME_LIBRARIES = ("libtorch", "onnxruntime")
 
@@ -46,3 +53,45 @@ def test_one_child_per_core_is_not_pinned_when_there_are_fewer_children(
     with redis.Redis.from_url(worker_redis_url) as client:
         beat = contract.live_heartbeats(client.hgetall(contract.WORKERS_KEY))[0]  # type: ignore[arg-type]
     assert os.sched_getaffinity(beat.pid) == os.sched_getaffinity(celery_worker.pid)
+
+
+def test_a_threads_pool_worker_loads_in_its_main_process_and_runs_jobs(
+    redis_url: str, samples_dir: Path, spawn_worker: Callable[[str, list[str]], subprocess.Popen[bytes]]
+) -> None:
+    # The last --pool wins: this overrides the production command's prefork.
+    process = spawn_worker(redis_url, ["--pool", "threads"])
+    with redis.Redis.from_url(redis_url) as client:
+        beat = contract.live_heartbeats(client.hgetall(contract.WORKERS_KEY))[0]  # type: ignore[arg-type]
+        assert beat.pid == process.pid
+        record = _queue_job(client, decode_image((samples_dir / "coffee.jpg").read_bytes(), max_side=48).image)
+        create_celery_client(ApiSettings(redis_url=redis_url)).send_task(contract.TASK_NAME, args=[record.id])
+        deadline = time.monotonic() + 60
+        while not JobRecord.from_hash(client.hgetall(contract.job_key(record.id))).state.terminal:  # type: ignore[arg-type]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        done = JobRecord.from_hash(client.hgetall(contract.job_key(record.id)))  # type: ignore[arg-type]
+        assert done.state is JobState.SUCCEEDED
+        assert client.exists(contract.result_key(record.id)) == 1
+
+
+def _queue_job(client: redis.Redis, image: Image.Image) -> JobRecord:
+    raw = image.tobytes()
+    record = JobRecord(
+        id=contract.new_job_id(),
+        state=JobState.QUEUED,
+        style="hayao",
+        format="jpeg",
+        digest=contract.request_digest(raw, image.width, image.height, "hayao", "jpeg"),
+        created_at=contract.now(),
+        width=image.width,
+        height=image.height,
+        original_width=image.width,
+        original_height=image.height,
+        input_ttl_s=60,
+        result_ttl_s=60,
+        record_ttl_s=60,
+    )
+    pipe = client.pipeline()
+    contract.queue_create(pipe, record, raw)
+    pipe.execute()
+    return record

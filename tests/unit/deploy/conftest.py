@@ -13,14 +13,17 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import redis
 import yaml
 from pydantic_settings import BaseSettings
 
+from animegan.redis_server import find_redis_server
 from api.config import ApiSettings
 from worker.config import WorkerSettings
 
@@ -147,6 +150,44 @@ def compose_config(render_compose: RenderCompose) -> dict[str, Any]:
 def chart_values() -> dict[str, Any]:
     values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
     return values
+
+
+@pytest.fixture
+def redis_config(tmp_path: Path) -> Callable[[list[str]], dict[str, str]]:
+    """Start the project's redis-server with a deployment's arguments; the resulting CONFIG values.
+
+    The data directory is redirected to a scratch folder and TCP is off (a unix socket instead),
+    so a misspelt option or value fails here as it would in the container.
+    """
+
+    def start(args: list[str]) -> dict[str, str]:
+        args = [str(tmp_path) if previous == "--dir" else arg for previous, arg in zip(["", *args], args, strict=False)]
+        socket_path = tmp_path / "redis.sock"
+        server = subprocess.Popen(
+            [find_redis_server(), *args, "--dir", str(tmp_path), "--port", "0", "--unixsocket", str(socket_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis(unix_socket_path=str(socket_path), decode_responses=True)
+        try:
+            for _ in range(100):
+                if server.poll() is not None:
+                    break
+                try:
+                    config: dict[str, str] = client.config_get("*")
+                    return config
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            output = server.stdout.read().decode() if server.poll() is not None and server.stdout else ""
+            raise AssertionError(f"redis-server did not start with {args}:\n{output}")
+        finally:
+            client.close()
+            server.terminate()
+            server.wait(10)
+            if server.stdout:
+                server.stdout.close()
+
+    return start
 
 
 @pytest.fixture(scope="session")

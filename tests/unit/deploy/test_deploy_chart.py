@@ -12,6 +12,7 @@ import copy
 import json
 import re
 import shutil
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,8 @@ def test_chart_yaml_declares_an_application_chart() -> None:
     assert chart["name"] == "animegan"
     assert chart["type"] == "application"
     assert re.fullmatch(r"\d+\.\d+\.\d+", chart["version"])
-    assert isinstance(chart["appVersion"], str)
-    assert chart["appVersion"]
+    # appVersion is the default image tag: the project's version.
+    assert chart["appVersion"] == tomllib.loads((CHART.parents[1] / "pyproject.toml").read_text())["project"]["version"]
     assert chart["description"]
 
 
@@ -323,6 +324,15 @@ def test_default_chart_runs_redis_in_chart_with_aof_and_noeviction(helm_template
     assert not find(objects, "ScaledObject")
     assert not find(objects, "ServiceMonitor")
     assert one(objects, "Deployment", "api")["spec"]["replicas"] == 2
+
+
+def test_redis_server_accepts_the_chart_command(helm_template: Any, redis_config: Any) -> None:
+    redis = one(helm_template(), "StatefulSet", "redis")
+    command = redis["spec"]["template"]["spec"]["containers"][0]["command"]
+    config = redis_config(command[1:])
+    assert config["appendonly"] == "yes"
+    assert config["maxmemory-policy"] == "noeviction"
+    assert config["maxmemory"] == str(512 * 1024 * 1024)
 
 
 def test_keda_scenario_scales_workers_on_the_celery_queue(helm_template: Any) -> None:

@@ -108,6 +108,15 @@ def test_redis_keeps_an_append_only_file_and_never_evicts(compose_config: dict[s
     assert mounts(redis)["/data"] in compose_config["volumes"]
 
 
+def test_redis_server_accepts_the_compose_command(compose_config: dict[str, Any], redis_config: Any) -> None:
+    config = redis_config(compose_config["services"]["redis"]["command"][1:])
+    assert config["appendonly"] == "yes"
+    assert config["appendfsync"] == "everysec"
+    assert config["maxmemory-policy"] == "noeviction"
+    assert config["maxmemory"] == str(512 * 1024 * 1024)
+    assert config["save"] == ""
+
+
 def test_every_service_has_a_healthcheck_and_waits_for_healthy_redis(compose_config: dict[str, Any]) -> None:
     services = compose_config["services"]
     for name, service in services.items():

@@ -20,7 +20,8 @@ def decode(data: bytes) -> Image.Image:
 
 def test_synthetic_photo_is_deterministic_and_photo_like() -> None:
     first, again, other = synthetic_photo(1), synthetic_photo(1), synthetic_photo(2)
-    assert first.mode == "RGB" and first.size == (1600, 1200)
+    assert first.mode == "RGB"
+    assert first.size == (1600, 1200)
     assert first.tobytes() == again.tobytes()
     assert first.tobytes() != other.tobytes()
     # Not a flat card: colour varies across the picture and there is fine-grained noise.
@@ -33,7 +34,8 @@ def test_photos_from_a_folder_render_at_exactly_the_size_asked(samples_dir: Path
     photos = Photos(samples_dir)
     assert len(photos.pool) == len([p for p in samples_dir.iterdir() if p.suffix == ".jpg"])
     image = decode(photos.unique_jpeg(random.Random(0), *size))
-    assert image.format == "JPEG" and image.size == size
+    assert image.format == "JPEG"
+    assert image.size == size
 
 
 def test_without_a_folder_the_pool_is_generated() -> None:
@@ -75,9 +77,12 @@ def test_png_header_only_declares_a_pixel_bomb() -> None:
 def test_bad_uploads_cover_every_case() -> None:
     photo = encode_jpeg(synthetic_photo(0, (320, 240)))
     cases = {case: bad_upload(case, photo, {"style": "hayao"}, upload_limit=64 * 1024) for case in BAD_CASES}
-    assert cases["truncated"][0] is not None and len(cases["truncated"][0][1]) == len(photo) // 2
-    assert cases["wrong_type"][0] is not None and cases["wrong_type"][0][1].startswith(b"GIF89a")
-    assert cases["oversize"][0] is not None and len(cases["oversize"][0][1]) > 64 * 1024
+    assert cases["truncated"][0] is not None
+    assert len(cases["truncated"][0][1]) == len(photo) // 2
+    assert cases["wrong_type"][0] is not None
+    assert cases["wrong_type"][0][1].startswith(b"GIF89a")
+    assert cases["oversize"][0] is not None
+    assert len(cases["oversize"][0][1]) > 64 * 1024
     assert cases["empty"][0] == ("photo.jpg", b"", "image/jpeg")
     assert cases["unknown_style"][1]["style"] == "no-such-style"
     assert cases["unknown_format"][1]["format"] == "bmp"

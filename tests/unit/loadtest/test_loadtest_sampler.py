@@ -22,7 +22,7 @@ def exposition() -> bytes:
     """What the service exports, made by prometheus_client itself (names from DESIGN.md)."""
     registry = CollectorRegistry()
     rss = Gauge("process_resident_memory_bytes", "RSS", ["component", "pid"], namespace="animegan", registry=registry)
-    rss.labels("api", str(os.getpid())).set(50e6)
+    rss.labels("api", "4141").set(50e6)
     rss.labels("worker", "4242").set(300e6)
     Gauge("queue_depth", "queued", namespace="animegan", registry=registry).set(3)
     Counter("host_cpu_iowait_seconds", "iowait", namespace="animegan", registry=registry).inc(1.5)
@@ -59,7 +59,8 @@ def test_parse_samples_keeps_our_prefix_and_full_sample_names() -> None:
     samples = parse_samples(exposition().decode())
     names = {name for name, _, _ in samples}
     assert "animegan_host_cpu_iowait_seconds_total" in names
-    assert "animegan_job_peak_rss_bytes_bucket" in names and "animegan_job_peak_rss_bytes_count" in names
+    assert "animegan_job_peak_rss_bytes_bucket" in names
+    assert "animegan_job_peak_rss_bytes_count" in names
     assert not any(name.startswith("other_thing") for name in names)
     rss = {labels["component"]: value for name, labels, value in samples if name.endswith("resident_memory_bytes")}
     assert rss == {"api": 50e6, "worker": 300e6}
@@ -88,7 +89,8 @@ def test_sampler_writes_metrics_processes_and_host_rows(metrics_url: str, tmp_pa
         metrics = list(csv.DictReader(handle))
     assert {row["name"] for row in metrics} >= {"animegan_queue_depth", "animegan_process_resident_memory_bytes"}
     assert not any(row["name"].endswith("_bucket") for row in metrics)
-    assert sampler.scrapes == 3 and sampler.failed_scrapes == 0
+    assert sampler.scrapes == 3
+    assert sampler.failed_scrapes == 0
     # The pid labels of the RSS metric name the components of those processes.
     assert sampler.components[4242] == "worker"
     with (tmp_path / "processes.csv").open() as handle:
@@ -98,7 +100,8 @@ def test_sampler_writes_metrics_processes_and_host_rows(metrics_url: str, tmp_pa
     assert {row["component"] for row in processes if row["pid"] == str(os.getpid())} == {"runner"}
     with (tmp_path / "host.csv").open() as handle:
         host = list(csv.DictReader(handle))
-    assert len(host) == 3 and float(host[-1]["total_s"]) >= float(host[0]["total_s"])
+    assert len(host) == 3
+    assert float(host[-1]["total_s"]) >= float(host[0]["total_s"])
     assert "animegan_job_peak_rss_bytes_bucket" in (tmp_path / "metrics-end.prom").read_text()
 
 
@@ -107,7 +110,8 @@ def test_a_missing_endpoint_is_counted_not_raised(tmp_path: Path) -> None:
     sampler.tick()
     sampler.save_scrape("metrics-start.prom")
     sampler.stop()
-    assert sampler.scrapes == 0 and sampler.failed_scrapes == 2
+    assert sampler.scrapes == 0
+    assert sampler.failed_scrapes == 2
     assert (tmp_path / "metrics-start.prom").read_text().startswith("#")
 
 
