@@ -38,7 +38,7 @@ MIN_SIDE = 8
 
 # Default band heights (rows of the full-resolution image); measured on a 2-core AVX2/AVX-512 VM
 # at 1024x576 and 1920x1080 (see the README's engine section).
-DEFAULT_BAND_ROWS = 32
+BAND_BYTES = 4 << 20
 
 ARENA: bool | str = "env"
 SHRINK = True
@@ -232,11 +232,11 @@ class Engine:
         *,
         align_corners: bool,
         threads: int = 1,
-        band_rows: int = DEFAULT_BAND_ROWS,
+        band_rows: int | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
-        if band_rows < 1:
+        if band_rows is not None and band_rows < 1:
             raise ValueError("band_rows must be at least 1")
         self.align_corners = align_corners
         self.threads = threads
@@ -270,6 +270,10 @@ class Engine:
         }
         self._final = session(graphs.final_model(sd))
         self._scratch = _Scratch()
+        # Hand the arena's free chunks back after each layer's last band: the arena then only
+        # ever holds one band's working set, not the largest of every layer's.
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._trim = _release_freed_memory()
 
     def run(self, rgb: np.ndarray) -> np.ndarray:
@@ -337,6 +341,12 @@ class Engine:
         del e1
         return self._run_final(e2)
 
+    def _rows(self, channels: int, width: int) -> int:
+        """Rows per band: a fixed count if one was given, else about BAND_BYTES of float32 input."""
+        if self.band_rows is not None:
+            return self.band_rows
+        return max(2, BAND_BYTES // (4 * channels * width))
+
     def _affine(self, src: _Map) -> dict[str, np.ndarray]:
         scale, shift = src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
         return {"scale": scale, "shift": shift}
@@ -348,6 +358,7 @@ class Engine:
         shape: tuple[int, int, int, int],
         *,
         with_output: bool = True,
+        last: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Runs a band graph with its outputs written straight into scratch memory (no copies)."""
         binding = session.io_binding()
@@ -358,16 +369,15 @@ class Engine:
         outputs = (("y", y), ("sum", sums), ("sumsq", sumsqs)) if with_output else (("sum", sums), ("sumsq", sumsqs))
         for name, array in outputs:
             binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
-        session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding, self._shrink if (last and SHRINK) else None)
         return y, sums, sumsqs
 
     def _run_head(self, x: np.ndarray) -> _Map:
         """block_a.0 and block_a.1's conv; returns block_a.1's pre-norm half-res map (one spare row)."""
         height, width = x.shape[1:]
         padded = np.pad(x, ((0, 0), (3, 3), (3, 3)), mode="reflect")[None]
-        rows = self.band_rows
         moments = _Moments()
-        for r0, r1 in _bands(height, rows):
+        for r0, r1 in _bands(height, self._rows(32, width)):
             feeds = {"xpad": np.ascontiguousarray(padded[:, :, r0 : r1 + 6])}
             _, sums, sumsqs = self._run_band(self._head_stats, feeds, (1, 32, 0, 0), with_output=False)
             moments = moments.merge_band(sums, sumsqs, (r1 - r0) * width)
@@ -376,14 +386,14 @@ class Engine:
         half_h, half_w = height // 2, width // 2
         half = np.empty((64, half_h + 1, half_w), dtype=np.float32)
         half_moments = _Moments()
-        for i0, i1 in _bands(half_h, rows):
+        for i0, i1 in _bands(half_h, self._rows(64, half_w)):
             # Output rows i0..i1 of the stride-2 conv read block_a.0 rows 2*i0 .. 2*i1; row `height`
             # (only reached when the height is even) is block_a.1's bottom reflection pad.
             f0, f1 = 2 * i0, min(2 * i1 + 1, height)
             bottom = 2 * i1 + 1 - f1
             pads = np.array([0, 0, 0, 0, 0, 0, bottom, 1], dtype=np.int64)
             feeds = {"xpad": np.ascontiguousarray(padded[:, :, f0 : f1 + 6]), "pads": pads, **affine}
-            y, sums, sumsqs = self._run_band(self._head, feeds, (1, 64, i1 - i0, half_w))
+            y, sums, sumsqs = self._run_band(self._head, feeds, (1, 64, i1 - i0, half_w), last=i1 == half_h)
             half[:, 1 + i0 : 1 + i1] = y[0]
             half_moments = half_moments.merge_band(sums, sumsqs, (i1 - i0) * half_w)
         return _Map(half, 64, 1, half_h, "block_a.1.2", half_moments)
@@ -414,13 +424,13 @@ class Engine:
         out_h, out_w = src.height // layer.stride, src.width // layer.stride
         feeds = self._affine(src) if layer.act else {}
         moments = _Moments()
-        for r0, r1 in _bands(out_h, self.band_rows):
+        for r0, r1 in _bands(out_h, self._rows(max(src.channels, layer.out_channels), src.width)):
             if layer.stride == 2:  # reflection pad right/bottom by 1
                 band = self._band_input(src, 2 * r0, 2 * r1 + 1, 0, 1)
             else:
                 band = self._band_input(src, r0 - layer.halo, r1 + layer.halo, layer.halo, layer.halo)
             shape = (1, layer.out_channels, r1 - r0, out_w)
-            y, sums, sumsqs = self._run_band(layer.session, {"x": band, **feeds}, shape)
+            y, sums, sumsqs = self._run_band(layer.session, {"x": band, **feeds}, shape, last=r1 == out_h)
             dst[: layer.out_channels, dst_offset + r0 : dst_offset + r1] = y[0]
             moments = moments.merge_band(sums, sumsqs, (r1 - r0) * out_w)
         return _Map(dst, layer.out_channels, dst_offset, out_h, layer.norm, moments)
@@ -456,7 +466,7 @@ class Engine:
         cols = src.width + 2 + int(src.width + 2 == out_w)
         col_roi = ((col_bias + 1) / (cols - 1), (col_scale * (out_w - 1) + col_bias + 1) / (cols - 1))
         moments = _Moments()
-        for j0, j1 in _bands(out_h, self.band_rows):
+        for j0, j1 in _bands(out_h, self._rows(src.channels, out_w)):
             lo, hi = max(j0 - 1, 0), min(j1 + 1, out_h)
             first, last = row_scale * lo + row_bias, row_scale * (hi - 1) + row_bias
             top, end = math.floor(first) - 1, math.floor(last) + 3
@@ -472,15 +482,16 @@ class Engine:
             band[..., 0] = band[..., 1]
             band[..., src.width + 1 :] = band[..., src.width : src.width + 1]
             span = end - top - 1
-            roi = np.array([0, 0, (first - top) / span, col_roi[0], 1, 1, (last - top) / span, col_roi[1]], np.float32)
+            roi = np.array([0, (first - top) / span, col_roi[0], 0, 1, (last - top) / span, col_roi[1], 1], np.float32)
             feeds_band = {
                 "x": band,
                 "roi": roi,
-                "sizes": np.array([1, src.channels, hi - lo, out_w], dtype=np.int64),
-                "pads": np.array([0, 0, int(j0 == 0), 1, 0, 0, int(j1 == out_h), 1], dtype=np.int64),
+                "sizes": np.array([1, hi - lo, out_w, src.channels], dtype=np.int64),
+                "pads": np.array([0, int(j0 == 0), 1, 0, 0, int(j1 == out_h), 1, 0], dtype=np.int64),
                 **feeds,
             }
-            y, sums, sumsqs = self._run_band(layer.session, feeds_band, (1, layer.out_channels, j1 - j0, out_w))
+            shape = (1, layer.out_channels, j1 - j0, out_w)
+            y, sums, sumsqs = self._run_band(layer.session, feeds_band, shape, last=j1 == out_h)
             dst[: layer.out_channels, dst_offset + j0 : dst_offset + j1] = y[0]
             moments = moments.merge_band(sums, sumsqs, (j1 - j0) * out_w)
         return _Map(dst, layer.out_channels, dst_offset, out_h, layer.norm, moments)
@@ -495,7 +506,7 @@ class Engine:
     def _run_final(self, src: _Map) -> np.ndarray:
         feeds = self._affine(src)
         out = np.empty((src.height, src.width, 3), dtype=np.uint8)
-        for r0, r1 in _bands(src.height, self.band_rows):
+        for r0, r1 in _bands(src.height, self._rows(src.channels, src.width)):
             band = self._scratch.take("x", (1, src.channels, r1 - r0, src.width))
             band[...] = src.data[None, : src.channels, src.offset + r0 : src.offset + r1]
             binding = self._final.io_binding()

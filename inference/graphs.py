@@ -122,6 +122,10 @@ class _Graph:
         pads = self.const(np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64), "pads")
         return self.node("Pad", [x, pads], mode="reflect")
 
+    def barrier(self, x: str) -> str:
+        """A no-op Reshape: ONNX Runtime's transpose optimizer cannot move a Transpose across it."""
+        return self.node("Reshape", [x, self.node("Shape", [x])])
+
     def lrelu(self, x: str) -> str:
         return self.node("LeakyRelu", [x], alpha=LRELU_SLOPE)
 
@@ -289,7 +293,9 @@ def upsample_conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str) ->
     `scale`/`shift` its GroupNorm; `roi` (float[8]) and `sizes` (int64[4]) for a Resize in
     tf_crop_and_resize mode, which maps output rows/columns to any affine source coordinates
     (both torch modes, align_corners or half-pixel, are affine once the source is edge-padded);
-    `pads` (int64[8]) the conv's reflection padding (rows only at the image's top/bottom edge).
+    `pads` (int64[8]) the conv's reflection padding. `roi`, `sizes` and `pads` are in NHWC order:
+    the upsample runs channels-last, where ONNX Runtime's bilinear Resize is about 4x faster, and
+    the transpose back folds into the conv's input reorder.
     """
     g = _Graph(state_dict)
     in_ch = int(np.asarray(state_dict[f"{conv}.weight"]).shape[1])
@@ -299,9 +305,10 @@ def upsample_conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str) ->
     roi = g.input("roi", TensorProto.FLOAT, [8])
     sizes = g.input("sizes", TensorProto.INT64, [4])
     pads = g.input("pads", TensorProto.INT64, [8])
-    act = g.lrelu(g.affine(x, scale, shift))
-    up = g.node("Resize", [act, roi, "", sizes], mode="linear", coordinate_transformation_mode="tf_crop_and_resize")
-    y = g.conv(g.node("Pad", [up, pads], mode="reflect"), conv)
+    nhwc = g.node("Transpose", [g.lrelu(g.affine(x, scale, shift))], perm=[0, 2, 3, 1])
+    up = g.node("Resize", [g.barrier(nhwc), roi, "", sizes], mode="linear", coordinate_transformation_mode="tf_crop_and_resize")
+    padded = g.barrier(g.node("Pad", [up, pads], mode="reflect"))
+    y = g.conv(g.node("Transpose", [padded], perm=[0, 3, 1, 2]), conv)
     g.band_stats(y)
     g.output(y, "y", TensorProto.FLOAT, [1, "out_ch", "out_rows", "out_cols"])
     return g.model()

@@ -74,7 +74,7 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_for_heartbeat(url: str, timeout_s: float = 180.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_heartbeat(url: str, timeout_s: float = 300.0, process: subprocess.Popen[bytes] | None = None) -> None:
     with redis.Redis.from_url(url) as client:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -107,13 +107,17 @@ def celery_worker(redis_server: RedisServer) -> Iterator[subprocess.Popen[bytes]
         stop_process_group(process)
 
 
+WorkerFactory = Callable[..., subprocess.Popen[bytes]]
+
+
 @pytest.fixture
-def spawn_worker() -> Iterator[Callable[[str, list[str]], subprocess.Popen[bytes]]]:
-    """``spawn_worker(redis_url, extra_args)`` -> a ready worker process, stopped after the test."""
+def spawn_worker() -> Iterator[WorkerFactory]:
+    """``spawn_worker(redis_url, extra_args, **env)`` -> a ready worker process, stopped after the test."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def spawn(url: str, extra: list[str]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([*worker_command(), *extra], env=worker_env(url), cwd=ROOT, start_new_session=True)
+    def spawn(url: str, extra: list[str], **env: str) -> subprocess.Popen[bytes]:
+        command = [*worker_command(), *extra]
+        process = subprocess.Popen(command, env=worker_env(url, **env), cwd=ROOT, start_new_session=True)
         started.append(process)
         wait_for_heartbeat(url, process=process)
         return process
