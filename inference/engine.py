@@ -1,22 +1,28 @@
 """Memory-lean CPU executor of the AnimeGANv2 generator on ONNX Runtime (no torch).
 
 The generator's GroupNorm(1 group) normalises each layer over its whole C x H x W map, so the
-network cannot simply be tiled. The engine splits every full-resolution layer into row bands with
-halos and applies each norm from statistics merged over all bands (Chan's formula, float64):
+network cannot simply be tiled. The engine runs every conv layer band by band (row bands with
+halos) as a small ONNX graph, and applies each norm from statistics merged over all bands
+(per-channel sums from the graph, merged in float64):
 
+- Every feature map is a list of row bands, each its own contiguous (C, rows, W) array. A
+  layer's graph writes each output band straight into such an array (no copy), and a 1x1 layer
+  reads its input band in place. Layers with a halo copy their input rows (with reflection at
+  the image edges) into a scratch buffer, multiplying by the GroupNorm scale on the way.
+  Input bands are released as soon as no later band needs them, and their arrays are reused
+  for output bands: a layer holds about one map, not two.
 - head: block_a.0 (7x7, 3->32) runs twice per band, first for its statistics only, then
-  normalised and fed straight into block_a.1's stride-2 conv. Only the 64-channel half-res
-  pre-norm output is stored; no 32-channel full-res map ever exists.
-- trunk: block_a.1's norm through block_d, at half resolution and below, as one ONNX graph.
-- tail: block_e.0 per band gathers (upsamples) the half-res rows it needs, so no 128-channel
-  full-res map exists; its pre-norm output goes into one 64-channel full-res buffer. block_e.1
-  and block_e.2 then run band by band in place in that buffer, each writing its output a few
-  rows above where it reads (the buffer has 4 spare rows on top), so a band never overwrites
-  rows the next band still needs. The final pass maps block_e.2 to 8-bit RGB rows.
+  normalised and fed straight into block_a.1's stride-2 conv, so no 32-channel full-res map
+  ever exists.
+- The two bilinear upsamples are folded into the following conv's bands: each band gathers the
+  few source rows it needs and resizes them channels-last (ONNX Runtime's fast Resize layout),
+  so no 128-channel full-res map ever exists either.
 
-Sides are reflection-padded to what the network needs (at least 8 pixels, tiny images are
-edge-padded first; multiples of 4 when align_corners is False, where the reference shrinks other
-sizes) and the result is cropped back, so the output always has the input's size.
+The peak is then about one 64-channel full-resolution map (block_e's) plus the runtime.
+
+Sides are padded to what the network needs (at least 8 pixels, tiny images are edge-padded
+first; multiples of 4 when align_corners is False, where the reference shrinks other sizes)
+and the result is cropped back, so the output always has the input's size.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
@@ -36,16 +45,15 @@ from inference import graphs
 # side of at least 2 at quarter resolution: 8 pixels is the smallest side the network accepts.
 MIN_SIDE = 8
 
-# Default band heights (rows of the full-resolution image); measured on a 2-core AVX2/AVX-512 VM
-# at 1024x576 and 1920x1080 (see the README's engine section).
+# Band height: rows such that a band of the widest map at that resolution (64 channels at full
+# resolution, 128 at half, 512 at quarter) is about this many bytes. Measured: see the README.
 BAND_BYTES = 4 << 20
 
 ARENA: bool | str = "env"
-SHRINK = True
 PROFILE = ""
+PARALLEL = "bands"
 
-# Spare rows above the tail buffer: block_e.1 writes 1 row and block_e.2 3 rows above its input.
-_TAIL_SPARE = 4
+_WIDEST = (64, 128, 512)  # widest map (channels) at full, half and quarter resolution
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,7 @@ class _Moments:
         # Chan et al.'s pairwise update: exact for any split of the map into bands.
         total = self.count + count
         delta = mean - self.mean
-        return _Moments(
-            total, self.mean + delta * count / total, self.m2 + m2 + delta * delta * self.count * count / total
-        )
+        return _Moments(total, self.mean + delta * count / total, self.m2 + m2 + delta * delta * self.count * count / total)
 
     def affine(self, gamma: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """GroupNorm as a per-channel scale and shift, shaped (1, C, 1, 1) for the band graphs."""
@@ -86,10 +92,10 @@ def _bands(total: int, step: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + step, total)
 
 
-def _reflect(index: np.ndarray, size: int) -> np.ndarray:
-    """Reflection (no edge repeat, like torch's ReflectionPad2d) of indices at most size-1 outside."""
-    index = np.abs(index)
-    return np.where(index >= size, 2 * (size - 1) - index, index)
+def _reflect(row: int, size: int) -> int:
+    """Reflection (no edge repeat, like torch's ReflectionPad2d) of an index at most size-1 outside."""
+    row = abs(row)
+    return 2 * (size - 1) - row if row >= size else row
 
 
 _ENV_ARENA = False
@@ -101,7 +107,14 @@ def _session_options(threads: int) -> ort.SessionOptions:
     if ARENA == "env":
         if not _ENV_ARENA:
             info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-            cfg = ort.OrtArenaCfg({"arena_extend_strategy": 1, "max_mem": 0, "initial_chunk_size_bytes": 1 << 20, "max_dead_bytes_per_chunk": -1})
+            cfg = ort.OrtArenaCfg(
+                {
+                    "arena_extend_strategy": 1,
+                    "max_mem": 0,
+                    "initial_chunk_size_bytes": 1 << 20,
+                    "max_dead_bytes_per_chunk": -1,
+                }
+            )
             ort.create_and_register_allocator(info, cfg)
             _ENV_ARENA = True
         options.add_session_config_entry("session.use_env_allocators", "1")
@@ -109,8 +122,6 @@ def _session_options(threads: int) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Without the arena ORT returns every buffer to malloc when a run ends: the worker's RSS
-    # goes back down between jobs and its peak is what the job really needed.
     options.enable_cpu_mem_arena = bool(ARENA)
     options.enable_mem_pattern = False
     # Idle pool threads must not spin between the many short band runs (or between jobs).
@@ -131,63 +142,101 @@ def _release_freed_memory() -> Callable[[], object]:
     return lambda: trim(0)
 
 
+class _Pool:
+    """Float32 arrays for bands, reused within a job: fresh pages would page-fault on every band.
+
+    Thread-safe; `scratch` buffers are per thread (each worker assembles its own band inputs).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[np.ndarray] = []
+        self._named: dict[tuple[str, int], np.ndarray] = {}
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        with self._lock:
+            fits = [i for i, array in enumerate(self._free) if array.size >= size]
+            if fits:
+                best = min(fits, key=lambda i: self._free[i].size)
+                return self._free.pop(best)[:size].reshape(shape)
+        return np.empty(size, dtype=np.float32).reshape(shape)
+
+    def give(self, array: np.ndarray) -> None:
+        base = array
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        with self._lock:
+            self._free.append(base.reshape(-1))
+
+    def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """This thread's buffer `name`, kept for the whole job (band inputs being assembled, stats)."""
+        size = math.prod(shape)
+        key = (name, threading.get_ident())
+        with self._lock:
+            array = self._named.get(key)
+            if array is None or array.size < size:
+                array = np.empty(size, dtype=np.float32)
+                self._named[key] = array
+        return array[:size].reshape(shape)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+            self._named.clear()
+
+
 @dataclass(frozen=True)
+class _BandResult:
+    """What one band run hands back to the (in-order) merge: its output, stats, and the
+    first input row that later bands still need."""
+
+    output: np.ndarray | None
+    sums: np.ndarray
+    sumsqs: np.ndarray
+    count: int
+    next_row: int
+
+
+@dataclass
 class _Map:
-    """A feature map stored in rows offset..offset+height of a (C, rows, W) buffer.
+    """A feature map as row bands: bands[k] holds rows k*rows .. (k+1)*rows as (C, n, W).
 
     `norm` names the GroupNorm still to apply (the map is a conv's pre-norm output), or is
     empty when the map is already a layer's final value (an InvertedResBlock output).
     """
 
-    data: np.ndarray
     channels: int
-    offset: int
     height: int
+    width: int
+    rows: int
     norm: str = ""
     moments: _Moments = _Moments()
+    bands: list[np.ndarray | None] = field(default_factory=list)
 
-    @property
-    def width(self) -> int:
-        return int(self.data.shape[2])
+    def copy_rows(self, lo: int, hi: int, out: np.ndarray, scale: np.ndarray | None) -> None:
+        """Rows lo..hi (inside the map) into out (C, hi-lo, W), times a per-channel scale if given."""
+        while lo < hi:
+            k = lo // self.rows
+            band = self.bands[k]
+            assert band is not None, "band released too early"
+            stop = min(hi, (k + 1) * self.rows)
+            source = band[:, lo - k * self.rows : stop - k * self.rows]
+            target = out[:, : stop - lo]
+            if scale is None:
+                target[...] = source
+            else:
+                np.multiply(source, scale, out=target)
+            out = out[:, stop - lo :]
+            lo = stop
 
-    def view(self) -> np.ndarray:
-        return self.data[: self.channels, self.offset : self.offset + self.height]
-
-
-def _gather_band(src: _Map, lo: int, hi: int, left: int, right: int) -> np.ndarray:
-    """Rows lo..hi of `src` (reflected at its edges) with `left`/`right` reflected columns, contiguous."""
-    width, height = src.width, src.height
-    band = np.empty((1, src.channels, hi - lo, width + left + right), dtype=np.float32)
-    inner = band[0, :, :, left : left + width]
-    # Plain slice copies (np.take into a strided view is several times slower).
-    first, last = max(lo, 0), min(hi, height)
-    inner[:, first - lo : last - lo] = src.data[: src.channels, src.offset + first : src.offset + last]
-    for row in (*range(lo, first), *range(last, hi)):
-        source = int(_reflect(np.array(row), height))
-        inner[:, row - lo] = src.data[: src.channels, src.offset + source]
-    for k in range(1, left + 1):
-        band[..., left - k] = band[..., left + k]
-    for k in range(1, right + 1):
-        band[..., left + width - 1 + k] = band[..., left + width - 1 - k]
-    return band
-
-
-class _Scratch:
-    """Reusable band buffers: fresh allocations per band would page-fault on every band."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, np.ndarray] = {}
-
-    def take(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-        size = math.prod(shape)
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.size < size or buffer.dtype != dtype:
-            buffer = np.empty(size, dtype=dtype)
-            self._buffers[name] = buffer
-        return buffer[:size].reshape(shape)
-
-    def clear(self) -> None:
-        self._buffers.clear()
+    def release_before(self, row: int, pool: _Pool) -> None:
+        """Give back every band that ends at or before `row`."""
+        for k in range(min(row // self.rows, len(self.bands))):
+            band = self.bands[k]
+            if band is not None:
+                pool.give(band)
+                self.bands[k] = None
 
 
 @dataclass(frozen=True)
@@ -195,14 +244,20 @@ class _Conv:
     """A banded conv layer: its ONNX session and how its bands read the input."""
 
     session: ort.InferenceSession
+    transform: graphs.InputTransform  # what the graph still applies to its input band
     out_channels: int
     norm: str  # state-dict prefix of the GroupNorm after this conv
-    halo: int = 0  # input rows (and columns) needed on each side; stride-2 layers read their own way
+    halo: int = 0
     stride: int = 1
-    act: bool = True  # input is lrelu(GroupNorm(previous)) rather than the previous map itself
+
+    @property
+    def in_place(self) -> bool:
+        """1x1 convs read their input band where it lies; the others get an assembled copy."""
+        return self.halo == 0 and self.stride == 1
 
 
-# (name, conv prefix, norm prefix, halo, stride, act) of every banded conv after the head.
+# (name, conv prefix, norm prefix, halo, stride, input is lrelu(GroupNorm(previous))) of every
+# banded conv after the head.
 _LAYERS: tuple[tuple[str, str, str, int, int, bool], ...] = (
     ("a2", "block_a.2.1", "block_a.2.2", 1, 1, True),
     ("b0", "block_b.0.1", "block_b.0.2", 0, 2, True),
@@ -243,38 +298,39 @@ class Engine:
         self.band_rows = band_rows
         sd = {key: np.asarray(value, dtype=np.float32) for key, value in state_dict.items()}
         self._sd = sd
-        options = _session_options(threads)
+        # Bands run concurrently, one per thread, each graph single-threaded: every op (and
+        # every band copy) then uses all cores, where ONNX Runtime's intra-op threading leaves
+        # the small memory-bound ops of a band on one core.
+        band_parallel = threads > 1 and PARALLEL == "bands"
+        options = _session_options(1 if band_parallel else threads)
 
         def session(model: bytes) -> ort.InferenceSession:
             return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
-        def out_channels(conv: str) -> int:
-            return int(sd[f"{conv}.weight"].shape[0])
-
         self._head_stats = session(graphs.head_stats_model(sd))
         self._head = session(graphs.head_model(sd))
-        self._layers = {
-            name: _Conv(
-                session(graphs.conv_band_model(sd, conv, act=act, stride=stride)),
-                out_channels(conv),
-                norm,
-                halo,
-                stride,
-                act,
-            )
-            for name, conv, norm, halo, stride, act in _LAYERS
-        }
+        self._layers: dict[str, _Conv] = {}
+        for name, conv, norm, halo, stride, act in _LAYERS:
+            # Assembled bands are scaled while they are copied; in-place ones scale in the graph.
+            transform: graphs.InputTransform = ("affine" if halo == 0 and stride == 1 else "shift") if act else "none"
+            model = graphs.conv_band_model(sd, conv, transform=transform, stride=stride)
+            out_channels = int(sd[f"{conv}.weight"].shape[0])
+            self._layers[name] = _Conv(session(model), transform, out_channels, norm, halo, stride)
         self._up = {
-            name: _Conv(session(graphs.upsample_conv_band_model(sd, conv)), out_channels(conv), norm)
+            name: _Conv(
+                session(graphs.upsample_conv_band_model(sd, conv)), "affine", int(sd[f"{conv}.weight"].shape[0]), norm
+            )
             for name, conv, norm in _UPSAMPLE_LAYERS
         }
         self._final = session(graphs.final_model(sd))
-        self._scratch = _Scratch()
-        # Hand the arena's free chunks back after each layer's last band: the arena then only
-        # ever holds one band's working set, not the largest of every layer's.
-        self._shrink = ort.RunOptions()
-        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._pool = _Pool()
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="animegan-band") if band_parallel else None
         self._trim = _release_freed_memory()
+
+    def close(self) -> None:
+        """Stops the band threads (they also stop with the process)."""
+        if self._executor is not None:
+            self._executor.shutdown()
 
     def run(self, rgb: np.ndarray) -> np.ndarray:
         """Stylize one RGB image (H, W, 3) uint8 -> (H, W, 3) uint8."""
@@ -290,7 +346,7 @@ class Engine:
         try:
             out = self._forward(x)
         finally:
-            self._scratch.clear()
+            self._pool.clear()
             self._trim()
         if out.shape[:2] == (height, width):
             return out
@@ -310,147 +366,192 @@ class Engine:
                 x = np.pad(x, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
         return x
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        height, width = x.shape[1:]
-        half_h, half_w, quarter_h, quarter_w = height // 2, width // 2, height // 4, width // 4
-        a1 = self._run_head(x)
-        a2 = self._conv("a2", a1, a1.data, 0)
-        del a1
-        b0 = self._conv("b0", a2, np.empty((128, quarter_h + 2, quarter_w), np.float32), 2)
-        del a2
-        b1 = self._conv("b1", b0, b0.data, 1)
-        c0 = self._conv("c0", b1, b1.data, 0)
-        del b0, b1
-        x_map = self._inverted_residual(1, c0, np.empty((256, quarter_h + 1, quarter_w), np.float32), None)
-        del c0
-        expanded = np.empty((512, quarter_h + 1, quarter_w), np.float32)
-        for block in (2, 3, 4):
-            x_map = self._inverted_residual(block, x_map, expanded, x_map)
-        del expanded
-        c5 = self._conv("c5", x_map, np.empty((128, quarter_h, quarter_w), np.float32), 0)
-        del x_map
-        d0 = self._upsample_conv("d0", c5, half_h, half_w, np.empty((128, half_h + 1, half_w), np.float32), 1)
-        del c5
-        d1 = self._conv("d1", d0, d0.data, 0)
-        del d0
-        e0 = self._upsample_conv("e0", d1, height, width, np.empty((64, height + _TAIL_SPARE, width), np.float32), 4)
-        del d1
-        e1 = self._conv("e1", e0, e0.data, 3)
-        del e0
-        e2 = self._conv("e2", e1, e1.data, 0)
-        del e1
-        return self._run_final(e2)
-
-    def _rows(self, channels: int, width: int) -> int:
-        """Rows per band: a fixed count if one was given, else about BAND_BYTES of float32 input."""
+    def _rows(self, level: int, width: int) -> int:
+        """Rows per band at a resolution level (0 full, 1 half, 2 quarter)."""
         if self.band_rows is not None:
             return self.band_rows
-        return max(2, BAND_BYTES // (4 * channels * width))
+        return max(4, BAND_BYTES // (4 * _WIDEST[level] * width))
 
-    def _affine(self, src: _Map) -> dict[str, np.ndarray]:
-        scale, shift = src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
-        return {"scale": scale, "shift": shift}
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        height, width = x.shape[1:]
+        half_h, half_w = height // 2, width // 2
+        out = self._run_head(x)
+        del x
+        out = self._conv("a2", out)
+        out = self._conv("b0", out, rows=self._rows(2, half_w // 2))
+        out = self._conv("b1", out)
+        out = self._conv("c0", out)
+        out = self._inverted_residual(1, out)
+        for block in (2, 3, 4):
+            out = self._inverted_residual(block, out)
+        out = self._conv("c5", out)
+        out = self._upsample_conv("d0", out, half_h, half_w, self._rows(1, half_w))
+        out = self._conv("d1", out)
+        out = self._upsample_conv("e0", out, height, width, self._rows(0, width))
+        out = self._conv("e1", out)
+        out = self._conv("e2", out)
+        return self._run_final(out)
 
-    def _run_band(
+    def _each_band(
         self,
-        session: ort.InferenceSession,
-        feeds: Mapping[str, np.ndarray],
-        shape: tuple[int, int, int, int],
-        *,
-        with_output: bool = True,
-        last: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Runs a band graph with its outputs written straight into scratch memory (no copies)."""
+        spans: Sequence[tuple[int, int]],
+        work: Callable[[int, int], _BandResult],
+        out: _Map | None = None,
+        src: _Map | None = None,
+    ) -> _Moments:
+        """Runs `work` on every band (concurrently on the band threads) and merges in band order.
+
+        Bands complete in order: each one's output is appended to `out`, its statistics merged,
+        and `src`'s bands that no later band needs are released.
+        """
+        moments = _Moments()
+
+        def done(result: _BandResult) -> None:
+            nonlocal moments
+            if out is not None and result.output is not None:
+                out.bands.append(result.output)
+            moments = moments.merge_band(result.sums, result.sumsqs, result.count)
+            if src is not None:
+                src.release_before(result.next_row, self._pool)
+
+        if self._executor is None:
+            for r0, r1 in spans:
+                done(work(r0, r1))
+            return moments
+        pending: deque[Future[_BandResult]] = deque()
+        try:
+            for r0, r1 in spans:
+                pending.append(self._executor.submit(work, r0, r1))
+                if len(pending) > self.threads:
+                    done(pending.popleft().result())
+            while pending:
+                done(pending.popleft().result())
+        finally:
+            for future in pending:  # after an error: let in-flight bands finish before memory is reused
+                future.exception()
+        return moments
+
+    def _affine(self, src: _Map) -> tuple[np.ndarray, np.ndarray]:
+        return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
+
+    def _run(
+        self, session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], out: np.ndarray | None, channels: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Runs a band graph writing `y` into `out` (no copies); returns its per-channel sums."""
         binding = session.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
-        y = self._scratch.take("y", shape)
-        sums, sumsqs = np.empty(shape[1], np.float32), np.empty(shape[1], np.float32)
-        outputs = (("y", y), ("sum", sums), ("sumsq", sumsqs)) if with_output else (("sum", sums), ("sumsq", sumsqs))
+        stats = np.empty((2, channels), dtype=np.float32)
+        outputs = [("sum", stats[0]), ("sumsq", stats[1])]
+        if out is not None:
+            outputs.append(("y", out))
         for name, array in outputs:
             binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
-        session.run_with_iobinding(binding, self._shrink if (last and SHRINK) else None)
-        return y, sums, sumsqs
+        session.run_with_iobinding(binding)
+        return stats[0], stats[1]
 
     def _run_head(self, x: np.ndarray) -> _Map:
-        """block_a.0 and block_a.1's conv; returns block_a.1's pre-norm half-res map (one spare row)."""
+        """block_a.0 and block_a.1's conv; returns block_a.1's pre-norm half-res map."""
         height, width = x.shape[1:]
         padded = np.pad(x, ((0, 0), (3, 3), (3, 3)), mode="reflect")[None]
-        moments = _Moments()
-        for r0, r1 in _bands(height, self._rows(32, width)):
+
+        def stats_band(r0: int, r1: int) -> _BandResult:
             feeds = {"xpad": np.ascontiguousarray(padded[:, :, r0 : r1 + 6])}
-            _, sums, sumsqs = self._run_band(self._head_stats, feeds, (1, 32, 0, 0), with_output=False)
-            moments = moments.merge_band(sums, sumsqs, (r1 - r0) * width)
-        affine = self._affine(_Map(padded, 32, 0, height, "block_a.0.2", moments))
+            sums, sumsqs = self._run(self._head_stats, feeds, None, 32)
+            return _BandResult(None, sums, sumsqs, (r1 - r0) * width, 0)
+
+        moments = self._each_band(list(_bands(height, self._rows(0, width))), stats_band)
+        scale, shift = moments.affine(self._sd["block_a.0.2.weight"], self._sd["block_a.0.2.bias"])
 
         half_h, half_w = height // 2, width // 2
-        half = np.empty((64, half_h + 1, half_w), dtype=np.float32)
-        half_moments = _Moments()
-        for i0, i1 in _bands(half_h, self._rows(64, half_w)):
+        out = _Map(64, half_h, half_w, self._rows(1, half_w), "block_a.1.2")
+
+        def head_band(i0: int, i1: int) -> _BandResult:
             # Output rows i0..i1 of the stride-2 conv read block_a.0 rows 2*i0 .. 2*i1; row `height`
             # (only reached when the height is even) is block_a.1's bottom reflection pad.
             f0, f1 = 2 * i0, min(2 * i1 + 1, height)
-            bottom = 2 * i1 + 1 - f1
-            pads = np.array([0, 0, 0, 0, 0, 0, bottom, 1], dtype=np.int64)
-            feeds = {"xpad": np.ascontiguousarray(padded[:, :, f0 : f1 + 6]), "pads": pads, **affine}
-            y, sums, sumsqs = self._run_band(self._head, feeds, (1, 64, i1 - i0, half_w), last=i1 == half_h)
-            half[:, 1 + i0 : 1 + i1] = y[0]
-            half_moments = half_moments.merge_band(sums, sumsqs, (i1 - i0) * half_w)
-        return _Map(half, 64, 1, half_h, "block_a.1.2", half_moments)
+            pads = np.array([0, 0, 0, 0, 0, 0, 2 * i1 + 1 - f1, 1], dtype=np.int64)
+            feeds = {"xpad": np.ascontiguousarray(padded[:, :, f0 : f1 + 6]), "pads": pads}
+            y = self._pool.take((1, 64, i1 - i0, half_w))
+            sums, sumsqs = self._run(self._head, {**feeds, "scale": scale, "shift": shift}, y, 64)
+            return _BandResult(y[0], sums, sumsqs, (i1 - i0) * half_w, 0)
 
-    def _band_input(self, src: _Map, lo: int, hi: int, left: int, right: int) -> np.ndarray:
-        """Rows lo..hi of `src` (reflected at its edges) with `left`/`right` reflected columns, contiguous."""
+        out.moments = self._each_band(list(_bands(half_h, out.rows)), head_band, out)
+        return out
+
+    def _assemble(self, src: _Map, lo: int, hi: int, left: int, right: int, scale: np.ndarray | None) -> np.ndarray:
+        """Rows lo..hi of `src` (reflected at its edges) with reflected columns, as one contiguous band."""
         width, height = src.width, src.height
-        band = self._scratch.take("x", (1, src.channels, hi - lo, width + left + right))
+        band = self._pool.scratch("band", (1, src.channels, hi - lo, width + left + right))
         inner = band[0, :, :, left : left + width]
+        channel_scale = None if scale is None else scale[0]
         first, last = max(lo, 0), min(hi, height)
-        inner[:, first - lo : last - lo] = src.data[: src.channels, src.offset + first : src.offset + last]
+        src.copy_rows(first, last, inner[:, first - lo : last - lo], channel_scale)
         for row in (*range(lo, first), *range(last, hi)):
-            source = abs(row) if row < 0 else 2 * (height - 1) - row
-            inner[:, row - lo] = src.data[: src.channels, src.offset + source]
+            source = _reflect(row, height)
+            src.copy_rows(source, source + 1, inner[:, row - lo : row - lo + 1], channel_scale)
         for k in range(1, left + 1):
             band[..., left - k] = band[..., left + k]
         for k in range(1, right + 1):
             band[..., left + width - 1 + k] = band[..., left + width - 1 - k]
         return band
 
-    def _conv(self, name: str, src: _Map, dst: np.ndarray, dst_offset: int) -> _Map:
-        """One banded conv from `src` into rows dst_offset.. of `dst` (which may be src's own buffer).
-
-        In place, a band reads input rows r0-halo .. r1+halo and writes output rows r0 .. r1 at
-        dst_offset = src.offset - halo, so it only overwrites input rows that no later band reads.
-        """
+    def _conv(self, name: str, src: _Map, *, rows: int | None = None, keep_source: bool = False) -> _Map:
+        """One conv layer over `src`, band by band; `src`'s bands are released as they are used up."""
         layer = self._layers[name]
-        out_h, out_w = src.height // layer.stride, src.width // layer.stride
-        feeds = self._affine(src) if layer.act else {}
-        moments = _Moments()
-        for r0, r1 in _bands(out_h, self._rows(max(src.channels, layer.out_channels), src.width)):
-            if layer.stride == 2:  # reflection pad right/bottom by 1
-                band = self._band_input(src, 2 * r0, 2 * r1 + 1, 0, 1)
+        out = _Map(
+            layer.out_channels, src.height // layer.stride, src.width // layer.stride, rows or src.rows, layer.norm
+        )
+        feeds: dict[str, np.ndarray] = {}
+        copy_scale = None  # multiplied in while assembling a band ("shift" graphs)
+        if layer.transform != "none":
+            scale, feeds["shift"] = self._affine(src)
+            if layer.transform == "affine":
+                feeds["scale"] = scale
             else:
-                band = self._band_input(src, r0 - layer.halo, r1 + layer.halo, layer.halo, layer.halo)
-            shape = (1, layer.out_channels, r1 - r0, out_w)
-            y, sums, sumsqs = self._run_band(layer.session, {"x": band, **feeds}, shape, last=r1 == out_h)
-            dst[: layer.out_channels, dst_offset + r0 : dst_offset + r1] = y[0]
-            moments = moments.merge_band(sums, sumsqs, (r1 - r0) * out_w)
-        return _Map(dst, layer.out_channels, dst_offset, out_h, layer.norm, moments)
+                copy_scale = scale
 
-    def _inverted_residual(self, block: int, src: _Map, buffer: np.ndarray, residual: _Map | None) -> _Map:
+        def band(r0: int, r1: int) -> _BandResult:
+            if layer.in_place:
+                assert r0 % src.rows == 0 and out.rows == src.rows
+                source = src.bands[r0 // src.rows]
+                assert source is not None
+                x, next_row = source[None], r1
+            elif layer.stride == 2:  # reflection pad right/bottom by 1
+                x, next_row = self._assemble(src, 2 * r0, 2 * r1 + 1, 0, 1, copy_scale), 2 * r1
+            else:
+                halo = layer.halo
+                x, next_row = self._assemble(src, r0 - halo, r1 + halo, halo, halo, copy_scale), r1 - halo
+            y = self._pool.take((1, out.channels, r1 - r0, out.width))
+            sums, sumsqs = self._run(layer.session, {"x": x, **feeds}, y, out.channels)
+            return _BandResult(y[0], sums, sumsqs, (r1 - r0) * out.width, 0 if keep_source else next_row)
+
+        out.moments = self._each_band(list(_bands(out.height, out.rows)), band, out, src)
+        if not keep_source:
+            src.release_before(src.height + src.rows, self._pool)
+        return out
+
+    def _inverted_residual(self, block: int, src: _Map) -> _Map:
         """block_c.N: expand (1x1), depthwise 3x3, project (1x1), GroupNorm, + input when shapes match."""
-        expand = self._conv(f"c{block}.0", src, buffer, 1)
-        depthwise = self._conv(f"c{block}.1", expand, buffer, 0)
-        project = self._conv(f"c{block}.2", depthwise, buffer, 0)
-        affine = self._affine(project)
-        out = project.view()
-        out *= affine["scale"][0]
-        out += affine["shift"][0]
-        if residual is None:
-            return _Map(buffer, project.channels, 0, project.height)
-        target = residual.view()
-        target += out
-        return residual
+        residual = block > 1
+        expand = self._conv(f"c{block}.0", src, keep_source=residual)
+        depthwise = self._conv(f"c{block}.1", expand)
+        project = self._conv(f"c{block}.2", depthwise)
+        scale, shift = self._affine(project)
+        for k, band in enumerate(project.bands):
+            assert band is not None
+            band *= scale[0]
+            band += shift[0]
+            if residual:
+                target = src.bands[k]
+                assert target is not None
+                target += band
+                self._pool.give(band)
+        if residual:
+            return src
+        return _Map(project.channels, project.height, project.width, project.rows, bands=project.bands)
 
-    def _upsample_conv(self, name: str, src: _Map, out_h: int, out_w: int, dst: np.ndarray, dst_offset: int) -> _Map:
+    def _upsample_conv(self, name: str, src: _Map, out_h: int, out_w: int, rows: int) -> _Map:
         """Bilinear upsample of lrelu(GroupNorm(src)) to out_h x out_w, then reflection pad + 3x3 conv, by bands.
 
         Each band gathers only the source rows it needs, edge-padded by one row and column (which
@@ -458,43 +559,47 @@ class Engine:
         and columns to source coordinates.
         """
         layer = self._up[name]
-        feeds = self._affine(src)
+        scale, shift = self._affine(src)
         row_scale, row_bias = self._source_coordinates(src.height, out_h)
         col_scale, col_bias = self._source_coordinates(src.width, out_w)
         # ONNX Runtime's Resize ignores the roi of an axis whose size does not change: keep the
         # source one column (row) larger or smaller than the output (extra entries are edge copies).
         cols = src.width + 2 + int(src.width + 2 == out_w)
         col_roi = ((col_bias + 1) / (cols - 1), (col_scale * (out_w - 1) + col_bias + 1) / (cols - 1))
-        moments = _Moments()
-        for j0, j1 in _bands(out_h, self._rows(src.channels, out_w)):
+        out = _Map(layer.out_channels, out_h, out_w, rows, layer.norm)
+
+        def band(j0: int, j1: int) -> _BandResult:
             lo, hi = max(j0 - 1, 0), min(j1 + 1, out_h)
             first, last = row_scale * lo + row_bias, row_scale * (hi - 1) + row_bias
             top, end = math.floor(first) - 1, math.floor(last) + 3
             end += int(end - top == hi - lo)
-            band = self._scratch.take("x", (1, src.channels, end - top, cols))
-            inner = band[0, :, :, 1 : src.width + 1]
+            x = self._pool.scratch("band", (1, src.channels, end - top, cols))
+            inner = x[0, :, :, 1 : src.width + 1]
             first_row, last_row = max(top, 0), min(end, src.height)
-            inner[:, first_row - top : last_row - top] = src.data[
-                : src.channels, src.offset + first_row : src.offset + last_row
-            ]
+            src.copy_rows(first_row, last_row, inner[:, first_row - top : last_row - top], None)
             inner[:, : first_row - top] = inner[:, first_row - top : first_row - top + 1]
             inner[:, last_row - top :] = inner[:, last_row - top - 1 : last_row - top]
-            band[..., 0] = band[..., 1]
-            band[..., src.width + 1 :] = band[..., src.width : src.width + 1]
+            x[..., 0] = x[..., 1]
+            x[..., src.width + 1 :] = x[..., src.width : src.width + 1]
             span = end - top - 1
             roi = np.array([0, (first - top) / span, col_roi[0], 0, 1, (last - top) / span, col_roi[1], 1], np.float32)
-            feeds_band = {
-                "x": band,
+            feeds = {
+                "x": x,
                 "roi": roi,
                 "sizes": np.array([1, hi - lo, out_w, src.channels], dtype=np.int64),
                 "pads": np.array([0, int(j0 == 0), 1, 0, 0, int(j1 == out_h), 1, 0], dtype=np.int64),
-                **feeds,
+                "scale": scale,
+                "shift": shift,
             }
-            shape = (1, layer.out_channels, j1 - j0, out_w)
-            y, sums, sumsqs = self._run_band(layer.session, feeds_band, shape, last=j1 == out_h)
-            dst[: layer.out_channels, dst_offset + j0 : dst_offset + j1] = y[0]
-            moments = moments.merge_band(sums, sumsqs, (j1 - j0) * out_w)
-        return _Map(dst, layer.out_channels, dst_offset, out_h, layer.norm, moments)
+            y = self._pool.take((1, out.channels, j1 - j0, out_w))
+            sums, sumsqs = self._run(layer.session, feeds, y, out.channels)
+            # The next band starts at a source row >= this band's last - 1.
+            next_row = math.floor(row_scale * max(j1 - 1, 0) + row_bias) - 1
+            return _BandResult(y[0], sums, sumsqs, (j1 - j0) * out_w, next_row)
+
+        out.moments = self._each_band(list(_bands(out_h, rows)), band, out, src)
+        src.release_before(src.height + src.rows, self._pool)
+        return out
 
     def _source_coordinates(self, in_size: int, out_size: int) -> tuple[float, float]:
         """Source coordinate = scale * output index + bias, as torch's bilinear interpolate maps them."""
@@ -504,15 +609,20 @@ class Engine:
         return scale, 0.5 * scale - 0.5
 
     def _run_final(self, src: _Map) -> np.ndarray:
-        feeds = self._affine(src)
+        scale, shift = self._affine(src)
         out = np.empty((src.height, src.width, 3), dtype=np.uint8)
-        for r0, r1 in _bands(src.height, self._rows(src.channels, src.width)):
-            band = self._scratch.take("x", (1, src.channels, r1 - r0, src.width))
-            band[...] = src.data[None, : src.channels, src.offset + r0 : src.offset + r1]
+        no_stats = np.zeros(1, dtype=np.float32)
+
+        def band(r0: int, r1: int) -> _BandResult:
+            source = src.bands[r0 // src.rows]
+            assert source is not None
             binding = self._final.io_binding()
-            binding.bind_cpu_input("x", band)
-            for name, value in feeds.items():
+            for name, value in (("x", source[None]), ("scale", scale), ("shift", shift)):
                 binding.bind_cpu_input(name, value)
             binding.bind_output("rgb", "cpu", 0, np.uint8, [r1 - r0, src.width, 3], out[r0:r1].ctypes.data)
             self._final.run_with_iobinding(binding)
+            return _BandResult(None, no_stats, no_stats, 1, r1)
+
+        self._each_band(list(_bands(src.height, src.rows)), band, None, src)
+        src.release_before(src.height + src.rows, self._pool)
         return out

@@ -263,12 +263,18 @@ def head_model(state_dict: Mapping[str, np.ndarray]) -> bytes:
     return g.model()
 
 
-def conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str, *, act: bool, stride: int = 1) -> bytes:
-    """[Scale/shift + LeakyReLU +] conv of a band the caller has already padded (row halo and columns).
+InputTransform = Literal["affine", "shift", "none"]
 
-    With `act`, the input is the previous layer's pre-norm output and `scale`/`shift` are its
-    GroupNorm as a per-channel affine; without, the input is used as it is (an InvertedResBlock's
-    input). `conv` is the state-dict prefix of the conv (".weight", optional ".bias").
+
+def conv_band_model(
+    state_dict: Mapping[str, np.ndarray], conv: str, *, transform: InputTransform, stride: int = 1
+) -> bytes:
+    """Input transform + conv of a band the caller has already padded (row halo and columns).
+
+    `transform` says what the band still needs before the conv: "affine" = lrelu(x * scale +
+    shift), the previous layer's GroupNorm and LeakyReLU; "shift" = lrelu(x + shift), when the
+    caller already multiplied by the scale while assembling the band; "none" = the input is
+    used as it is (an InvertedResBlock's input). `conv` is the state-dict prefix of the conv.
     """
     g = _Graph(state_dict)
     weight = np.asarray(state_dict[f"{conv}.weight"])
@@ -276,10 +282,10 @@ def conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str, *, act: boo
     group = out_ch if in_per_group == 1 else 1  # the depthwise convs have one input channel per group
     in_ch = in_per_group * group
     x = g.input("x", TensorProto.FLOAT, [1, in_ch, "rows", "cols"])
-    if act:
-        scale = g.input("scale", TensorProto.FLOAT, [1, in_ch, 1, 1])
-        shift = g.input("shift", TensorProto.FLOAT, [1, in_ch, 1, 1])
-        x = g.lrelu(g.affine(x, scale, shift))
+    if transform == "affine":
+        x = g.node("Mul", [x, g.input("scale", TensorProto.FLOAT, [1, in_ch, 1, 1])])
+    if transform != "none":
+        x = g.lrelu(g.node("Add", [x, g.input("shift", TensorProto.FLOAT, [1, in_ch, 1, 1])]))
     y = g.conv(x, conv, stride=stride, group=group)
     g.band_stats(y)
     g.output(y, "y", TensorProto.FLOAT, [1, out_ch, "out_rows", "out_cols"])

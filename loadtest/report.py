@@ -149,6 +149,9 @@ def checks(summary: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]
         ("no failed or timed-out job", jobs["succeeded"] == jobs["jobs"], f"outcomes {jobs['outcomes']}"),
         ("every 503 carried Retry-After", http["shed_503_without_retry_after"] == 0, f"{http['shed_503']} 503s"),
     ]
+    if "locust_exit_code" in meta:
+        code = meta["locust_exit_code"]
+        found.append(("the load generator ended normally", code == 0, f"locust exit code {code} (see locust.log)"))
     if "overload" in scenarios:
         found.append(("the burst was shed with 503", http["shed_503"] > 0, f"{http['shed_503']} 503s"))
     if "dedup" in scenarios:

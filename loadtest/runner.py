@@ -216,13 +216,15 @@ def run_locust(
             return process.wait(timeout=plan.hard_timeout_s)
         except subprocess.TimeoutExpired:
             logger.error("locust passed its hard timeout of %.0f s; stopping it", plan.hard_timeout_s)
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
             return -1
+        finally:  # timeout, Ctrl-C or SIGTERM: locust does not outlive the runner
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def report_folder(parent: Path, plan: Plan) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import anyio
 from fastapi import APIRouter, Header, Request, Response
@@ -120,7 +120,7 @@ def _choose(upload: Upload, queue: JobQueue) -> tuple[str, str]:
     return style, fmt
 
 
-def _invalid(field: str, detail: str) -> None:
+def _invalid(field: str, detail: str) -> NoReturn:
     raise ApiError("validation-error", detail, extra={"errors": [{"loc": ["body", field], "msg": detail}]})
 
 
