@@ -52,8 +52,11 @@ BAND_BYTES = 4 << 20
 ARENA: bool | str = "env"
 PROFILE = ""
 PARALLEL = "bands"
+POOL_ANY = False
+POOL_DROP = True
+SHRINK = False
 
-_WIDEST = (64, 128, 512)  # widest map (channels) at full, half and quarter resolution
+_WIDEST = (128, 128, 512)  # widest band tensor (channels) at full, half and quarter resolution
 
 
 @dataclass(frozen=True)
@@ -156,11 +159,16 @@ class _Pool:
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
         size = math.prod(shape)
         with self._lock:
-            fits = [i for i, array in enumerate(self._free) if array.size >= size]
+            fits = [i for i, array in enumerate(self._free) if array.size == size or (POOL_ANY and array.size >= size)]
             if fits:
                 best = min(fits, key=lambda i: self._free[i].size)
                 return self._free.pop(best)[:size].reshape(shape)
         return np.empty(size, dtype=np.float32).reshape(shape)
+
+    def drop_free(self) -> None:
+        """Frees the arrays nobody took back (another layer has other band sizes)."""
+        with self._lock:
+            self._free.clear()
 
     def give(self, array: np.ndarray) -> None:
         base = array
@@ -324,6 +332,8 @@ class Engine:
         }
         self._final = session(graphs.final_model(sd))
         self._pool = _Pool()
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="animegan-band") if band_parallel else None
         self._trim = _release_freed_memory()
 
@@ -367,7 +377,8 @@ class Engine:
         return x
 
     def _rows(self, level: int, width: int) -> int:
-        """Rows per band at a resolution level (0 full, 1 half, 2 quarter)."""
+        """Rows per band at a resolution level (0 full, 1 half, 2 quarter); all maps of a level
+        share them, so a released input band's array fits the next output band."""
         if self.band_rows is not None:
             return self.band_rows
         return max(4, BAND_BYTES // (4 * _WIDEST[level] * width))
@@ -414,6 +425,8 @@ class Engine:
             if src is not None:
                 src.release_before(result.next_row, self._pool)
 
+        if POOL_DROP:
+            self._pool.drop_free()
         if self._executor is None:
             for r0, r1 in spans:
                 done(work(r0, r1))
@@ -435,7 +448,13 @@ class Engine:
         return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
 
     def _run(
-        self, session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], out: np.ndarray | None, channels: int
+        self,
+        session: ort.InferenceSession,
+        feeds: Mapping[str, np.ndarray],
+        out: np.ndarray | None,
+        channels: int,
+        *,
+        last: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Runs a band graph writing `y` into `out` (no copies); returns its per-channel sums."""
         binding = session.io_binding()
@@ -447,7 +466,9 @@ class Engine:
             outputs.append(("y", out))
         for name, array in outputs:
             binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
-        session.run_with_iobinding(binding)
+        # After a layer's last band the arena hands its free chunks back: it then holds one
+        # layer's band working set at a time, and nothing between jobs.
+        session.run_with_iobinding(binding, self._shrink if (last and SHRINK) else None)
         return stats[0], stats[1]
 
     def _run_head(self, x: np.ndarray) -> _Map:
@@ -457,7 +478,7 @@ class Engine:
 
         def stats_band(r0: int, r1: int) -> _BandResult:
             feeds = {"xpad": np.ascontiguousarray(padded[:, :, r0 : r1 + 6])}
-            sums, sumsqs = self._run(self._head_stats, feeds, None, 32)
+            sums, sumsqs = self._run(self._head_stats, feeds, None, 32, last=r1 == height)
             return _BandResult(None, sums, sumsqs, (r1 - r0) * width, 0)
 
         moments = self._each_band(list(_bands(height, self._rows(0, width))), stats_band)
@@ -473,7 +494,7 @@ class Engine:
             pads = np.array([0, 0, 0, 0, 0, 0, 2 * i1 + 1 - f1, 1], dtype=np.int64)
             feeds = {"xpad": np.ascontiguousarray(padded[:, :, f0 : f1 + 6]), "pads": pads}
             y = self._pool.take((1, 64, i1 - i0, half_w))
-            sums, sumsqs = self._run(self._head, {**feeds, "scale": scale, "shift": shift}, y, 64)
+            sums, sumsqs = self._run(self._head, {**feeds, "scale": scale, "shift": shift}, y, 64, last=i1 == half_h)
             return _BandResult(y[0], sums, sumsqs, (i1 - i0) * half_w, 0)
 
         out.moments = self._each_band(list(_bands(half_h, out.rows)), head_band, out)
@@ -523,7 +544,7 @@ class Engine:
                 halo = layer.halo
                 x, next_row = self._assemble(src, r0 - halo, r1 + halo, halo, halo, copy_scale), r1 - halo
             y = self._pool.take((1, out.channels, r1 - r0, out.width))
-            sums, sumsqs = self._run(layer.session, {"x": x, **feeds}, y, out.channels)
+            sums, sumsqs = self._run(layer.session, {"x": x, **feeds}, y, out.channels, last=r1 == out.height)
             return _BandResult(y[0], sums, sumsqs, (r1 - r0) * out.width, 0 if keep_source else next_row)
 
         out.moments = self._each_band(list(_bands(out.height, out.rows)), band, out, src)
@@ -592,7 +613,7 @@ class Engine:
                 "shift": shift,
             }
             y = self._pool.take((1, out.channels, j1 - j0, out_w))
-            sums, sumsqs = self._run(layer.session, feeds, y, out.channels)
+            sums, sumsqs = self._run(layer.session, feeds, y, out.channels, last=j1 == out_h)
             # The next band starts at a source row >= this band's last - 1.
             next_row = math.floor(row_scale * max(j1 - 1, 0) + row_bias) - 1
             return _BandResult(y[0], sums, sumsqs, (j1 - j0) * out_w, next_row)
@@ -620,7 +641,7 @@ class Engine:
             for name, value in (("x", source[None]), ("scale", scale), ("shift", shift)):
                 binding.bind_cpu_input(name, value)
             binding.bind_output("rgb", "cpu", 0, np.uint8, [r1 - r0, src.width, 3], out[r0:r1].ctypes.data)
-            self._final.run_with_iobinding(binding)
+            self._final.run_with_iobinding(binding, self._shrink if (r1 == src.height and SHRINK) else None)
             return _BandResult(None, no_stats, no_stats, 1, r1)
 
         self._each_band(list(_bands(src.height, src.rows)), band, None, src)

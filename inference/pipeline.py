@@ -63,4 +63,4 @@ class Stylizer:
         if image.mode != "RGB":
             image = image.convert("RGB")
         out = self.engine.run(np.asarray(image, dtype=np.uint8))
-        return Image.fromarray(out, mode="RGB")
+        return Image.fromarray(out)

@@ -109,8 +109,11 @@ def seed_table(summary: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, 
     stable = stable_concurrency(summary, meta)
     disk_read = metrics["disk_read_bytes"] if metrics["disk_read_bytes"] is not None else procs["read_bytes"]
     disk_write = metrics["disk_write_bytes"] if metrics["disk_write_bytes"] is not None else procs["write_bytes"]
-    source = "`animegan_process_disk_*_bytes_total`" if metrics["disk_write_bytes"] is not None else "psutil"
-    cross = f"; psutil: read {fmt_bytes(procs['read_bytes'])}, write {fmt_bytes(procs['write_bytes'])}"
+    if metrics["disk_write_bytes"] is not None:
+        source = "`animegan_process_disk_*_bytes_total`, all stack processes"
+        source += f"; psutil: read {fmt_bytes(procs['read_bytes'])}, write {fmt_bytes(procs['write_bytes'])}"
+    else:
+        source = "psutil (`/proc/<pid>/io`), all stack processes; the service exports no disk metric"
     temp_count = len(temp["stack_files"]) if temp.get("observed") else None
     temp_how = (
         f"new files in the stack's private TMPDIR, or held open by its processes under "
@@ -131,7 +134,7 @@ def seed_table(summary: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, 
         {"measure": "Peak memory per inference", "value": memory[0], "text": memory[1], "how": memory[2]},
         {"measure": "Maximum stable concurrency", "value": stable[0], "text": stable[1], "how": stable[2]},
         {"measure": "Disk IO total (read / write)", "value": (disk_read or 0) + (disk_write or 0),
-         "text": f"{fmt_bytes(disk_read)} / {fmt_bytes(disk_write)}", "how": f"{source}, all stack processes{cross}"},
+         "text": f"{fmt_bytes(disk_read)} / {fmt_bytes(disk_write)}", "how": source},
         {"measure": "Temporary files created", "value": temp_count,
          "text": "not observed" if temp_count is None else str(temp_count), "how": temp_how},
     ]  # fmt: skip

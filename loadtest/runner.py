@@ -315,8 +315,9 @@ def load(
     sampler = Sampler(url=url, folder=folder, processes=stack.processes if stack else None, temp=temp)
     sampler.watch(psutil.Process(), "runner")
     sampler.save_scrape("metrics-start.prom")
-    sampler.start()
+    sampler.tick()  # every process and counter sampled once before the load starts: the baseline of the deltas
     meta["load_started_at"] = time.time()
+    sampler.start()
     try:
         meta["locust_exit_code"] = run_locust(plan, url, folder, args, sampler, stack)
     finally:

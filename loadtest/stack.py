@@ -113,13 +113,17 @@ class EmbeddedStack:
         self.ready_after_s = time.monotonic() - started
 
     def processes(self) -> list[psutil.Process]:
-        """The serve process, its descendants, and orphans of theirs we adopted (as subreaper)."""
+        """The serve process, its descendants, and orphans of theirs we adopted (as subreaper).
+
+        An adopted orphan is recognised by the private TMPDIR in its environment: the load generator, or a
+        child of ours caught between fork and exec, has the runner's environment instead.
+        """
         if self._process is None:
             return []
         found: dict[int, psutil.Process] = {}
         try:
-            me = psutil.Process()
-            roots = [child for child in me.children() if child.pid not in self.exclude]
+            roots = [psutil.Process(self._process.pid)]
+            roots += [child for child in psutil.Process().children() if self._is_adopted(child)]
             for root in roots:
                 found[root.pid] = root
                 for child in root.children(recursive=True):
@@ -127,6 +131,14 @@ class EmbeddedStack:
         except psutil.Error:
             pass
         return [process for pid, process in sorted(found.items()) if pid not in self.exclude]
+
+    def _is_adopted(self, child: psutil.Process) -> bool:
+        if self._process is None or child.pid == self._process.pid or child.pid in self.exclude:
+            return False
+        try:
+            return child.environ().get("TMPDIR") == str(self.tmpdir)
+        except psutil.Error:
+            return False
 
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM to ``animegan serve`` (it stops its own children), then SIGKILL by pid to whatever is left."""

@@ -74,9 +74,12 @@ def multiprocess_dirs(processes: list[psutil.Process]) -> set[str]:
     return found
 
 
-def open_temp_files(processes: list[psutil.Process], roots: list[Path]) -> dict[str, int]:
-    """Files under ``roots`` that these processes hold open now: link target (may end in ``(deleted)``) -> pid."""
+def open_temp_files(
+    processes: list[psutil.Process], roots: list[Path], exclude: tuple[Path, ...] = ()
+) -> dict[str, int]:
+    """Files under ``roots`` (not ``exclude``) these processes hold open: link target (may end ``(deleted)``) -> pid."""
     prefixes = tuple(str(root).rstrip("/") + "/" for root in roots)
+    skipped = tuple(str(path).rstrip("/") + "/" for path in exclude)
     held: dict[str, int] = {}
     for process in processes:
         fd_dir = f"/proc/{process.pid}/fd"
@@ -91,7 +94,7 @@ def open_temp_files(processes: list[psutil.Process], roots: list[Path]) -> dict[
                 target = os.readlink(f"{fd_dir}/{fd}")
             except OSError:
                 continue
-            if target.startswith(prefixes):
+            if target.startswith(prefixes) and not target.startswith(skipped):
                 held.setdefault(target, process.pid)
     return held
 
@@ -117,7 +120,8 @@ class TempWatch:
     def __init__(self, *, private: Path | None, exclude: tuple[Path, ...] = ()) -> None:
         self.private = private
         self.shared = [root for root in shared_roots() if private is None or root != private]
-        self.exclude = tuple(exclude) + ((private,) if private else ())
+        self.reported = tuple(exclude)  # the runner's own folders: never counted, open or not
+        self.exclude = self.reported + ((private,) if private else ())
         self._before: set[str] = set()
         self._private_before: set[str] = set()
         self._held_before: set[str] = set()
@@ -145,12 +149,13 @@ class TempWatch:
         """Call once the stack is ready and before the load starts: what is there now is not counted."""
         self._before = self._list_shared()
         self._private_before = self._list_private()
-        self._held_before = {path.removesuffix(DELETED) for path in open_temp_files(processes, self.roots)}
+        held = open_temp_files(processes, self.roots, self.reported)
+        self._held_before = {path.removesuffix(DELETED) for path in held}
         self._metrics_dirs = multiprocess_dirs(processes)
 
     def observe(self, processes: list[psutil.Process]) -> None:
         """Call every sampling tick: catches files that live for a moment only."""
-        for target, pid in open_temp_files(processes, self.roots).items():
+        for target, pid in open_temp_files(processes, self.roots, self.reported).items():
             path = target.removesuffix(DELETED)
             if path not in self._held_before:
                 self._seen_held.setdefault(path, pid)

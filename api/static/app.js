@@ -100,6 +100,13 @@ function limitSentence() {
   return maxUploadBytes ? `The limit is ${formatBytes(maxUploadBytes)}.` : "";
 }
 
+function tooLarge(file) {
+  return [
+    `This photo is too large: it is ${formatBytes(file.size)}, and the limit is ${formatBytes(maxUploadBytes)}.`,
+    "Please pick a smaller photo, or save it with a smaller size first.",
+  ];
+}
+
 const NETWORK_ERROR = "Could not reach the server. Check your connection and try again.";
 
 // ---- styles --------------------------------------------------------------------------------
@@ -146,8 +153,7 @@ function choose(file) {
   ui.chosenName.textContent = file.name;
   ui.chosenSize.textContent = `(${formatBytes(file.size)})`;
   if (maxUploadBytes && file.size > maxUploadBytes) {
-    showError(`This photo is too large: it is ${formatBytes(file.size)} and ${limitSentence().toLowerCase()}`,
-      "Please pick a smaller photo, or save it with a smaller size first.");
+    showError(...tooLarge(file));
   }
 }
 
@@ -190,7 +196,8 @@ function describeQueued(job) {
   const position = job.queue_position;
   if (typeof position !== "number") return "Waiting in the queue.";
   if (position <= 1) return "Waiting in the queue: you are next.";
-  return `Waiting in the queue: position ${position}.`;
+  const ahead = position - 1 === 1 ? "1 job" : `${position - 1} jobs`;
+  return `Waiting in the queue: position ${position} (${ahead} ahead of yours).`;
 }
 
 // Applies one job state (the body of GET /jobs/{id}, also carried by every event).
@@ -282,7 +289,7 @@ async function submit(event) {
     return;
   }
   if (maxUploadBytes && photo.file.size > maxUploadBytes) {
-    showError(`This photo is too large: it is ${formatBytes(photo.file.size)} and ${limitSentence().toLowerCase()}`);
+    showError(...tooLarge(photo.file));
     return;
   }
   const token = ++run;

@@ -16,10 +16,11 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Route
 
 from animegan.redis_server import RedisServer, free_port
 from animegan.serve import api_command, worker_command
+from worker import contract
+from worker.contract import JobRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "page"
@@ -134,9 +137,9 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def workerless_stack() -> Iterator[Stack]:
-    """Redis and the API only; the queue holds one job at most, and nothing ever takes it."""
+    """Redis and the API only; the queue holds two jobs at most, and no worker ever takes them."""
     with ExitStack() as resources:
-        yield _start_stack(resources, "workerless", with_worker=False, ANIMEGAN_MAX_QUEUE_DEPTH="1")
+        yield _start_stack(resources, "workerless", with_worker=False, ANIMEGAN_MAX_QUEUE_DEPTH="2")
 
 
 @pytest.fixture
@@ -249,10 +252,15 @@ def test_photo_is_stylized_followed_live_compared_and_downloaded(
     stack: Stack, desktop: tuple[Page, PageErrors], samples_dir: Path, tmp_path: Path
 ) -> None:
     page, errors = desktop
+    followed: list[str] = []
+    page.on("request", lambda r: followed.append(r.url) if re.search(r"/jobs/[\w-]+(/events)?$", r.url) else None)
     page.add_init_script(RECORD_STATUSES)
     _load(page, stack.url)
     _shot(page, "desktop-start")
     _stylize(page, samples_dir / "astronaut.jpg")
+    # Followed live through the event stream, without falling back to polling.
+    assert len(followed) == 1
+    assert followed[0].endswith("/events")
 
     statuses = _statuses(page)
     assert statuses[0] == "Uploading your photo…"
@@ -387,10 +395,8 @@ def test_full_queue_says_when_to_retry(
     idle_service: Stack, desktop: tuple[Page, PageErrors], samples_dir: Path
 ) -> None:
     page, errors = desktop
-    with httpx.Client(base_url=idle_service.url) as client:
-        # A job that nobody takes fills the one-job queue.
-        filler = _jpeg(samples_dir / "chelsea.jpg")
-        assert client.post("/stylize", files={"image": ("a.jpg", filler, "image/jpeg")}).status_code == 202
+    _submit(idle_service, _jpeg(samples_dir / "chelsea.jpg", 1))
+    _submit(idle_service, _jpeg(samples_dir / "chelsea.jpg", 2))  # jobs nobody takes fill the queue
     _load(page, idle_service.url)
     expect(page.locator("#style-description")).to_contain_text("No worker has this style loaded")
     page.locator("#image").set_input_files(samples_dir / "coffee.jpg")
@@ -402,8 +408,79 @@ def test_full_queue_says_when_to_retry(
     assert errors.messages == []
 
 
-def _jpeg(path: Path) -> bytes:
+def test_keyboard_reaches_every_control_and_opens_the_file_picker(
+    idle_service: Stack, phone: tuple[Page, PageErrors], samples_dir: Path
+) -> None:
+    page, errors = phone
+    _load(page, idle_service.url)
+    order = []
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
+    assert order == ["skip", "image", "style", "format", "submit"]
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.id") == "image"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(samples_dir / "chelsea.jpg")
+    expect(page.locator("#chosen-name")).to_have_text("chelsea.jpg")
+    assert errors.messages == []
+
+
+def test_queue_position_and_state_change_live_then_failure_is_explained(
+    idle_service: Stack, desktop: tuple[Page, PageErrors], samples_dir: Path
+) -> None:
+    """The job store is moved the way a worker moves it; the page follows every change."""
+    page, errors = desktop
+    ahead = _submit(idle_service, _jpeg(samples_dir / "chelsea.jpg", 3))
+    _load(page, idle_service.url)
+    page.locator("#image").set_input_files(samples_dir / "coffee.jpg")
+    with page.expect_response(f"{idle_service.url}/stylize") as accepted:
+        page.get_by_role("button", name="Make it anime").click()
+    job_id = accepted.value.json()["id"]
+    status = page.get_by_role("status")
+    expect(status).to_have_text("Waiting in the queue: position 2 (1 job ahead of yours).")
+    expect(page.locator('[aria-current="step"]')).to_have_text("In the queue")
+    _shot(page, "desktop-queued")
+    with redis.Redis.from_url(idle_service.redis_url) as client:
+        _move(client, ahead, contract.queue_running)
+        expect(status).to_have_text("Waiting in the queue: you are next.")
+        _move(client, job_id, contract.queue_running)
+        expect(status).to_have_text("Painting your picture…")
+        expect(page.locator('[aria-current="step"]')).to_have_text("Painting")
+        _move(client, job_id, lambda pipe, record, _: contract.queue_failed(pipe, record, INVALID, "Truncated data."))
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("The picture could not be made.")
+    expect(error).to_contain_text("Truncated data.")
+    expect(page.get_by_role("button", name="Make it anime")).to_be_enabled()
+    assert errors.messages == []
+
+
+INVALID = contract.ErrorCode.INVALID_IMAGE
+
+
+def _move(client: redis.Redis, job_id: str, change: Callable[[Any, JobRecord, float], None]) -> None:
+    record = JobRecord.from_hash(client.hgetall(contract.job_key(job_id)))
+    pipe = client.pipeline()
+    change(pipe, record, contract.now())
+    pipe.execute()
+
+
+def _submit(stack: Stack, image: bytes) -> str:
+    with httpx.Client(base_url=stack.url) as client:
+        response = client.post("/stylize", files={"image": ("a.jpg", image, "image/jpeg")})
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+def _jpeg(path: Path, variant: int) -> bytes:
+    """A small JPEG of ``path``, made distinct by ``variant`` (identical uploads share one job)."""
     with Image.open(path) as image:
-        buffer = io.BytesIO()
-        image.convert("RGB").resize((64, 48)).save(buffer, "JPEG")
-        return buffer.getvalue()
+        small = image.convert("RGB").resize((64, 48))
+    small.putpixel((0, 0), (variant * 40 % 256, 0, 0))
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()

@@ -109,3 +109,23 @@ def test_a_quiet_stack_creates_nothing(tmp_path: Path) -> None:
         sleeper.wait()
     assert result.count == 0
     assert str(private) in result.roots
+
+
+def test_the_runners_own_files_never_count_even_when_a_process_holds_them(tmp_path: Path) -> None:
+    private, report = tmp_path / "private", tmp_path / "report"
+    private.mkdir()
+    report.mkdir()
+    watch = TempWatch(private=private, exclude=(report,))
+    watch.baseline([])
+    code = f"import time; handle = open({str(report / 'metrics.csv')!r}, 'w'); print('', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()
+        processes = [psutil.Process(child.pid)]
+        watch.observe(processes)
+        result = watch.finish(processes)
+    finally:
+        child.kill()
+        child.wait()
+    assert result.count == 0
