@@ -45,16 +45,10 @@ from inference import graphs
 # side of at least 2 at quarter resolution: 8 pixels is the smallest side the network accepts.
 MIN_SIDE = 8
 
-# Band height: rows such that a band of the widest map at that resolution (64 channels at full
-# resolution, 128 at half, 512 at quarter) is about this many bytes. Measured: see the README.
-BAND_BYTES = 4 << 20
-
-ARENA: bool | str = "env"
-PROFILE = ""
-PARALLEL = "bands"
-POOL_ANY = False
-POOL_DROP = True
-SHRINK = False
+# Band height: rows such that a band of the widest tensor at that resolution (128 channels at
+# full and half resolution, 512 at quarter) is about this many bytes. Larger bands run faster
+# (fewer runs, less halo work) and cost memory in ONNX Runtime's arena (see the README).
+BAND_BYTES = 6 << 20
 
 _WIDEST = (128, 128, 512)  # widest band tensor (channels) at full, half and quarter resolution
 
@@ -80,7 +74,9 @@ class _Moments:
         # Chan et al.'s pairwise update: exact for any split of the map into bands.
         total = self.count + count
         delta = mean - self.mean
-        return _Moments(total, self.mean + delta * count / total, self.m2 + m2 + delta * delta * self.count * count / total)
+        return _Moments(
+            total, self.mean + delta * count / total, self.m2 + m2 + delta * delta * self.count * count / total
+        )
 
     def affine(self, gamma: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """GroupNorm as a per-channel scale and shift, shaped (1, C, 1, 1) for the band graphs."""
@@ -101,38 +97,30 @@ def _reflect(row: int, size: int) -> int:
     return 2 * (size - 1) - row if row >= size else row
 
 
-_ENV_ARENA = False
+_shared_arena = threading.Lock()
+_shared_arena_ready = False
 
 
 def _session_options(threads: int) -> ort.SessionOptions:
-    global _ENV_ARENA
-    options = ort.SessionOptions()
-    if ARENA == "env":
-        if not _ENV_ARENA:
+    global _shared_arena_ready
+    with _shared_arena:
+        if not _shared_arena_ready:
+            # One arena for every band graph of every engine in the process, grown only as far as
+            # requested: the band graphs run one after another, so their working sets share it.
             info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-            cfg = ort.OrtArenaCfg(
-                {
-                    "arena_extend_strategy": 1,
-                    "max_mem": 0,
-                    "initial_chunk_size_bytes": 1 << 20,
-                    "max_dead_bytes_per_chunk": -1,
-                }
-            )
-            ort.create_and_register_allocator(info, cfg)
-            _ENV_ARENA = True
-        options.add_session_config_entry("session.use_env_allocators", "1")
+            config = {"arena_extend_strategy": 1, "max_mem": 0, "initial_chunk_size_bytes": 1 << 20}
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(config))
+            _shared_arena_ready = True
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.use_env_allocators", "1")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = bool(ARENA)
-    options.enable_mem_pattern = False
+    options.enable_mem_pattern = False  # band shapes vary
     # Idle pool threads must not spin between the many short band runs (or between jobs).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    if PROFILE:
-        options.enable_profiling = True
-        options.profile_file_prefix = PROFILE
     return options
 
 
@@ -159,16 +147,11 @@ class _Pool:
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
         size = math.prod(shape)
         with self._lock:
-            fits = [i for i, array in enumerate(self._free) if array.size == size or (POOL_ANY and array.size >= size)]
+            fits = [i for i, array in enumerate(self._free) if array.size >= size]
             if fits:
                 best = min(fits, key=lambda i: self._free[i].size)
                 return self._free.pop(best)[:size].reshape(shape)
         return np.empty(size, dtype=np.float32).reshape(shape)
-
-    def drop_free(self) -> None:
-        """Frees the arrays nobody took back (another layer has other band sizes)."""
-        with self._lock:
-            self._free.clear()
 
     def give(self, array: np.ndarray) -> None:
         base = array
@@ -309,7 +292,7 @@ class Engine:
         # Bands run concurrently, one per thread, each graph single-threaded: every op (and
         # every band copy) then uses all cores, where ONNX Runtime's intra-op threading leaves
         # the small memory-bound ops of a band on one core.
-        band_parallel = threads > 1 and PARALLEL == "bands"
+        band_parallel = threads > 1
         options = _session_options(1 if band_parallel else threads)
 
         def session(model: bytes) -> ort.InferenceSession:
@@ -425,8 +408,6 @@ class Engine:
             if src is not None:
                 src.release_before(result.next_row, self._pool)
 
-        if POOL_DROP:
-            self._pool.drop_free()
         if self._executor is None:
             for r0, r1 in spans:
                 done(work(r0, r1))
@@ -468,7 +449,7 @@ class Engine:
             binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
         # After a layer's last band the arena hands its free chunks back: it then holds one
         # layer's band working set at a time, and nothing between jobs.
-        session.run_with_iobinding(binding, self._shrink if (last and SHRINK) else None)
+        session.run_with_iobinding(binding, self._shrink if last else None)
         return stats[0], stats[1]
 
     def _run_head(self, x: np.ndarray) -> _Map:
@@ -534,7 +515,8 @@ class Engine:
 
         def band(r0: int, r1: int) -> _BandResult:
             if layer.in_place:
-                assert r0 % src.rows == 0 and out.rows == src.rows
+                assert r0 % src.rows == 0
+                assert out.rows == src.rows
                 source = src.bands[r0 // src.rows]
                 assert source is not None
                 x, next_row = source[None], r1
@@ -641,7 +623,7 @@ class Engine:
             for name, value in (("x", source[None]), ("scale", scale), ("shift", shift)):
                 binding.bind_cpu_input(name, value)
             binding.bind_output("rgb", "cpu", 0, np.uint8, [r1 - r0, src.width, 3], out[r0:r1].ctypes.data)
-            self._final.run_with_iobinding(binding, self._shrink if (r1 == src.height and SHRINK) else None)
+            self._final.run_with_iobinding(binding, self._shrink if r1 == src.height else None)
             return _BandResult(None, no_stats, no_stats, 1, r1)
 
         self._each_band(list(_bands(src.height, src.rows)), band, None, src)

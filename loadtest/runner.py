@@ -12,6 +12,7 @@ The exit code is 0 when every check of the scenario passed, 1 when one failed, 2
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -33,7 +34,6 @@ from typing import Any
 import psutil
 
 from loadtest import machine
-from loadtest.report import write_report
 from loadtest.sampler import Sampler
 from loadtest.stack import EmbeddedStack, StackError
 from loadtest.tempfiles import TempReport, TempWatch
@@ -291,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
             stack.stop()
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
+    from loadtest.report import write_report  # matplotlib: checked present in main()
+
     temp_data = {**asdict(temp), "observed": True} if temp else {"observed": False}
     (folder / "tempfiles.json").write_text(json.dumps(temp_data, indent=2) + "\n")
     (folder / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
@@ -346,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    missing = [name for name in ("locust", "matplotlib") if importlib.util.find_spec(name) is None]
+    if missing:
+        logger.error("%s not installed: pip install 'animegan[loadtest]'", " and ".join(missing))
+        return 2
     if args.photos and not args.photos.is_dir():
         logger.error("--photos %s is not a folder", args.photos)
         return 2

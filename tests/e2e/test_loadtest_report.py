@@ -126,6 +126,7 @@ def test_overload_dedup_and_bad_input_are_judged_right(tmp_path: Path) -> None:
     assert bad
     for route, stats in bad.items():
         assert stats["failures"] == 0, route
-        assert all(status.startswith("4") for status in stats["statuses"]), (route, stats["statuses"])
+        # 4xx, or 503 when the full queue shed the request before judging it (the client then sends it again)
+        assert all(status.startswith("4") or status == "503" for status in stats["statuses"]), (route, stats)
     assert table["Maximum stable concurrency"]["text"].startswith("n/a")
     assert table["Temporary files created"]["value"] == 0

@@ -13,6 +13,8 @@ import io
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
@@ -58,6 +60,30 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(10)
 
 
+class Drain:
+    """Reads a child's output into memory: logs written to a file would count as disk writes."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.lines: list[bytes] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in iter(process.stdout.readline, b""):
+            self.lines.append(line)
+
+    def dump(self) -> None:
+        sys.stderr.write(b"".join(self.lines[-200:]).decode(errors="replace"))
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Drain]:
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return process, Drain(process)
+
+
 def _listing(directories: list[Path]) -> set[Path]:
     return {path for directory in directories for path in directory.rglob("*")}
 
@@ -72,13 +98,9 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     api_tmp, worker_tmp = tmp_path_factory.mktemp("api-tmp"), tmp_path_factory.mktemp("worker-tmp")
     with RedisServer() as redis_server:
-        worker = subprocess.Popen(
-            worker_command(), env=_env(redis_server.url, worker_tmp), cwd=ROOT, start_new_session=True
-        )
+        worker, worker_output = _spawn(worker_command(), _env(redis_server.url, worker_tmp))
         port = free_port()
-        api = subprocess.Popen(
-            api_command("127.0.0.1", port), env=_env(redis_server.url, api_tmp), cwd=ROOT, start_new_session=True
-        )
+        api, api_output = _spawn(api_command("127.0.0.1", port), _env(redis_server.url, api_tmp))
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 300
@@ -91,6 +113,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         finally:
             _stop(api)
             _stop(worker)
+            api_output.dump()
+            worker_output.dump()
 
 
 def _ready(base: str) -> bool:

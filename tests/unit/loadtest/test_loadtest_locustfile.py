@@ -150,12 +150,13 @@ def service() -> Iterator[tuple[str, ScriptedService]]:
     server.server_close()
 
 
+@pytest.mark.parametrize("selection", [["ClassicUser"], ["-T", "classic"]], ids=["by-class", "by-tag"])
 def test_a_user_honours_retry_after_and_names_requests_by_route(
-    service: tuple[str, ScriptedService], tmp_path: Path
+    service: tuple[str, ScriptedService], tmp_path: Path, selection: list[str]
 ) -> None:
     url, script = service
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url, "-u", "1", "-r", "1"]
-    command += ["-t", "4s", "--stop-timeout", "20", "--only-summary", "ClassicUser"]
+    command += ["-t", "4s", "--stop-timeout", "20", "--only-summary", *selection]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ANIMEGAN_LOADTEST_OUT": str(tmp_path)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -166,6 +167,7 @@ def test_a_user_honours_retry_after_and_names_requests_by_route(
         assert later - when >= wait - 0.05
     with (tmp_path / "jobs.csv").open() as handle:
         jobs = list(csv.DictReader(handle))
+    assert {job["scenario"] for job in jobs} == {"classic"}
     assert jobs[0]["outcome"] == "succeeded"
     assert jobs[0]["shed_503"] == "1"
     assert jobs[0]["job_id"] == "job2"
