@@ -208,6 +208,7 @@ def main_api(argv: list[str]) -> int:
         _fail(str(exc.code))
         return 2
     workers = args.workers or 1
+    _prepare_metrics_dir()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _say("several API processes without PROMETHEUS_MULTIPROC_DIR: /metrics shows one process per scrape")
     uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port, workers=workers)
@@ -223,20 +224,56 @@ def main_worker(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.concurrency:
         os.environ["ANIMEGAN_WORKER_CONCURRENCY"] = str(args.concurrency)
-    checked = _check_worker()
-    if checked:
-        _fail(checked)
-        return 2
-    from worker.celery_app import app
-    from worker.contract import QUEUE_NAME
+    with _worker_metrics_dir():
+        checked = _check_worker()
+        if checked:
+            _fail(checked)
+            return 2
+        from worker.celery_app import app
+        from worker.contract import QUEUE_NAME
 
-    command = ["worker", "--pool", args.pool, "--queues", QUEUE_NAME, "--loglevel", args.loglevel]
-    command += ["--concurrency", str(app.conf.worker_concurrency), "--without-gossip", "--without-mingle"]
+        command = ["worker", "--pool", args.pool, "--queues", QUEUE_NAME, "--loglevel", args.loglevel]
+        command += ["--concurrency", str(app.conf.worker_concurrency), "--without-gossip", "--without-mingle"]
+        try:
+            app.worker_main(argv=command)
+        except SystemExit as exc:
+            return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+        return 0
+
+
+def _prepare_metrics_dir() -> None:
+    """Create PROMETHEUS_MULTIPROC_DIR if needed and drop the files of processes that no longer run.
+
+    Must run before anything imports prometheus_client (it picks multiprocess mode at import).
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        from worker.procstats import remove_stale_files
+
+        remove_stale_files(path)
+
+
+@contextlib.contextmanager
+def _worker_metrics_dir() -> Iterator[None]:
+    """Pool children report through PROMETHEUS_MULTIPROC_DIR: with the metrics port on and no
+    directory given, use a private one (in memory) for the worker's life, else their series are lost."""
+    from worker.config import load_worker_settings
+
     try:
-        app.worker_main(argv=command)
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
-    return 0
+        port = load_worker_settings().metrics_port
+    except SystemExit:
+        port = None  # _check_worker reports the configuration error
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") or not port:
+        _prepare_metrics_dir()
+        yield
+        return
+    with _metrics_dir() as path:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        try:
+            yield
+        finally:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 def _check_worker() -> str | None:

@@ -28,6 +28,8 @@ class ApiSettings(BaseSettings):
     record_ttl_s: int = Field(default=3600, ge=1)
     max_queue_depth: int = Field(default=50, ge=1)
     decode_concurrency: int = Field(default=2, ge=1)
+    max_concurrent_uploads: int = Field(default=8, ge=1)
+    upload_timeout_s: float = Field(default=30.0, gt=0)
     log_format: Literal["json", "text"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

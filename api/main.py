@@ -36,7 +36,8 @@ def _version() -> str:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
+    async with metrics.process_sampler():
+        yield
     queue: JobQueue = app.state.job_queue
     await queue.redis.aclose()
     queue.celery.close()
@@ -62,7 +63,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     # Added last = outermost: the request id exists before anything else runs or fails.
-    app.add_middleware(UploadLimitMiddleware, image_limit=settings.max_upload_bytes)
+    app.add_middleware(
+        UploadLimitMiddleware,
+        image_limit=settings.max_upload_bytes,
+        max_concurrent=settings.max_concurrent_uploads,
+        timeout_s=settings.upload_timeout_s,
+    )
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 import redis.asyncio
 from celery import Celery
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 from starlette.concurrency import run_in_threadpool
 
 from api.config import ApiSettings
@@ -217,6 +217,27 @@ class JobQueue:
         if not contract.is_job_id(job_id):
             return None
         raw = await self.redis.hgetall(contract.job_key(job_id))
+        record = JobRecord.from_hash(raw) if raw else None
+        if record is not None and contract.is_stale(record):
+            return await self._end_stale(job_id)
+        return record
+
+    async def _end_stale(self, job_id: str) -> JobRecord | None:
+        """Fail a job still running past its deadline (its worker vanished); atomic against late writers."""
+        key = contract.job_key(job_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                raw = await pipe.hgetall(key)
+                record = JobRecord.from_hash(raw) if raw else None
+                if record is not None and contract.is_stale(record):
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    contract.queue_failed(pipe, record, ErrorCode.WORKER_LOST, contract.STALE_DETAIL)
+                    await pipe.execute()
+                    logger.warning("job ran past its deadline; marked failed", extra={"job_id": job_id})
+            except WatchError:
+                pass  # someone else changed the job meanwhile: read what they wrote
+        raw = await self.redis.hgetall(key)
         return JobRecord.from_hash(raw) if raw else None
 
     async def position(self, record: JobRecord) -> int | None:

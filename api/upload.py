@@ -5,6 +5,12 @@
 transfer, or a client that lies). The limit is ANIMEGAN_MAX_UPLOAD_BYTES for the image plus
 ``FORM_OVERHEAD_BYTES`` for the multipart framing and the small text fields.
 
+It also bounds the gateway's memory and time per upload: at most ANIMEGAN_MAX_CONCURRENT_UPLOADS
+requests with a body are handled at once (the others wait, their bytes left in the socket, and
+get 503 ``too-many-uploads`` if no slot frees within ANIMEGAN_UPLOAD_TIMEOUT_S), and a body must
+have arrived in full within ANIMEGAN_UPLOAD_TIMEOUT_S of its admission, else 408
+``request-timeout`` (a client trickling bytes cannot hold a slot for long).
+
 ``read_upload`` parses ``multipart/form-data`` with Starlette's parser but never spools a part to
 a temporary file: the body is already capped, so parts stay in memory.
 """
@@ -14,11 +20,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import anyio
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import metrics
 from api.log import request_id_var
 from api.problems import ApiError, problem_response
 
@@ -31,12 +39,15 @@ def too_large(limit: int) -> ApiError:
 
 
 class UploadLimitMiddleware:
-    """Pure ASGI middleware capping every request body at ``image_limit + FORM_OVERHEAD_BYTES``."""
+    """Pure ASGI middleware: caps every request body at ``image_limit + FORM_OVERHEAD_BYTES``, bounds
+    how many bodies are handled at once and how long one may take to arrive."""
 
-    def __init__(self, app: ASGIApp, *, image_limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, image_limit: int, max_concurrent: int = 8, timeout_s: float = 30.0) -> None:
         self.app = app
         self.image_limit = image_limit
         self.body_limit = image_limit + FORM_OVERHEAD_BYTES
+        self.timeout_s = timeout_s
+        self.slots = anyio.Semaphore(max_concurrent)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
@@ -45,19 +56,34 @@ class UploadLimitMiddleware:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.body_limit:
             # Answer without reading the body; the server closes the connection afterwards.
-            response = problem_response(
-                too_large(self.image_limit),
-                instance=scope["path"],
-                request_id=request_id_var.get(),
-                extra_headers={"Connection": "close"},
-            )
-            await response(scope, receive, send)
+            await self._refuse(too_large(self.image_limit), scope, receive, send)
             return
+        with anyio.move_on_after(self.timeout_s) as waiting:
+            await self.slots.acquire()
+        if waiting.cancelled_caught:
+            busy = ApiError(
+                "too-many-uploads",
+                "Too many uploads are being received right now; retry shortly.",
+                headers={"Retry-After": "5"},
+            )
+            await self._refuse(busy, scope, receive, send)
+            return
+        try:
+            await self.app(scope, self._guarded(receive, anyio.current_time() + self.timeout_s), send)
+        finally:
+            self.slots.release()
+
+    def _guarded(self, receive: Receive, deadline: float) -> Receive:
         received = 0
 
-        async def counting_receive() -> Message:
+        async def guarded_receive() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                detail = f"The request body did not arrive within {self.timeout_s:g} s."
+                raise ApiError("request-timeout", detail, headers={"Connection": "close"}) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.body_limit:
@@ -65,7 +91,14 @@ class UploadLimitMiddleware:
                     raise too_large(self.image_limit)
             return message
 
-        await self.app(scope, counting_receive, send)
+        return guarded_receive
+
+    async def _refuse(self, error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics.observe_rejection(error.slug)
+        response = problem_response(
+            error, instance=scope["path"], request_id=request_id_var.get(), extra_headers={"Connection": "close"}
+        )
+        await response(scope, receive, send)
 
 
 class _InMemoryMultiPartParser(MultiPartParser):

@@ -45,12 +45,13 @@ from inference import graphs
 # side of at least 2 at quarter resolution: 8 pixels is the smallest side the network accepts.
 MIN_SIDE = 8
 
-# Band height: rows such that a band of the widest tensor at that resolution (128 channels at
-# full and half resolution, 512 at quarter) is about this many bytes. Larger bands run faster
-# (fewer runs, less halo work) and cost memory in ONNX Runtime's arena (see the README).
-BAND_BYTES = 6 << 20
+# Band height: rows such that a band of the widest map at that resolution (64 channels at full,
+# 128 at half, 512 at quarter resolution) is about this many bytes. Every band array then has
+# about the same size, so a released input band's array is reused for an output band. Larger
+# bands run faster (fewer runs, less halo work) and cost memory in ONNX Runtime's arena.
+BAND_BYTES = 4 << 20
 
-_WIDEST = (128, 128, 512)  # widest band tensor (channels) at full, half and quarter resolution
+_WIDEST = (64, 128, 512)  # widest map (channels) at full, half and quarter resolution
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ def _release_freed_memory() -> Callable[[], object]:
 class _Pool:
     """Float32 arrays for bands, reused within a job: fresh pages would page-fault on every band.
 
+    Every band array is allocated with the same capacity (`unit`, the largest band of the job),
+    so any released band fits any later one: narrower maps leave the tail of their arrays
+    untouched (not resident), and no array is ever stranded for being too small.
     Thread-safe; `scratch` buffers are per thread (each worker assembles its own band inputs).
     """
 
@@ -143,15 +147,15 @@ class _Pool:
         self._lock = threading.Lock()
         self._free: list[np.ndarray] = []
         self._named: dict[tuple[str, int], np.ndarray] = {}
+        self.unit = 0
 
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
         size = math.prod(shape)
         with self._lock:
-            fits = [i for i, array in enumerate(self._free) if array.size >= size]
-            if fits:
-                best = min(fits, key=lambda i: self._free[i].size)
-                return self._free.pop(best)[:size].reshape(shape)
-        return np.empty(size, dtype=np.float32).reshape(shape)
+            for i, array in enumerate(self._free):
+                if array.size >= size:
+                    return self._free.pop(i)[:size].reshape(shape)
+        return np.empty(max(size, self.unit), dtype=np.float32)[:size].reshape(shape)
 
     def give(self, array: np.ndarray) -> None:
         base = array
@@ -288,7 +292,8 @@ class Engine:
         self.threads = threads
         self.band_rows = band_rows
         sd = {key: np.asarray(value, dtype=np.float32) for key, value in state_dict.items()}
-        self._sd = sd
+        # The graphs hold the conv weights; only the GroupNorm parameters are needed afterwards.
+        self._sd = {key: value for key, value in sd.items() if value.ndim == 1}
         # Bands run concurrently, one per thread, each graph single-threaded: every op (and
         # every band copy) then uses all cores, where ONNX Runtime's intra-op threading leaves
         # the small memory-bound ops of a band on one core.
@@ -369,6 +374,10 @@ class Engine:
     def _forward(self, x: np.ndarray) -> np.ndarray:
         height, width = x.shape[1:]
         half_h, half_w = height // 2, width // 2
+        self._pool.unit = max(
+            channels * min(self._rows(level, width >> level), height >> level) * (width >> level)
+            for level, channels in enumerate(_WIDEST)
+        )
         out = self._run_head(x)
         del x
         out = self._conv("a2", out)

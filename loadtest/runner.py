@@ -107,21 +107,37 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"scenarios (combine with commas, e.g. dedup,badinput):\n{listing}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("scenario", type=scenario_list, help="scenario name(s), see below")
-    parser.add_argument("--users", type=int, help="users (classic: top of the step ramp)")
-    parser.add_argument("--duration", type=parse_duration, help="whole load duration: 90s, 5m, 1h30m")
+    parser.add_argument("scenario", type=scenario_list, metavar="SCENARIO", help="scenario name(s), see below")
+    parser.add_argument("--users", type=int, metavar="N", help="users (classic: top of the step ramp)")
+    parser.add_argument("--duration", type=parse_duration, metavar="D", help="whole load duration: 90s, 5m, 1h30m")
     parser.add_argument("--url", help="test this running service instead of starting the embedded stack")
-    parser.add_argument("--workers", type=int, help="worker processes of the embedded stack (animegan serve)")
-    parser.add_argument("--photos", type=Path, help="folder of photos to upload (default: generated images)")
-    parser.add_argument("--out", type=Path, default=Path("loadtest-reports"), help="parent folder of the report")
-    parser.add_argument("--spawn-rate", type=float, help="users started per second (default: all at once)")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes of the embedded stack (animegan serve)"
+    )
+    parser.add_argument(
+        "--photos", type=Path, metavar="DIR", help="folder of photos to upload (default: generated images)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("loadtest-reports"), metavar="DIR", help="parent folder of the report"
+    )
+    parser.add_argument("--spawn-rate", type=float, metavar="R", help="users started per second (default: all at once)")
     parser.add_argument("--flat", action="store_true", help="classic: hold --users for the whole run, no ramp")
-    parser.add_argument("--step-duration", type=parse_duration, help="classic: time per step (default: split)")
-    parser.add_argument("--latency-factor", type=float, default=4.0, help="step is unbounded past p95 > F x step-1 p50")
-    parser.add_argument("--stop-timeout", type=parse_duration, default=120.0, help="time for jobs in flight at the end")
-    parser.add_argument("--job-timeout", type=parse_duration, default=600.0, help="a client gives up on a job after")
-    parser.add_argument("--ready-timeout", type=parse_duration, default=300.0, help="wait this long for /readyz")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples of /metrics")
+    parser.add_argument(
+        "--step-duration", type=parse_duration, metavar="D", help="classic: time per step (default: split)"
+    )
+    parser.add_argument(
+        "--latency-factor", type=float, default=4.0, metavar="F", help="step is unbounded past p95 > F x step-1 p50"
+    )
+    parser.add_argument(
+        "--stop-timeout", type=parse_duration, default=120.0, metavar="D", help="time for jobs in flight at the end"
+    )
+    parser.add_argument(
+        "--job-timeout", type=parse_duration, default=600.0, metavar="D", help="a client gives up on a job after"
+    )
+    parser.add_argument(
+        "--ready-timeout", type=parse_duration, default=300.0, metavar="D", help="wait this long for /readyz"
+    )
+    parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between samples of /metrics")
     return parser
 
 
@@ -314,7 +330,8 @@ def load(
     temp = TempWatch(private=tmpdir, exclude=(folder,)) if stack else None
     if temp is not None and stack is not None:
         temp.baseline(stack.processes())
-    sampler = Sampler(url=url, folder=folder, processes=stack.processes if stack else None, temp=temp)
+    processes = stack.processes if stack else None
+    sampler = Sampler(url=url, folder=folder, processes=processes, temp=temp, interval=args.interval)
     sampler.watch(psutil.Process(), "runner")
     sampler.save_scrape("metrics-start.prom")
     sampler.tick()  # every process and counter sampled once before the load starts: the baseline of the deltas

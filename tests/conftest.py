@@ -1,16 +1,53 @@
-"""Suite-wide fixtures and markers: a test's marker comes from its folder."""
+"""Suite-wide fixtures and markers: a test's marker comes from its folder.
+
+Besides the sample photos and the real weights, this holds the real parts the integration and
+end-to-end tests run against, shared by both folders:
+
+- ``redis_server`` (session): a memory-only Redis from ``animegan.redis_server``; ``redis_url`` gives
+  each test a freshly flushed database of its own (no worker listens there), ``worker_redis_url``
+  the database of the session's real worker (``celery_worker``: the production command, prefork,
+  one child, real hayao weights).
+- ``spawn_worker(redis_url, extra_args, **env)``: a worker of a test's own, stopped after the test.
+- ``start_api(redis_url=..., **settings)``: the gateway in this process on a real socket (uvicorn
+  in a thread); ``spawn_api(redis_url, **env)``: the production API command as a process of its own.
+- ``durable_redis``: a Redis configured as documented for production (AOF, ``appendfsync
+  everysec``), which a test can kill with SIGKILL and start again on the same port and files.
+- ``photo()``: a real photo as JPEG bytes, different on every call.
+
+Test modules use these fixtures rather than importing from here, so any pytest import mode works.
+"""
 
 from __future__ import annotations
 
+import io
+import itertools
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
+import uvicorn
+from PIL import Image
+
+from animegan.redis_server import RedisServer, free_port
+from animegan.serve import api_command, worker_command
+from worker import contract
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SAMPLES_DIR = SHARED / "samples"
 WEIGHTS_DIR = SHARED / "weights"
 HAYAO_WEIGHTS = WEIGHTS_DIR / "hayao.pt"
+WORKER_DB = 0
+_databases = itertools.count()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,3 +67,288 @@ def samples_dir() -> Path:
 def hayao_weights() -> Path:
     assert HAYAO_WEIGHTS.is_file(), f"real weights expected at {HAYAO_WEIGHTS}"
     return HAYAO_WEIGHTS
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def db_url(server: RedisServer, db: int) -> str:
+    return f"redis://{server.host}:{server.port}/{db}"
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A flushed database no worker listens on (jobs sent there stay queued)."""
+    url = db_url(redis_server, 1 + next(_databases) % 15)
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+class DurableRedis(RedisServer):
+    """Redis as documented for production: AOF on, fsync every second, files in ``directory``.
+
+    ``kill()`` is a crash (SIGKILL, no shutdown save); ``start()`` again reuses the port and the files.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def command(self) -> list[str]:
+        return [
+            self.executable,
+            "--bind", self.host,
+            "--port", str(self.port),
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            "--maxmemory-policy", "noeviction",
+        ]  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[DurableRedis]:
+    directory = tmp_path / "redis-data"
+    directory.mkdir()
+    server = DurableRedis(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- Celery workers ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker_redis_url(celery_worker: subprocess.Popen[bytes], redis_server: RedisServer) -> str:
+    """The database the session's real worker consumes from."""
+    return db_url(redis_server, WORKER_DB)
+
+
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIMEGAN_", "PROMETHEUS_"))}
+    env.update(
+        ANIMEGAN_REDIS_URL=redis_url,
+        ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR),
+        ANIMEGAN_STYLES="hayao",
+        ANIMEGAN_DEFAULT_STYLE="hayao",
+        ANIMEGAN_WORKER_CONCURRENCY="1",
+        ANIMEGAN_HEARTBEAT_INTERVAL_S="1",
+    )
+    env.update(extra)
+    return env
+
+
+def wait_for_heartbeat(url: str, timeout_s: float = 300.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    with redis.Redis.from_url(url) as client:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"worker exited with {process.returncode}")
+            pids = {b.pid for b in contract.live_heartbeats(client.hgetall(contract.WORKERS_KEY))}  # type: ignore[arg-type]
+            if process is None and pids:
+                return
+            # A heartbeat of this worker (one of its pool children, or itself for solo/threads pools).
+            if process is not None and pids & _family(process.pid):
+                return
+            time.sleep(0.2)
+    raise TimeoutError("no worker heartbeat")
+
+
+def _family(pid: int) -> set[int]:
+    import psutil
+
+    with suppress(psutil.Error):
+        return {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+    return {pid}
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(grace_s)
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(redis_server: RedisServer) -> Iterator[subprocess.Popen[bytes]]:
+    url = db_url(redis_server, WORKER_DB)
+    process = subprocess.Popen(worker_command(), env=worker_env(url), cwd=ROOT, start_new_session=True)
+    try:
+        wait_for_heartbeat(url, process=process)
+        yield process
+    finally:
+        stop_process_group(process)
+
+
+WorkerFactory = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def spawn_worker() -> Iterator[WorkerFactory]:
+    """``spawn_worker(redis_url, extra_args, wait=True, log=None, **env)`` -> a worker process (ANIMEGAN_*
+    env), stopped after the test; with ``log`` its output goes to that file."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(
+        url: str, extra: list[str] | None = None, *, wait: bool = True, log: Path | None = None, **env: str
+    ) -> subprocess.Popen[bytes]:
+        command = [*worker_command(), *(extra or [])]
+        with ExitStack() as files:
+            out = files.enter_context(log.open("ab")) if log is not None else None
+            process = subprocess.Popen(
+                command,
+                env=worker_env(url, **env),
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                start_new_session=True,
+            )
+        started.append(process)
+        if wait:
+            wait_for_heartbeat(url, process=process)
+        return process
+
+    yield spawn
+    for process in started:
+        stop_process_group(process)
+
+
+# -- The gateway ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def running_api(settings: Any) -> Iterator[str]:
+    """The real gateway on a real socket (uvicorn in a thread); yields its base URL."""
+    from api.main import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+ApiFactory = Callable[..., str]
+
+
+@pytest.fixture
+def start_api() -> Iterator[ApiFactory]:
+    """``start_api(redis_url=..., **settings)`` -> base URL of a gateway with those settings."""
+    from api.config import ApiSettings
+
+    with ExitStack() as stack:
+
+        def start(**changes: object) -> str:
+            fields: dict[str, object] = {"styles": ["hayao"], "default_style": "hayao", "max_side": 128}
+            fields.update(changes)
+            return stack.enter_context(running_api(ApiSettings.model_validate(fields)))
+
+        yield start
+
+
+class ApiProcess:
+    """The production API command (uvicorn, one process) on a fixed port; restartable."""
+
+    def __init__(self, redis_url: str, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = worker_env(redis_url, **{"ANIMEGAN_MAX_SIDE": "128", **env})
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                api_command("127.0.0.1", self.port),
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the API exited; see {self.log}"
+            with suppress(OSError), urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"the API did not answer /healthz; see {self.log}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_group(self.process, grace_s=10)
+
+
+@pytest.fixture
+def spawn_api(tmp_path: Path) -> Iterator[Callable[..., ApiProcess]]:
+    """``spawn_api(redis_url, **env)`` -> a started ApiProcess (ANIMEGAN_* env), stopped after the test."""
+    started: list[ApiProcess] = []
+
+    def spawn(url: str, **env: str) -> ApiProcess:
+        api = ApiProcess(url, env, tmp_path / f"api-{len(started)}.log")
+        started.append(api)
+        api.start()
+        return api
+
+    yield spawn
+    for api in started:
+        api.stop()
+
+
+# -- Inputs --------------------------------------------------------------------------------------
+
+_photos = itertools.count()
+
+
+@pytest.fixture
+def photo(samples_dir: Path) -> Callable[[], bytes]:
+    """A real photo as JPEG bytes, different on every call (so no two tests share a dedup entry)."""
+
+    def make() -> bytes:
+        n = next(_photos)
+        with Image.open(samples_dir / "chelsea.jpg") as img:
+            image = img.convert("RGB").resize((192, 128))
+        image.paste((n * 37 % 256, n * 91 % 256, n * 13 % 256), (0, 0, 24, 24))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=95)
+        return buffer.getvalue()
+
+    return make

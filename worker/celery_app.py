@@ -48,6 +48,7 @@ def create_celery(settings: WorkerSettings | None = None) -> Celery:
         worker_send_task_events=False,
     )
     app.conf.animegan_settings = settings
+    app.steps["worker"].add(metrics.ProcessStatsStep)
     return app
 
 
@@ -66,6 +67,7 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
     settings = _settings(sender.app)
     runtime.init_runtime(settings, concurrency=int(sender.concurrency or settings.concurrency))
     check_weights(settings)
+    metrics.init_main_process(settings.styles, settings.max_memory_per_child_mb)
     if settings.metrics_port:
         metrics.start_metrics_server(settings.metrics_port)
 
@@ -85,6 +87,7 @@ def check_weights(settings: WorkerSettings) -> None:
 def _on_child_start(**_: Any) -> None:
     """Prefork child: pin to a core, load every style once, then announce readiness."""
     rt = runtime.get_runtime()
+    metrics.start_process_stats("worker", metrics.CHILD_SAMPLE_INTERVAL_S)
     rt.pin_cpu(current_process_index(base=0) or 0)
     rt.load_models()
     rt.start_heartbeat()

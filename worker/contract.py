@@ -55,6 +55,10 @@ _JOB_ID_RE = re.compile(JOB_ID_PATTERN)
 # Weight of the newest sample in the service-time average used for Retry-After.
 SERVICE_TIME_ALPHA = 0.3
 DEFAULT_SERVICE_S = 5.0
+# A running attempt is stale this long after its start: time limit x factor + seconds.
+STALE_MARGIN_FACTOR = 1.1
+STALE_MARGIN_S = 5.0
+STALE_DETAIL = "The worker running this job stopped without finishing it; the job will not be retried."
 
 Pipe = redis.client.Pipeline | redis.asyncio.client.Pipeline
 # What HGETALL returns (bytes without decode_responses; the client types allow str too).
@@ -62,7 +66,7 @@ RawHash = Mapping[bytes | str, bytes | str] | Mapping[bytes, bytes]
 
 
 class JobState(StrEnum):
-    """queued -> running -> succeeded | failed (running repeats if a worker dies mid-job)."""
+    """queued -> running -> succeeded | failed; a job whose worker died mid-job is queued again."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -120,6 +124,9 @@ class JobRecord(BaseModel):
     record_ttl_s: int
     attempts: int = 0
     started_at: float | None = None
+    # While running: when the attempt must have ended (the hard time limit plus a margin). A job
+    # still running after it lost its worker without trace, and is failed as worker-lost.
+    deadline_at: float | None = None
     finished_at: float | None = None
     queue_s: float | None = None
     inference_s: float | None = None
@@ -215,11 +222,13 @@ def queue_create(pipe: Pipe, record: JobRecord, raw_rgb: bytes) -> None:
         pipe.set(dedup_key(digest), record.id, ex=record.record_ttl_s)
 
 
-def queue_running(pipe: Pipe, record: JobRecord, started_at: float) -> None:
+def queue_running(pipe: Pipe, record: JobRecord, started_at: float, *, deadline_at: float | None = None) -> None:
     """Mark a job running; the queue wait counts from creation to the first start."""
     fields = {"state": JobState.RUNNING.value, "started_at": str(started_at)}
     if record.queue_s is None:
         fields["queue_s"] = str(max(0.0, started_at - record.created_at))
+    if deadline_at is not None:
+        fields["deadline_at"] = str(deadline_at)
     pipe.hset(job_key(record.id), mapping=fields)  # type: ignore[arg-type]
     # A running job keeps its record for a full TTL (and a record that expired meanwhile gets one).
     pipe.expire(job_key(record.id), record.record_ttl_s)
@@ -244,6 +253,28 @@ def queue_succeeded(pipe: Pipe, record: JobRecord, *, inference_s: float, width:
         pipe.set(dedup_key(digest), record.id, ex=min(record.record_ttl_s, record.result_ttl_s))
     pipe.delete(input_key(record.id))
     pipe.zrem(QUEUED_KEY, record.id)
+
+
+def queue_requeued(pipe: Pipe, record: JobRecord) -> None:
+    """Put a job whose worker died mid-job back in line (its message is requeued); keeps its attempts."""
+    pipe.hset(job_key(record.id), "state", JobState.QUEUED.value)
+    pipe.hdel(job_key(record.id), "deadline_at")
+    pipe.zadd(QUEUED_KEY, {record.id: record.created_at})
+
+
+def running_deadline(started_at: float, time_limit_s: float) -> float:
+    """When an attempt started at ``started_at`` must have ended, whatever happened to its worker.
+
+    The hard time limit kills the attempt before this; the margin covers the worker's own
+    bookkeeping, so only a job whose worker vanished entirely is ever found past its deadline.
+    """
+    return started_at + time_limit_s * STALE_MARGIN_FACTOR + STALE_MARGIN_S
+
+
+def is_stale(record: JobRecord, at: float | None = None) -> bool:
+    """A running job past its deadline: its worker is gone and nothing else will finish it."""
+    moment = now() if at is None else at
+    return record.state is JobState.RUNNING and record.deadline_at is not None and record.deadline_at < moment
 
 
 def queue_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str) -> None:

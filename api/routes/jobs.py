@@ -42,14 +42,6 @@ _STYLIZE_BODY: dict[str, Any] = {
         },
     }
 }
-_REJECT_REASONS = {
-    "image-too-large": "too_large",
-    "unsupported-media-type": "unsupported",
-    "invalid-image": "invalid",
-    "too-many-pixels": "invalid",
-    "queue-full": "queue_full",
-    "broker-unavailable": "broker_unavailable",
-}
 
 
 @router.post(
@@ -69,8 +61,7 @@ async def create_job(
     try:
         return await _accept(request, response, queue, idempotency_key)
     except ApiError as exc:
-        if exc.slug in _REJECT_REASONS:
-            metrics.observe_rejected(_REJECT_REASONS[exc.slug])
+        metrics.observe_rejection(exc.slug)
         raise
 
 

@@ -93,8 +93,8 @@ def test_serve_runs_everything_and_sigterm_stops_everything(tmp_path: Path) -> N
         assert result.headers["content-type"] == "image/png"
 
         metrics = httpx.get(f"{base}/metrics").text
-        assert re.search(r"^animegan_inference_duration_seconds_count 1\.0$", metrics, re.M), metrics
-        assert 'animegan_worker_tasks_total{outcome="succeeded"} 1.0' in metrics
+        assert re.search(r'^animegan_inference_seconds_count\{style="hayao"\} 1\.0$', metrics, re.M), metrics
+        assert 'animegan_jobs_total{outcome="succeeded",style="hayao"} 1.0' in metrics
         assert "animegan_http_requests_total" in metrics
 
         with redis.Redis.from_url(redis_url) as client:

@@ -392,7 +392,7 @@ def test_metrics_and_docs_are_served(start_api: ApiFactory, redis_url: str, phot
     _post(base, b"GIF89a")
     text = httpx.get(f"{base}/metrics").text
     assert 'animegan_http_requests_total{method="POST",route="/stylize",status="202"}' in text
-    assert 'animegan_jobs_rejected_total{reason="unsupported"}' in text
+    assert 'animegan_rejections_total{reason="unsupported"}' in text
     assert "animegan_queue_depth" in text
     assert "/jobs/" not in "".join(line for line in text.splitlines() if "route=" in line and "{job_id}" not in line)
     assert httpx.get(f"{base}/docs").status_code == 200
