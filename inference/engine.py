@@ -49,7 +49,7 @@ MIN_SIDE = 8
 # 128 at half, 512 at quarter resolution) is about this many bytes. Every band array then has
 # about the same size, so a released input band's array is reused for an output band. Larger
 # bands run faster (fewer runs, less halo work) and cost memory in ONNX Runtime's arena.
-BAND_BYTES = 4 << 20
+BAND_BYTES = 3 << 20
 
 _WIDEST = (64, 128, 512)  # widest map (channels) at full, half and quarter resolution
 

@@ -127,9 +127,7 @@ def claim(runtime: Runtime, job_id: str) -> JobRecord | str:
                 if attempts > runtime.settings.max_attempts:
                     pipe.unwatch()
                     detail = f"The job stopped a worker {attempts - 1} times and will not be retried."
-                    return fail(
-                        runtime, record.model_copy(update={"attempts": attempts}), ErrorCode.WORKER_LOST, detail
-                    )
+                    return fail(runtime, record, ErrorCode.WORKER_LOST, detail)
                 deadline = contract.running_deadline(started, runtime.settings.task_time_limit_s)
                 pipe.multi()
                 pipe.hset(key, "attempts", str(attempts))

@@ -228,7 +228,7 @@ def test_input_that_kills_its_worker_every_time_fails_after_max_attempts_and_the
 
     assert kills == 3
     assert (record.state, record.error_code) == (JobState.FAILED, ErrorCode.WORKER_LOST)
-    assert record.attempts == 4  # three deliveries killed their child; the fourth ended the job
+    assert record.attempts == 3  # three runs killed their child; the fourth delivery ended the job unrun
     job = _job(api.base, poison)
     assert job["error"]["type"] == "/problems/worker-lost"
     assert "3 times" in job["error"]["detail"]

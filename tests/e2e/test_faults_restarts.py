@@ -80,9 +80,7 @@ def test_accepted_jobs_survive_a_redis_crash_with_aof(
     assert down.headers["content-type"] == PROBLEM
     assert down.json()["type"] == "/problems/broker-unavailable"
     assert int(down.headers["retry-after"]) >= 1
-    refused = httpx.post(
-        f"{api.base}/stylize", files={"image": ("p.jpg", photo_of(256), "image/jpeg")}, timeout=30
-    )
+    refused = httpx.post(f"{api.base}/stylize", files={"image": ("p.jpg", photo_of(256), "image/jpeg")}, timeout=30)
     assert refused.status_code == 503
     assert refused.headers["content-type"] == PROBLEM
 

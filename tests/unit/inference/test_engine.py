@@ -44,7 +44,7 @@ def reference_forward(net: Generator, rgb: np.ndarray, align_corners: bool) -> n
     with torch.no_grad():
         y = net(x, align_corners=align_corners)
     out = ((y.clip(-1, 1) * 0.5 + 0.5) * 255).round()[0].permute(1, 2, 0)
-    return out.numpy().astype(np.uint8)
+    return np.asarray(out.numpy(), dtype=np.uint8)
 
 
 def reference_same_size(net: Generator, rgb: np.ndarray, align_corners: bool) -> np.ndarray:
