@@ -12,7 +12,10 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 import redis.asyncio
+import redis.asyncio.retry
+import redis.exceptions
 from fastapi import APIRouter, FastAPI
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from api import metrics
@@ -21,6 +24,7 @@ from api.log import RequestIdMiddleware, configure_logging
 from api.problems import install_problem_handlers
 from api.queue import JobQueue, create_celery_client
 from api.routes import events, health, jobs, page
+from api.security import SecurityHeadersMiddleware
 from api.upload import UploadLimitMiddleware
 
 # Every router of the gateway; a new page or endpoint module adds its router here.
@@ -55,8 +59,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    # A pooled connection that died with a Redis restart fails its next command: retry that on a
+    # fresh connection instead of answering 503 to a client after Redis is back.
     client = redis.asyncio.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30
+        settings.redis_url,
+        socket_connect_timeout=3,
+        socket_timeout=10,
+        health_check_interval=30,
+        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
     )
     app.state.job_queue = JobQueue(settings, client, create_celery_client(settings))
     install_problem_handlers(app, unavailable=(RedisError,))
@@ -69,6 +80,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         max_concurrent=settings.max_concurrent_uploads,
         timeout_s=settings.upload_timeout_s,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -16,6 +16,8 @@ import time
 from typing import TYPE_CHECKING
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from worker import contract, metrics
 from worker.config import WorkerSettings, available_cores
@@ -46,8 +48,14 @@ class Runtime:
     @property
     def redis(self) -> redis.Redis:
         if self._redis is None:
+            # A connection that died with a Redis restart is retried on a fresh one, once Redis is back.
             self._redis = redis.Redis.from_url(
-                self.settings.redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
+                self.settings.redis_url,
+                socket_connect_timeout=5,
+                socket_timeout=30,
+                health_check_interval=30,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
         return self._redis
 

@@ -113,6 +113,7 @@ def test_jobs_queued_behind_a_running_one_survive_a_redis_crash_under_a_live_wor
     durable_redis.start()
 
     outcomes = {job_id: _follow(api.base, job_id, timeout_s=300) for job_id in accepted}
+    print("\noutcomes after the Redis crash:", [job["status"] for job in outcomes.values()])
 
     # Every accepted job ends; the one a worker was running when Redis died may end as worker-lost
     # (its end could not be recorded), every job still waiting then runs and succeeds.

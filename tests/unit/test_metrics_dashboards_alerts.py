@@ -65,7 +65,7 @@ def exported_names() -> set[str]:
         api_metrics.StoreCollector(figures, ApiSettings()),
     ]
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    names = set()
+    names: set[str] = set()
     for collector in collectors:
         # From the family and its type: a labelled family has no samples until a label set is used.
         for family in collector.collect():

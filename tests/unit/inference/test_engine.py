@@ -165,3 +165,22 @@ def test_rejects_bad_settings(numpy_state: dict[str, np.ndarray]) -> None:
         Engine(numpy_state, align_corners=True, threads=0)
     with pytest.raises(ValueError, match="band_rows"):
         Engine(numpy_state, align_corners=True, band_rows=0)
+
+
+def test_bench_reports_the_engine_from_a_fresh_torch_free_process(
+    hayao_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from inference import bench
+
+    args = ["--sizes", "64x48", "--repeats", "1", "--threads", "1", "--variants", "engine"]
+    report = tmp_path / "bench.json"
+    assert bench.main([*args, "--weights", str(hayao_weights), "--style", "hayao", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "64x48" in out
+    assert "| engine |" in out
+    assert "align_corners=False" in out
+    engine = json.loads(report.read_text())["results"][0]["variants"]["engine"]
+    assert engine["torch"] is False
+    assert engine["peak_rss"] > engine["rss_loaded"] > 0

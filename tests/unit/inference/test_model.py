@@ -49,3 +49,32 @@ def test_output_size_per_upsample_mode(size: tuple[int, int], align_corners: boo
         out = net(torch.rand(1, 3, *size) * 2 - 1, align_corners=align_corners)
     assert tuple(out.shape) == (1, 3, *expected)
     assert float(out.abs().max()) <= 1.0  # tanh output
+
+
+@pytest.mark.parametrize(("size", "align_corners"), [((96, 64), True), ((97, 61), True), ((96, 64), False)])
+def test_bench_conv_flop_count_matches_a_hook_count_on_the_model(size: tuple[int, int], align_corners: bool) -> None:
+    from inference.bench import conv_flops
+
+    counted = 0
+
+    def count(module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        nonlocal counted
+        assert isinstance(module, torch.nn.Conv2d)
+        kh, kw = module.kernel_size
+        counted += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    net = Generator().eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(count)
+    width, height = size
+    with torch.no_grad():
+        net(torch.zeros(1, 3, height, width), align_corners=align_corners)
+    assert conv_flops(width, height, align_corners) == counted
+
+
+def test_bench_flop_count_is_about_802_gflop_per_megapixel() -> None:
+    from inference.bench import conv_flops
+
+    assert round(conv_flops(1024, 576, False) / 1e9, 1) == 473.1
+    assert 800 < conv_flops(1920, 1080, True) / (1920 * 1080) / 1e3 < 805

@@ -13,16 +13,19 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 
 from worker import procstats
 
 ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.timeout(120)
 MiB = 1024 * 1024
 
 
-def run_python(code: str, env: dict[str, str] | None = None) -> dict[str, object]:
+def run_python(code: str, env: dict[str, str] | None = None) -> Any:
     """Run ``code`` in a fresh interpreter; its last stdout line is JSON."""
     full_env = {**os.environ, **(env or {})}
     done = subprocess.run(
@@ -34,8 +37,7 @@ def run_python(code: str, env: dict[str, str] | None = None) -> dict[str, object
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_rss_matches_psutil_for_this_process_and_another() -> None:
@@ -79,7 +81,7 @@ print(json.dumps({{"method": meter.method, "baseline": baseline, "small": small_
 def test_peak_rss_is_reset_per_job_through_clear_refs() -> None:
     found = run_python(PEAK_SCRIPT.format(use_clear_refs=True))
     assert found["method"] == "clear_refs"
-    baseline, small, large = int(found["baseline"]), int(found["small"]), int(found["large"])  # type: ignore[call-overload]
+    baseline, small, large = int(found["baseline"]), int(found["small"]), int(found["large"])
     # The 400 MiB allocated before the job does not leak into the job's peak...
     assert baseline + 60 * MiB <= small < baseline + 120 * MiB, found
     # ...and the next job's peak is its own.
@@ -89,11 +91,11 @@ def test_peak_rss_is_reset_per_job_through_clear_refs() -> None:
 def test_peak_rss_falls_back_to_sampling_when_clear_refs_is_not_used() -> None:
     found = run_python(PEAK_SCRIPT.format(use_clear_refs=False))
     assert found["method"] == "sampling"
-    baseline, small, large = int(found["baseline"]), int(found["small"]), int(found["large"])  # type: ignore[call-overload]
+    baseline, small, large = int(found["baseline"]), int(found["small"]), int(found["large"])
     assert baseline + 60 * MiB <= small < baseline + 120 * MiB, found
     assert baseline + 250 * MiB <= large < baseline + 320 * MiB, found
     # Without the reset the kernel's own peak still remembers the 400 MiB from before the jobs.
-    assert int(found["lifetime_peak"]) >= 400 * MiB  # type: ignore[call-overload]
+    assert int(found["lifetime_peak"]) >= 400 * MiB
 
 
 def test_disk_io_counts_bytes_that_reach_and_come_from_storage(tmp_path: Path) -> None:
@@ -118,7 +120,7 @@ def test_disk_io_counts_bytes_that_reach_and_come_from_storage(tmp_path: Path) -
         print(json.dumps({{"before": before, "after_write": after_write, "after_read": after_read}}))
         """
     )
-    before, after_write, after_read = (list(found[k]) for k in ("before", "after_write", "after_read"))  # type: ignore[call-overload]
+    before, after_write, after_read = (list(found[k]) for k in ("before", "after_write", "after_read"))
     assert after_write[1] - before[1] >= 8 * MiB
     assert after_read[0] - after_write[0] >= 8 * MiB
 
@@ -196,16 +198,16 @@ print(json.dumps({"parent": os.getpid(), "child": child, "with_child": with_chil
 def test_scrape_lists_live_processes_only_and_marks_killed_ones_dead(tmp_path: Path) -> None:
     found = run_python(FORK_SCRIPT, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     parent, child = found["parent"], found["child"]
-    (series, parent_writes), (after, writes_after) = found["with_child"], found["after_kill"]  # type: ignore[misc]
+    (series, parent_writes), (after, writes_after) = found["with_child"], found["after_kill"]
     assert [(c, p) for c, p, _ in series] == sorted([("worker_main", parent), ("worker", child)])
     assert all(value > 10 * MiB for _, _, value in series)
     # The plain MultiProcessCollector would have shown the inherited entry as worker_main at 0 bytes.
     assert found["raw_zeros"] == [{"component": "worker_main", "pid": str(child)}]
     # A SIGKILLed process cannot mark itself dead: the scrape does, and its series goes...
     assert [(c, p) for c, p, _ in after] == [("worker_main", parent)]
-    assert f"gauge_liveall_{child}.db" not in found["files"]  # type: ignore[operator]
+    assert f"gauge_liveall_{child}.db" not in found["files"]
     # ...while its counters stay, so sums never go backwards.
-    assert f"counter_{child}.db" in found["files"]  # type: ignore[operator]
+    assert f"counter_{child}.db" in found["files"]
     assert parent_writes == writes_after >= 100
 
 
