@@ -23,8 +23,12 @@ system-deps:
 	scripts/setup.sh system
 
 # One command: set up, then run the whole service on this machine (embedded Redis + worker + API).
+# The first run fetches the default style's weights (verified against the pinned digest) unless
+# they are already in ANIMEGAN_WEIGHTS_DIR or the cache.
+STYLE ?= $(or $(ANIMEGAN_DEFAULT_STYLE),face_paint_512_v2)
 serve: install
-	$(BIN)/animegan serve
+	$(BIN)/animegan weights verify $(STYLE) >/dev/null 2>&1 || $(BIN)/animegan weights fetch $(STYLE)
+	$(BIN)/animegan serve $(ARGS)
 
 # One command: set up everything the tests need, then lint and run the whole suite.
 test: install-dev system-deps
