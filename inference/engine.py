@@ -324,6 +324,12 @@ class Engine:
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="animegan-band") if band_parallel else None
         self._trim = _release_freed_memory()
+        self._busy = threading.Lock()  # one job at a time: the pool and scratch buffers are per job
+
+    def _shrink_arena(self) -> None:
+        """Hands every free arena chunk back: a tiny run with the shrink option, after the job."""
+        feeds = {"xpad": np.zeros((1, 3, 7, 7), dtype=np.float32)}
+        self._run(self._head_stats, feeds, None, 32, last=True)
 
     def close(self) -> None:
         """Stops the band threads (they also stop with the process)."""
@@ -341,11 +347,13 @@ class Engine:
         x *= 2.0 / 255.0
         x -= 1.0
         x = self._pad_to_workable(x)
-        try:
-            out = self._forward(x)
-        finally:
-            self._pool.clear()
-            self._trim()
+        with self._busy:
+            try:
+                out = self._forward(x)
+            finally:
+                self._pool.clear()
+                self._shrink_arena()
+                self._trim()
         if out.shape[:2] == (height, width):
             return out
         return np.ascontiguousarray(out[:height, :width])

@@ -274,8 +274,9 @@ def test_a_redelivery_while_the_job_runs_does_not_run_it_twice(
     spawn_worker(redis_url, **ONE_THREAD)
     api = spawn_api(redis_url, ANIMEGAN_MAX_SIDE="1536")
     job_id = _submit(api.base, photo_of(1536))  # well over ten seconds on one thread
-    _wait_running(redis_url, job_id)
-    time.sleep(3.0)  # the message has now been unacknowledged for longer than the 4 s below, soon
+    running = _wait_running(redis_url, job_id)
+    # By the time the second worker below looks, the message has been unacknowledged for over 4 s.
+    time.sleep(max(0.0, (running.started_at or 0) + 4.5 - time.time()))
     # A second worker whose broker visibility timeout is 4 s (time limits set to fit it). When it
     # starts it hands back to the queue every message unacknowledged for longer, the running job's
     # too, and then receives that message itself: the duplicate delivery of Celery's Redis caveat.
