@@ -29,7 +29,8 @@ class ApiSettings(BaseSettings):
     max_queue_depth: int = Field(default=50, ge=1)
     decode_concurrency: int = Field(default=2, ge=1)
     max_concurrent_uploads: int = Field(default=8, ge=1)
-    upload_timeout_s: float = Field(default=30.0, gt=0)
+    # A 5 MiB upload over a 1 Mbit/s link takes about 42 s: room for slow clients, none for a trickle.
+    upload_timeout_s: float = Field(default=60.0, gt=0)
     log_format: Literal["json", "text"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

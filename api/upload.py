@@ -42,7 +42,7 @@ class UploadLimitMiddleware:
     """Pure ASGI middleware: caps every request body at ``image_limit + FORM_OVERHEAD_BYTES``, bounds
     how many bodies are handled at once and how long one may take to arrive."""
 
-    def __init__(self, app: ASGIApp, *, image_limit: int, max_concurrent: int = 8, timeout_s: float = 30.0) -> None:
+    def __init__(self, app: ASGIApp, *, image_limit: int, max_concurrent: int = 8, timeout_s: float = 60.0) -> None:
         self.app = app
         self.image_limit = image_limit
         self.body_limit = image_limit + FORM_OVERHEAD_BYTES

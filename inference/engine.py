@@ -2,8 +2,8 @@
 
 The generator's GroupNorm(1 group) normalises each layer over its whole C x H x W map, so the
 network cannot simply be tiled. The engine runs every conv layer band by band (row bands with
-halos) as a small ONNX graph, and applies each norm from statistics merged over all bands
-(per-channel sums from the graph, merged in float64):
+halos) as a small ONNX graph (`inference.graphs`), and applies each norm from statistics merged
+over all bands (per-channel sums from the graph, merged in float64):
 
 - Every feature map is a list of row bands, each its own contiguous (C, rows, W) array. A
   layer's graph writes each output band straight into such an array (no copy), and a 1x1 layer
@@ -17,8 +17,11 @@ halos) as a small ONNX graph, and applies each norm from statistics merged over 
 - The two bilinear upsamples are folded into the following conv's bands: each band gathers the
   few source rows it needs and resizes them channels-last (ONNX Runtime's fast Resize layout),
   so no 128-channel full-res map ever exists either.
+- With several threads, bands of a layer run concurrently (one single-threaded graph run per
+  thread) and are merged in band order, so results do not depend on the thread count.
 
-The peak is then about one 64-channel full-resolution map (block_e's) plus the runtime.
+The peak is then about one 64-channel full-resolution map (block_e's) plus the runtime and
+one band's working set per thread in ONNX Runtime's arena.
 
 Sides are padded to what the network needs (at least 8 pixels, tiny images are edge-padded
 first; multiples of 4 when align_corners is False, where the reference shrinks other sizes)
@@ -102,7 +105,7 @@ _shared_arena = threading.Lock()
 _shared_arena_ready = False
 
 
-def _session_options(threads: int) -> ort.SessionOptions:
+def _session_options() -> ort.SessionOptions:
     global _shared_arena_ready
     with _shared_arena:
         if not _shared_arena_ready:
@@ -114,13 +117,11 @@ def _session_options(threads: int) -> ort.SessionOptions:
             _shared_arena_ready = True
     options = ort.SessionOptions()
     options.add_session_config_entry("session.use_env_allocators", "1")
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = 1  # the engine runs bands in parallel instead
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_mem_pattern = False  # band shapes vary
-    # Idle pool threads must not spin between the many short band runs (or between jobs).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
 
@@ -294,11 +295,7 @@ class Engine:
         sd = {key: np.asarray(value, dtype=np.float32) for key, value in state_dict.items()}
         # The graphs hold the conv weights; only the GroupNorm parameters are needed afterwards.
         self._sd = {key: value for key, value in sd.items() if value.ndim == 1}
-        # Bands run concurrently, one per thread, each graph single-threaded: every op (and
-        # every band copy) then uses all cores, where ONNX Runtime's intra-op threading leaves
-        # the small memory-bound ops of a band on one core.
-        band_parallel = threads > 1
-        options = _session_options(1 if band_parallel else threads)
+        options = _session_options()
 
         def session(model: bytes) -> ort.InferenceSession:
             return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
@@ -322,7 +319,10 @@ class Engine:
         self._pool = _Pool()
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="animegan-band") if band_parallel else None
+        # Bands run concurrently, one per thread, each graph single-threaded: every op and every
+        # band copy then keeps all cores busy, where ONNX Runtime's intra-op threads would split
+        # each small op and wait for each other at every op boundary.
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="animegan-band") if threads > 1 else None
         self._trim = _release_freed_memory()
         self._busy = threading.Lock()  # one job at a time: the pool and scratch buffers are per job
 

@@ -2,23 +2,21 @@
 
 No torch export is involved: each graph is written with `onnx.helper` from the layer layout of
 `inference.model.Generator` (the reference), so the worker never needs torch. The banded
-executor in `inference.engine` runs these pieces:
+executor in `inference.engine` runs these pieces, one row band per run:
 
-- `head_stats_model`: block_a.0's 7x7 conv over a row band, returning only the band's mean and
-  sum of squared deviations (for the whole-map GroupNorm statistics).
-- `head_model`: the same conv, then block_a.0's norm (as a per-channel scale/shift given as
-  inputs) + LeakyReLU, then block_a.1's stride-2 conv; returns the pre-norm half-res band + stats.
-- `trunk_model`: block_a.1's norm through block_d at half resolution and below, on the whole map.
-- `upsample_conv_model`: block_e.0 on a row band, with the second bilinear upsample (and the
-  reflection padding of the 3x3 conv) done by gathering half-res rows/columns with index arrays.
-- `band_conv_model`: norm (scale/shift inputs) + LeakyReLU + column reflection pad + conv of a
-  row band whose row halo the caller supplies; used for block_e.1 and block_e.2.
-- `final_model`: block_e.2's norm + LeakyReLU, the 1x1 output conv, tanh, and the 8-bit
-  conversion, returning HxWx3 uint8 rows.
+- `head_stats_model`: block_a.0's 7x7 conv, returning only its per-channel statistics.
+- `head_model`: block_a.0 again, normalised (scale/shift inputs) + LeakyReLU, straight into
+  block_a.1's stride-2 conv.
+- `conv_band_model`: [scale/shift + LeakyReLU +] any other conv on an already padded band
+  (the 3x3 and 7x7 convs, the stride-2 one, the InvertedResBlocks' 1x1 and depthwise convs).
+- `upsample_conv_band_model`: scale/shift + LeakyReLU, the bilinear upsample, reflection pad
+  and 3x3 conv of block_d.0 / block_e.0, so no upsampled map is ever stored.
+- `final_model`: block_e.2's norm + LeakyReLU, the 1x1 output conv, tanh and the 8-bit
+  conversion, returning rows x cols x 3 uint8.
 - `whole_model`: the whole network as one graph (the plain ONNX Runtime baseline of the bench).
 
-Every band graph returns the band's `mean` and `m2` (sum of squared deviations from the band
-mean) so that the caller can merge statistics over bands exactly (Chan's formula).
+Every band graph but the last returns per-channel `sum` and `sumsq` of its output, from which
+the engine merges exact whole-map GroupNorm statistics over bands.
 """
 
 from __future__ import annotations
@@ -36,8 +34,8 @@ LRELU_SLOPE = 0.2
 
 GroupNormForm = Literal["instance", "reduce"]
 
-# (state-dict prefix, kernel, stride) of each ConvNormLReLU of the trunk, in order; "irb" marks an
-# InvertedResBlock, "up" the first bilinear upsample.
+# (kind, state-dict prefix) of block_a.2 .. block_d.1: "cnl" a 3x3 ConvNormLReLU, "cnl2" the
+# stride-2 one, "irb" an InvertedResBlock, "up" the first bilinear upsample.
 _TRUNK_LAYERS: tuple[tuple[str, str], ...] = (
     ("cnl", "block_a.2"),
     ("cnl2", "block_b.0"),

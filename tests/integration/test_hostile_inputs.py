@@ -42,7 +42,7 @@ class Case:
     status: int
     slug: str | None = None  # None: any problem slug (several answers are right)
     files: Any = None
-    content: bytes | Iterator[bytes] | None = None
+    content: bytes | Callable[[], Iterator[bytes]] | None = None  # a callable: a fresh chunked body per send
     headers: dict[str, str] = field(default_factory=dict)
     input_size: tuple[int, int, int, int] | None = None  # 202: width, height, original width, height
 
@@ -319,7 +319,7 @@ def corpus() -> list[Case]:
             "over-limit-chunked",
             413,
             "image-too-large",
-            content=_trickle(_multipart([("image", "a.jpg", over)])),
+            content=lambda: _trickle(_multipart([("image", "a.jpg", over)])),
             headers={"Content-Type": "multipart/form-data; boundary=hostile-boundary"},
         ),
     ]
@@ -329,7 +329,8 @@ CORPUS = corpus()
 
 
 def _send(base: str, case: Case, client: httpx.Client) -> httpx.Response:
-    return client.post(f"{base}/stylize", files=case.files, content=case.content, headers=case.headers)
+    content = case.content() if callable(case.content) else case.content
+    return client.post(f"{base}/stylize", files=case.files, content=content, headers=case.headers)
 
 
 def _check(case: Case, response: httpx.Response) -> None:
