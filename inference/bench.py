@@ -103,12 +103,30 @@ def _status(field_name: str) -> int:
     return 0
 
 
+def _test_image(width: int, height: int) -> np.ndarray:
+    """A photo-like uint8 image (gradients plus noise), made without large temporaries."""
+    rng = np.random.default_rng(1)
+    red = np.linspace(0, 200, width, dtype=np.float32)[None, :]
+    green = np.linspace(0, 200, height, dtype=np.float32)[:, None]
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    for channel, plane in enumerate((red + 0 * green, green + 0 * red, (red + green) / 2)):
+        noise = rng.integers(-40, 40, (height, width), dtype=np.int16)
+        rgb[..., channel] = np.clip(plane + noise, 0, 255)
+    return rgb
+
+
+def _reset_peak_rss() -> None:
+    """Resets VmHWM to the current RSS (Linux: writing 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass  # then the peak includes loading too
+
+
 def _worker(variant: str, width: int, height: int, threads: int, weights: str, align_corners: bool) -> int:
     """Loads one variant, warms it up, then answers `run`, `matmul` and `report` lines on stdin."""
-    rng = np.random.default_rng(1)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1) * 200
-    rgb = np.clip(base + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
+    rgb = _test_image(width, height)
     rss_start = _status("VmRSS")
     if weights == "random":
         state = random_state_dict()
@@ -117,9 +135,11 @@ def _worker(variant: str, width: int, height: int, threads: int, weights: str, a
 
         state = load_state_dict(Path(weights))
     run = _loader(variant, state, threads, align_corners)
-    rss_loaded = _status("VmRSS")
+    del state
+    rss_loaded, peak_loading = _status("VmRSS"), _status("VmHWM")
+    _reset_peak_rss()  # the peak reported is that of a loaded process running jobs
     run(rgb)  # warm-up: first-call allocations and lazy initialisation are not latency
-    _say(json.dumps({"ready": True, "rss_start": rss_start, "rss_loaded": rss_loaded}))
+    _say(json.dumps({"ready": True, "rss_start": rss_start, "rss_loaded": rss_loaded, "peak_loading": peak_loading}))
     for line in sys.stdin:
         command = line.strip()
         if command == "run":
