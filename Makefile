@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev system-deps serve test lint fmt test-unit bench loadtest up down chart-lint clean
+.PHONY: install install-dev system-deps serve test lint fmt test-unit bench loadtest audit up down chart-lint clean
 
 # Python environment with the service (torch pinned to the CPU build).
 $(VENV)/.stamp-install: pyproject.toml
@@ -54,6 +54,10 @@ bench: install
 # The classic load scenario against the embedded stack; the report lands in loadtest-reports/.
 loadtest: install-dev
 	$(BIN)/animegan loadtest classic --users 10 --duration 10m
+
+# Dependency audit with pip-audit; needs PyPI's vulnerability data (fails, naming the cause, without it).
+audit: install-dev
+	$(PY) scripts/audit.py
 
 # Compose stack (needs a Docker engine; not available on every machine).
 up:
