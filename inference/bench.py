@@ -318,12 +318,13 @@ def _print_size(result: dict[str, Any]) -> None:
     line += f"; {MATMUL_N}x{MATMUL_N} matmul peak {peak:.0f} GFLOP/s" if peak else ""
     _say(line + f"; other processes used {result['foreign_cpu']:.0%} of the machine's CPU meanwhile")
     eager = result["variants"].get("eager")
-    _say("| variant | median s | min-max s | vs eager | GFLOP/s | % of matmul | peak RSS MB | idle RSS MB |")
+    _say("| variant | median s | min-max s | time vs eager | GFLOP/s | % of matmul | peak RSS MB | idle RSS MB |")
     _say("|" + "---|" * 8)
     for variant, data in result["variants"].items():
         times = data["times"]
         median = statistics.median(times)
-        ratio = f"{median / statistics.median(eager['times']):.2f}x" if eager else "-"
+        # Paired per round (the variants ran back to back), then the median: robust to host noise.
+        ratio = f"{statistics.median(t / e for t, e in zip(times, eager['times'], strict=True)):.2f}x" if eager else "-"
         rate = result["gflop"] / median
         share = f"{rate / peak:.0%}" if peak else "-"
         _say(

@@ -347,9 +347,12 @@ class Engine:
         x *= 2.0 / 255.0
         x -= 1.0
         x = self._pad_to_workable(x)
+        padded_h, padded_w = x.shape[1:]
+        holder = [x]  # the only reference once `x` is deleted: the head drops it after reading
+        del x
         with self._busy:
             try:
-                out = self._forward(x)
+                out = self._forward(padded_h, padded_w, holder)
             finally:
                 self._pool.clear()
                 self._shrink_arena()
@@ -379,15 +382,14 @@ class Engine:
             return self.band_rows
         return max(4, BAND_BYTES // (4 * _WIDEST[level] * width))
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        height, width = x.shape[1:]
+    def _forward(self, height: int, width: int, x: list[np.ndarray]) -> np.ndarray:
+        """The network on the padded input x[0], which is dropped once the head has read it."""
         half_h, half_w = height // 2, width // 2
         self._pool.unit = max(
             channels * min(self._rows(level, width >> level), height >> level) * (width >> level)
             for level, channels in enumerate(_WIDEST)
         )
-        out = self._run_head(x)
-        del x
+        out = self._run_head(x.pop())
         out = self._conv("a2", out)
         out = self._conv("b0", out, rows=self._rows(2, half_w // 2))
         out = self._conv("b1", out)
@@ -558,7 +560,9 @@ class Engine:
         depthwise = self._conv(f"c{block}.1", expand)
         project = self._conv(f"c{block}.2", depthwise)
         scale, shift = self._affine(project)
-        for k, band in enumerate(project.bands):
+
+        def finish(k: int) -> None:
+            band = project.bands[k]
             assert band is not None
             band *= scale[0]
             band += shift[0]
@@ -567,6 +571,9 @@ class Engine:
                 assert target is not None
                 target += band
                 self._pool.give(band)
+
+        indices = range(len(project.bands))
+        list(self._executor.map(finish, indices) if self._executor is not None else map(finish, indices))
         if residual:
             return src
         return _Map(project.channels, project.height, project.width, project.rows, bands=project.bands)
