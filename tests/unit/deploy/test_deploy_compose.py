@@ -145,11 +145,11 @@ def test_metrics_directory_and_temporary_files_are_in_memory(compose_config: dic
         assert any(entry.split(":")[0] == "/tmp" for entry in service["tmpfs"]), name
 
 
-def test_worker_memory_limit_defaults_to_512m_and_follows_the_environment(
+def test_worker_memory_limit_defaults_to_768m_and_follows_the_environment(
     compose_config: dict[str, Any], render_compose: Any
 ) -> None:
     default = compose_config["services"]["worker"]
-    assert default["mem_limit"] == default["memswap_limit"] == "512m"
+    assert default["mem_limit"] == default["memswap_limit"] == "768m"
     raised = render_compose({"ANIMEGAN_WORKER_MEM_LIMIT": "1536m"})["services"]["worker"]
     assert raised["mem_limit"] == raised["memswap_limit"] == "1536m"
 
