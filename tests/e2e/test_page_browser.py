@@ -26,7 +26,17 @@ import httpx
 import pytest
 import redis
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    FileChooser,
+    Page,
+    Playwright,
+    Route,
+    TimeoutError as PlaywrightTimeoutError,
+    expect,
+    sync_playwright,
+)
 
 from animegan.redis_server import RedisServer, free_port
 from animegan.serve import api_command, worker_command
@@ -422,11 +432,26 @@ def test_keyboard_reaches_every_control_and_opens_the_file_picker(
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.id") == "image"
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
-    chooser.value.set_files(samples_dir / "chelsea.jpg")
+    chooser = _open_file_chooser_by_keyboard(page)
+    chooser.set_files(samples_dir / "chelsea.jpg")
     expect(page.locator("#chosen-name")).to_have_text("chelsea.jpg")
     assert errors.messages == []
+
+
+def _open_file_chooser_by_keyboard(page: Page) -> FileChooser:
+    """Space on the focused file input opens the picker. Under a loaded host Chromium has been
+    seen to drop one such key press (no chooser at all), so a second press is allowed; the
+    picker must still open from the keyboard."""
+    for attempt in range(2):
+        try:
+            with page.expect_file_chooser(timeout=7_500) as chooser:
+                page.keyboard.press("Space")
+            return chooser.value
+        except PlaywrightTimeoutError:
+            if attempt == 1:
+                raise
+            assert page.evaluate("document.activeElement.id") == "image"
+    raise AssertionError("unreachable")
 
 
 def test_queue_position_and_state_change_live_then_failure_is_explained(
