@@ -5,23 +5,18 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, ValidationError, model_validator
+
+from worker.shared_config import SharedSettings, describe_errors
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(SharedSettings):
     """Settings of a worker process (``animegan worker`` / ``celery -A worker.celery_app worker``)."""
 
-    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
-
-    redis_url: str = "redis://redis:6379/0"
-    broker_url: str | None = None
     weights_dir: Path | None = None
     cache_dir: Path | None = None
-    default_style: str = "face_paint_512_v2"
-    styles: Annotated[list[str], NoDecode] = Field(default_factory=list)
     worker_concurrency: int | None = Field(default=None, ge=1)
     threads: int | None = Field(default=None, ge=1)
     pin_cpus: bool = True
@@ -34,32 +29,15 @@ class WorkerSettings(BaseSettings):
     output_quality: int = Field(default=92, ge=1, le=100)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    log_format: Literal["json", "text"] = "text"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    @field_validator("styles", mode="before")
-    @classmethod
-    def _split_styles(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [s.strip() for s in value.split(",") if s.strip()]
-        return value
 
     @model_validator(mode="after")
-    def _check(self) -> Self:
-        if not self.styles:
-            self.styles = [self.default_style]
-        if self.default_style not in self.styles:
-            raise ValueError(f"default_style {self.default_style!r} is not in styles {self.styles}")
+    def _check_limits(self) -> Self:
         if self.task_soft_time_limit_s >= self.task_time_limit_s:
             raise ValueError("task_soft_time_limit_s must be below task_time_limit_s")
         # A task still running when the visibility timeout passes is delivered a second time.
         if self.task_time_limit_s * 2 > self.visibility_timeout_s:
             raise ValueError("visibility_timeout_s must be at least twice task_time_limit_s")
         return self
-
-    @property
-    def broker(self) -> str:
-        return self.broker_url or self.redis_url
 
     @property
     def concurrency(self) -> int:
@@ -88,11 +66,3 @@ def load_worker_settings() -> WorkerSettings:
         return WorkerSettings()
     except ValidationError as exc:
         raise SystemExit(f"animegan worker: invalid configuration: {describe_errors(exc)}") from None
-
-
-def describe_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        message = err["msg"].removeprefix("Value error, ")
-        parts.append(f"ANIMEGAN_{'_'.join(str(p) for p in err['loc']).upper()}: {message}" if err["loc"] else message)
-    return "; ".join(parts)

@@ -1,0 +1,52 @@
+"""Settings the gateway and the workers both read: same ``ANIMEGAN_*`` names, same checks.
+
+``ApiSettings`` and ``WorkerSettings`` extend ``SharedSettings``, so a shared value (the Redis
+URL, the styles, logging) is declared and validated once and cannot drift between the two.
+Imports pydantic only: the gateway imports this module.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SharedSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
+
+    redis_url: str = "redis://redis:6379/0"
+    broker_url: str | None = None
+    default_style: str = "face_paint_512_v2"
+    styles: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_format: Literal["json", "text"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("styles", mode="before")
+    @classmethod
+    def _split_styles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_styles(self) -> Self:
+        if not self.styles:
+            self.styles = [self.default_style]
+        if self.default_style not in self.styles:
+            raise ValueError(f"default_style {self.default_style!r} is not in styles {self.styles}")
+        return self
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line naming each bad variable, for a process that refuses to start."""
+    parts = []
+    for err in exc.errors():
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"ANIMEGAN_{'_'.join(str(p) for p in err['loc']).upper()}: {message}" if err["loc"] else message)
+    return "; ".join(parts)
