@@ -27,48 +27,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from inference.errors import WeightsError
+from inference.style_options import add_style_arguments, chosen_align_corners, chosen_style
 
 DEFAULT_SIZES = ((512, 512), (1024, 576), (1024, 1024), (1920, 1080))
 MATMUL_N = 4096
 VARIANTS = ("engine", "eager", "ort-whole")
 
-# (conv prefix, the resolution it outputs) of every conv, in network order: "in" is the input,
-# "half"/"quarter" the stride-2 outputs, "up" the first upsample's size, "out" the output size.
-_CONVS: tuple[tuple[str, str], ...] = (
-    ("block_a.0.1", "in"),
-    ("block_a.1.1", "half"),
-    ("block_a.2.1", "half"),
-    ("block_b.0.1", "quarter"),
-    ("block_b.1.1", "quarter"),
-    ("block_c.0.1", "quarter"),
-    *((f"block_c.{i}.layers.{layer}", "quarter") for i in range(1, 5) for layer in ("0.1", "1.1", "2")),
-    ("block_c.5.1", "quarter"),
-    ("block_d.0.1", "up"),
-    ("block_d.1.1", "up"),
-    ("block_e.0.1", "out"),
-    ("block_e.1.1", "out"),
-    ("block_e.2.1", "out"),
-    ("out_layer.0", "out"),
-)
-
 
 def conv_flops(width: int, height: int, align_corners: bool) -> int:
-    """Multiply-adds x 2 of every conv of the generator for one width x height image."""
-    from inference.weights import EXPECTED_SHAPES
+    """Multiply-adds x 2 of every conv of the generator (`inference.network`) for one width x height image."""
+    from inference import network
 
-    half = (height // 2, width // 2)
-    quarter = (half[0] // 2, half[1] // 2)
-    # align_corners resizes back to the exact sizes; scale-2 upsampling doubles what is left.
-    up = half if align_corners else (2 * quarter[0], 2 * quarter[1])
-    out = (height, width) if align_corners else (2 * up[0], 2 * up[1])
-    sizes = {"in": (height, width), "half": half, "quarter": quarter, "up": up, "out": out}
+    # Map size per resolution level; an upsample resets its level's size: align_corners resizes
+    # back to the exact size, scale-2 upsampling doubles what is left.
+    sizes = {0: (height, width), 1: (height // 2, width // 2), 2: (height // 2 // 2, width // 2 // 2)}
     total = 0
-    for prefix, level in _CONVS:
-        out_ch, in_per_group, kh, kw = EXPECTED_SHAPES[f"{prefix}.weight"]
-        rows, cols = sizes[level]
-        total += 2 * rows * cols * out_ch * in_per_group * kh * kw
+    for entry in network.LAYERS:
+        if isinstance(entry, network.Upsample):
+            below = sizes[entry.level + 1]
+            sizes[entry.level] = sizes[entry.level] if align_corners else (2 * below[0], 2 * below[1])
+        for conv in network.convs((entry,)):
+            rows, cols = sizes[conv.level]
+            total += 2 * rows * cols * conv.out_ch * (conv.in_ch // conv.groups) * conv.kernel * conv.kernel
     return total
 
 
@@ -95,11 +78,19 @@ def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
 # --- worker side: one variant, one size, commands on stdin ---------------------------------------
 
 
-def _status(field_name: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
+def _rss() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+def _peak_rss() -> int:
+    """VmHWM, the peak RSS since the last reset (psutil does not offer it): from /proc/self/status."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
 
 
@@ -127,7 +118,7 @@ def _reset_peak_rss() -> None:
 def _worker(variant: str, width: int, height: int, threads: int, weights: str, align_corners: bool) -> int:
     """Loads one variant, warms it up, then answers `run`, `matmul` and `report` lines on stdin."""
     rgb = _test_image(width, height)
-    rss_start = _status("VmRSS")
+    rss_start = _rss()
     if weights == "random":
         state = random_state_dict()
     else:
@@ -136,7 +127,7 @@ def _worker(variant: str, width: int, height: int, threads: int, weights: str, a
         state = load_state_dict(Path(weights))
     run = _loader(variant, state, threads, align_corners)
     del state
-    rss_loaded, peak_loading = _status("VmRSS"), _status("VmHWM")
+    rss_loaded, peak_loading = _rss(), _peak_rss()
     _reset_peak_rss()  # the peak reported is that of a loaded process running jobs
     run(rgb)  # warm-up: first-call allocations and lazy initialisation are not latency
     _say(json.dumps({"ready": True, "rss_start": rss_start, "rss_loaded": rss_loaded, "peak_loading": peak_loading}))
@@ -149,7 +140,7 @@ def _worker(variant: str, width: int, height: int, threads: int, weights: str, a
         elif command == "matmul":
             result = {"gflops": _matmul_gflops(threads)}
         elif command == "report":
-            result = {"peak_rss": _status("VmHWM"), "rss_idle": _status("VmRSS"), "torch": "torch" in sys.modules}
+            result = {"peak_rss": _peak_rss(), "rss_idle": _rss(), "torch": "torch" in sys.modules}
         else:
             return 0
         _say(json.dumps(result))
@@ -247,7 +238,13 @@ class _Process:
 
 def _spawn(variant: str, size: tuple[int, int], threads: int, weights: str, align_corners: bool) -> _Process:
     command = [sys.executable, "-m", "inference.bench", "--worker", variant, "--sizes", f"{size[0]}x{size[1]}"]
-    command += ["--threads", str(threads), "--weights", weights, "--align-corners", str(align_corners).lower()]
+    command += [
+        "--threads",
+        str(threads),
+        "--weights",
+        weights,
+        "--align-corners" if align_corners else "--no-align-corners",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -258,18 +255,16 @@ def _spawn(variant: str, size: tuple[int, int], threads: int, weights: str, alig
 
 
 def _process_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far, from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        values = [float(v) for v in stat.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
+    """(busy, total) CPU seconds of the whole machine since boot (idle and iowait are not busy)."""
+    times = psutil.cpu_times()
+    total = float(sum(times))
+    return total - times.idle - getattr(times, "iowait", 0.0), total
 
 
 def _bench_size(size: tuple[int, int], args: argparse.Namespace, weights: str) -> dict[str, Any]:
@@ -294,8 +289,7 @@ def _bench_size(size: tuple[int, int], args: argparse.Namespace, weights: str) -
     finally:
         for process in processes:
             process.close()
-    ticks = os.sysconf("SC_CLK_TCK")
-    foreign = max(0.0, (busy1 - busy0) / ticks - (own1 - own0)) / max((total1 - total0) / ticks, 1e-9)
+    foreign = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(total1 - total0, 1e-9)
     flops = conv_flops(size[0], size[1], args.align_corners)
     return {
         "size": size,
@@ -343,21 +337,13 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError("expected true or false")
-    return text.lower() == "true"
-
-
 def build_parser(prog: str = "animegan bench") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     default_sizes = ",".join(f"{w}x{h}" for w, h in DEFAULT_SIZES)
     parser.add_argument("--sizes", type=_parse_sizes, default=list(DEFAULT_SIZES), help=f"default {default_sizes}")
     parser.add_argument("--repeats", type=int, default=3, help="timed images per variant and size (default 3)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads per process")
-    parser.add_argument("--weights", type=Path, help="a generator checkpoint (.pt); default: the style's file")
-    parser.add_argument("--style", default=None, help="registered style: its weights file and upsample mode")
-    parser.add_argument("--align-corners", type=_parse_bool, default=None, help="override the style's mode")
+    add_style_arguments(parser)  # the same --style, --weights and --[no-]align-corners as stylize
     parser.add_argument(
         "--variants",
         type=lambda text: [v.strip() for v in text.split(",")],
@@ -373,9 +359,8 @@ def _resolve(args: argparse.Namespace) -> str:
     """The weights file to use, or "random"; fills in the upsample mode from the style."""
     from inference import weights as registry
 
-    style = args.style or registry.DEFAULT_STYLE
-    if args.align_corners is None:
-        args.align_corners = registry.get_style(style).align_corners
+    style = chosen_style(args)
+    args.align_corners = chosen_align_corners(args, style)
     if args.weights is not None:
         return str(registry.resolve_weights(style, weights_path=args.weights))
     try:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from inference.errors import ImageTooLargeError, InferenceError, WeightsError
 from inference.imageio import FILE_EXTENSIONS, OUTPUT_FORMATS, decode_image, encode_image
+from inference.style_options import add_style_arguments, chosen_align_corners, chosen_style
 from inference.weights import (
     DEFAULT_STYLE,
     STYLES,
@@ -63,16 +64,7 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
     )
     stylize.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image file or folder")
     stylize.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
-    stylize.add_argument(
-        "--style",
-        choices=list(STYLES),
-        metavar="NAME",
-        help=f"style to apply: {', '.join(STYLES)} (default: the style the --weights file is named after, "
-        f"else {DEFAULT_STYLE})",
-    )
-    stylize.add_argument(
-        "--weights", type=Path, metavar="FILE.pt", help="use this weights file instead of looking one up"
-    )
+    add_style_arguments(stylize)
     stylize.add_argument(
         "--max-side",
         type=_positive_int,
@@ -81,12 +73,6 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
         help="downscale so the longest side is at most N (default 1024)",
     )
     stylize.add_argument("--format", choices=OUTPUT_FORMATS, default="png", help="output format (default png)")
-    stylize.add_argument(
-        "--align-corners",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="upsampling mode of the generator (default: the style's own)",
-    )
     stylize.add_argument(
         "--threads", type=_positive_int, default=_cpu_count(), metavar="N", help="CPU threads (default: all available)"
     )
@@ -121,7 +107,7 @@ def _run_stylize(args: argparse.Namespace) -> int:
     if not inputs:
         _error("no input images found")
         return 1
-    style = args.style or _style_named_by(args.weights)
+    style = chosen_style(args)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         stylizer = _load_stylizer(style, args)
@@ -140,7 +126,8 @@ def _run_stylize(args: argparse.Namespace) -> int:
 def _load_stylizer(style: str, args: argparse.Namespace) -> Stylizer:
     from inference.pipeline import Stylizer
 
-    return Stylizer.load(style, weights_path=args.weights, threads=args.threads, align_corners=args.align_corners)
+    corners = chosen_align_corners(args, style)
+    return Stylizer.load(style, weights_path=args.weights, threads=args.threads, align_corners=corners)
 
 
 def _stylize_all(stylizer: Stylizer, inputs: list[Path], out_dir: Path, *, fmt: str, max_side: int) -> int:
@@ -192,12 +179,6 @@ def _collect_inputs(raw_inputs: Sequence[Path]) -> tuple[list[Path], int]:
             _error(f"{raw}: no such file or folder")
             failures += 1
     return inputs, failures
-
-
-def _style_named_by(weights: Path | None) -> str:
-    if weights is not None and weights.stem in STYLES:
-        return weights.stem
-    return DEFAULT_STYLE
 
 
 def _run_styles(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """ONNX graphs of the AnimeGANv2 generator, built directly from a numpy state dict.
 
-No torch export is involved: each graph is written with `onnx.helper` from the layer layout of
-`inference.model.Generator` (the reference), so the worker never needs torch. The banded
+No torch export is involved: each graph is written with `onnx.helper` from the layer table of
+`inference.network` (which the torch reference is built from too), so the worker never needs torch. The banded
 executor in `inference.engine` runs these pieces, one row band per run:
 
 - `head_stats_model`: block_a.0's 7x7 conv, returning only its per-channel statistics.
@@ -28,28 +28,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from inference import network
+from inference.schedule import InputTransform
+
 OPSET = 17
-GN_EPS = 1e-5
-LRELU_SLOPE = 0.2
+GN_EPS = network.GN_EPS
+LRELU_SLOPE = network.LRELU_SLOPE
 
 GroupNormForm = Literal["instance", "reduce"]
-
-# (kind, state-dict prefix) of block_a.2 .. block_d.1: "cnl" a 3x3 ConvNormLReLU, "cnl2" the
-# stride-2 one, "irb" an InvertedResBlock, "up" the first bilinear upsample.
-_TRUNK_LAYERS: tuple[tuple[str, str], ...] = (
-    ("cnl", "block_a.2"),
-    ("cnl2", "block_b.0"),
-    ("cnl", "block_b.1"),
-    ("cnl", "block_c.0"),
-    ("irb", "block_c.1"),
-    ("irb", "block_c.2"),
-    ("irb", "block_c.3"),
-    ("irb", "block_c.4"),
-    ("cnl", "block_c.5"),
-    ("up", ""),
-    ("cnl", "block_d.0"),
-    ("cnl", "block_d.1"),
-)
 
 
 class _Graph:
@@ -112,11 +98,11 @@ class _Graph:
 
     # ---- layers ----
 
-    def conv(self, x: str, prefix: str, *, stride: int = 1, group: int = 1) -> str:
-        inputs = [x, self.weight(f"{prefix}.weight")]
-        if self.has(f"{prefix}.bias"):
-            inputs.append(self.weight(f"{prefix}.bias"))
-        return self.node("Conv", inputs, strides=[stride, stride], group=group)
+    def conv(self, x: str, spec: network.Conv) -> str:
+        inputs = [x, self.weight(f"{spec.conv_key}.weight")]
+        if spec.bias:
+            inputs.append(self.weight(f"{spec.conv_key}.bias"))
+        return self.node("Conv", inputs, strides=[spec.stride, spec.stride], group=spec.groups)
 
     def pad(self, x: str, left: int, right: int, top: int, bottom: int) -> str:
         pads = self.const(np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64), "pads")
@@ -151,28 +137,18 @@ class _Graph:
             x_normed = self.node("Div", [centered, self.node("Sqrt", [self.node("Add", [var, eps])])])
         return self.affine(x_normed, gamma, beta)
 
-    def cnl(
-        self,
-        x: str,
-        prefix: str,
-        *,
-        pads: tuple[int, int, int, int],
-        stride: int = 1,
-        group: int = 1,
-        form: GroupNormForm,
-    ) -> str:
-        padded = self.pad(x, *pads) if any(pads) else x
-        y = self.conv(padded, f"{prefix}.1", stride=stride, group=group)
-        return self.lrelu(self.group_norm(y, f"{prefix}.2", form))
+    def cnl(self, x: str, spec: network.Conv, form: GroupNormForm) -> str:
+        """A ConvNormLReLU (or an InvertedResBlock's project conv + norm, without the LeakyReLU)."""
+        padded = self.pad(x, *spec.pads) if any(spec.pads) else x
+        assert spec.norm_key is not None
+        y = self.group_norm(self.conv(padded, spec), spec.norm_key, form)
+        return self.lrelu(y) if spec.activated else y
 
-    def irb(self, x: str, prefix: str, form: GroupNormForm) -> str:
-        bottleneck = int(np.asarray(self._sd[f"{prefix}.layers.0.1.weight"]).shape[0])
-        y = self.cnl(x, f"{prefix}.layers.0", pads=(0, 0, 0, 0), form=form)
-        y = self.cnl(y, f"{prefix}.layers.1", pads=(1, 1, 1, 1), group=bottleneck, form=form)
-        y = self.group_norm(self.conv(y, f"{prefix}.layers.2"), f"{prefix}.layers.3", form)
-        in_ch = int(np.asarray(self._sd[f"{prefix}.layers.0.1.weight"]).shape[1])
-        out_ch = int(np.asarray(self._sd[f"{prefix}.layers.2.weight"]).shape[0])
-        return self.node("Add", [x, y]) if in_ch == out_ch else y
+    def irb(self, x: str, block: network.InvertedResBlock, form: GroupNormForm) -> str:
+        y = x
+        for spec in block.convs:
+            y = self.cnl(y, spec, form)
+        return self.node("Add", [x, y]) if block.residual else y
 
     def upsample(self, x: str, like: str, align_corners: bool) -> str:
         """Bilinear resize: to `like`'s H x W (align_corners) or by 2 (half_pixel), as torch does."""
@@ -200,100 +176,80 @@ class _Graph:
         self._outputs.append(helper.make_tensor_value_info("sumsq", TensorProto.FLOAT, ["channels"]))
 
 
-def _stride2_pads() -> tuple[int, int, int, int]:
-    # Stride-2 layers pad right and bottom only (left, right, top, bottom).
-    return (0, 1, 0, 1)
-
-
-def trunk_body(g: _Graph, x: str, *, align_corners: bool, form: GroupNormForm, like: str) -> str:
-    """block_a.2 .. block_d.1 on an activated block_a.1 output `x`; `like` gives the half-res size."""
-    out = x
-    for kind, prefix in _TRUNK_LAYERS:
-        if kind == "cnl":
-            out = g.cnl(out, prefix, pads=(1, 1, 1, 1), form=form)
-        elif kind == "cnl2":
-            out = g.cnl(out, prefix, pads=_stride2_pads(), stride=2, form=form)
-        elif kind == "irb":
-            out = g.irb(out, prefix, form)
-        else:
-            out = g.upsample(out, like, align_corners)
-    return out
-
-
 def whole_model(
     state_dict: Mapping[str, np.ndarray], *, align_corners: bool, form: GroupNormForm = "instance"
 ) -> bytes:
     """The whole generator: `x` (1, 3, H, W) in [-1, 1] -> `y` (1, 3, H', W') in [-1, 1]."""
     g = _Graph(state_dict)
     x = g.input("x", TensorProto.FLOAT, [1, 3, "h", "w"])
-    a0 = g.cnl(x, "block_a.0", pads=(3, 3, 3, 3), form=form)
-    a1 = g.cnl(a0, "block_a.1", pads=_stride2_pads(), stride=2, form=form)
-    d = trunk_body(g, a1, align_corners=align_corners, form=form, like=a1)
-    out = g.upsample(d, x, align_corners)
-    out = g.cnl(out, "block_e.0", pads=(1, 1, 1, 1), form=form)
-    out = g.cnl(out, "block_e.1", pads=(1, 1, 1, 1), form=form)
-    out = g.cnl(out, "block_e.2", pads=(3, 3, 3, 3), form=form)
-    out = g.node("Tanh", [g.conv(out, "out_layer.0")])
+    first_at: dict[int, str] = {0: x}  # the first map at each resolution level: the upsamples' targets
+    out = x
+    for entry in network.LAYERS:
+        if isinstance(entry, network.Upsample):
+            out = g.upsample(out, first_at[entry.level], align_corners)
+            continue
+        if isinstance(entry, network.Tanh):
+            out = g.node("Tanh", [out])
+        elif isinstance(entry, network.InvertedResBlock):
+            out = g.irb(out, entry, form)
+        elif entry.role == "out":
+            out = g.conv(out, entry)
+        else:
+            out = g.cnl(out, entry, form)
+        if not isinstance(entry, network.Tanh):
+            first_at.setdefault(entry.level, out)
     g.output(out, "y", TensorProto.FLOAT, [1, 3, "oh", "ow"])
     return g.model()
 
 
-def head_stats_model(state_dict: Mapping[str, np.ndarray]) -> bytes:
-    """block_a.0's conv over a band of the reflection-padded input; outputs only the band statistics."""
+def head_stats_model(state_dict: Mapping[str, np.ndarray], first: network.Conv) -> bytes:
+    """The first conv (block_a.0) over a band of the reflection-padded input; outputs only the band statistics."""
     g = _Graph(state_dict)
-    x = g.input("xpad", TensorProto.FLOAT, [1, 3, "rows", "cols"])
-    g.band_stats(g.conv(x, "block_a.0.1"))
+    x = g.input("xpad", TensorProto.FLOAT, [1, first.in_ch, "rows", "cols"])
+    g.band_stats(g.conv(x, first))
     return g.model()
 
 
-def head_model(state_dict: Mapping[str, np.ndarray]) -> bytes:
-    """block_a.0 (conv, scale/shift, LeakyReLU) then block_a.1's stride-2 conv on a band.
+def head_model(state_dict: Mapping[str, np.ndarray], first: network.Conv, second: network.Conv) -> bytes:
+    """The first conv (block_a.0: conv, scale/shift, LeakyReLU) then the stride-2 conv after it on a band.
 
     `pads` (int64[8], ONNX Pad layout) is the reflection padding of block_a.1 for this band: always
     one column on the right, one row at the bottom only for the band that reaches the bottom edge.
     """
     g = _Graph(state_dict)
-    x = g.input("xpad", TensorProto.FLOAT, [1, 3, "rows", "cols"])
-    scale = g.input("scale", TensorProto.FLOAT, [1, 32, 1, 1])
-    shift = g.input("shift", TensorProto.FLOAT, [1, 32, 1, 1])
+    x = g.input("xpad", TensorProto.FLOAT, [1, first.in_ch, "rows", "cols"])
+    scale = g.input("scale", TensorProto.FLOAT, [1, first.out_ch, 1, 1])
+    shift = g.input("shift", TensorProto.FLOAT, [1, first.out_ch, 1, 1])
     pads = g.input("pads", TensorProto.INT64, [8])
-    a0 = g.lrelu(g.affine(g.conv(x, "block_a.0.1"), scale, shift))
-    y = g.conv(g.node("Pad", [a0, pads], mode="reflect"), "block_a.1.1", stride=2)
+    a0 = g.lrelu(g.affine(g.conv(x, first), scale, shift))
+    y = g.conv(g.node("Pad", [a0, pads], mode="reflect"), second)
     g.band_stats(y)
-    g.output(y, "y", TensorProto.FLOAT, [1, 64, "out_rows", "out_cols"])
+    g.output(y, "y", TensorProto.FLOAT, [1, second.out_ch, "out_rows", "out_cols"])
     return g.model()
 
 
-InputTransform = Literal["affine", "shift", "none"]
-
-
-def conv_band_model(
-    state_dict: Mapping[str, np.ndarray], conv: str, *, transform: InputTransform, stride: int = 1
-) -> bytes:
+def conv_band_model(state_dict: Mapping[str, np.ndarray], conv: network.Conv, *, transform: InputTransform) -> bytes:
     """Input transform + conv of a band the caller has already padded (row halo and columns).
 
     `transform` says what the band still needs before the conv: "affine" = lrelu(x * scale +
     shift), the previous layer's GroupNorm and LeakyReLU; "shift" = lrelu(x + shift), when the
     caller already multiplied by the scale while assembling the band; "none" = the input is
-    used as it is (an InvertedResBlock's input). `conv` is the state-dict prefix of the conv.
+    used as it is (an InvertedResBlock's input).
     """
     g = _Graph(state_dict)
-    weight = np.asarray(state_dict[f"{conv}.weight"])
-    out_ch, in_per_group = int(weight.shape[0]), int(weight.shape[1])
-    group = out_ch if in_per_group == 1 else 1  # the depthwise convs have one input channel per group
-    in_ch = in_per_group * group
+    in_ch = conv.in_ch
     x = g.input("x", TensorProto.FLOAT, [1, in_ch, "rows", "cols"])
     if transform == "affine":
         x = g.node("Mul", [x, g.input("scale", TensorProto.FLOAT, [1, in_ch, 1, 1])])
     if transform != "none":
         x = g.lrelu(g.node("Add", [x, g.input("shift", TensorProto.FLOAT, [1, in_ch, 1, 1])]))
-    y = g.conv(x, conv, stride=stride, group=group)
+    y = g.conv(x, conv)
     g.band_stats(y)
-    g.output(y, "y", TensorProto.FLOAT, [1, out_ch, "out_rows", "out_cols"])
+    g.output(y, "y", TensorProto.FLOAT, [1, conv.out_ch, "out_rows", "out_cols"])
     return g.model()
 
 
-def upsample_conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str) -> bytes:
+def upsample_conv_band_model(state_dict: Mapping[str, np.ndarray], conv: network.Conv) -> bytes:
     """Scale/shift + LeakyReLU, bilinear upsample, reflection pad and 3x3 conv of one output band.
 
     Inputs: `x` (1, C, m, w) the edge-padded pre-norm source rows/columns the band needs;
@@ -305,7 +261,7 @@ def upsample_conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str) ->
     the transpose back folds into the conv's input reorder.
     """
     g = _Graph(state_dict)
-    in_ch = int(np.asarray(state_dict[f"{conv}.weight"]).shape[1])
+    in_ch = conv.in_ch
     x = g.input("x", TensorProto.FLOAT, [1, in_ch, "rows", "cols"])
     scale = g.input("scale", TensorProto.FLOAT, [1, in_ch, 1, 1])
     shift = g.input("shift", TensorProto.FLOAT, [1, in_ch, 1, 1])
@@ -323,13 +279,13 @@ def upsample_conv_band_model(state_dict: Mapping[str, np.ndarray], conv: str) ->
     return g.model()
 
 
-def final_model(state_dict: Mapping[str, np.ndarray]) -> bytes:
-    """block_e.2's scale/shift + LeakyReLU, out_layer (1x1 conv, tanh), then [-1, 1] -> uint8 rows x cols x 3."""
+def final_model(state_dict: Mapping[str, np.ndarray], conv: network.Conv) -> bytes:
+    """The last norm's scale/shift + LeakyReLU, the output conv, tanh, then [-1, 1] -> uint8 rows x cols x 3."""
     g = _Graph(state_dict)
-    x = g.input("x", TensorProto.FLOAT, [1, 32, "rows", "cols"])
-    scale = g.input("scale", TensorProto.FLOAT, [1, 32, 1, 1])
-    shift = g.input("shift", TensorProto.FLOAT, [1, 32, 1, 1])
-    out = g.node("Tanh", [g.conv(g.lrelu(g.affine(x, scale, shift)), "out_layer.0")])
+    x = g.input("x", TensorProto.FLOAT, [1, conv.in_ch, "rows", "cols"])
+    scale = g.input("scale", TensorProto.FLOAT, [1, conv.in_ch, 1, 1])
+    shift = g.input("shift", TensorProto.FLOAT, [1, conv.in_ch, 1, 1])
+    out = g.node("Tanh", [g.conv(g.lrelu(g.affine(x, scale, shift)), conv)])
     # The reference maps clip(y, -1, 1) * 0.5 + 0.5 to 0..255 and rounds.
     lo = g.const(np.array(-1.0, dtype=np.float32), "lo")
     hi = g.const(np.array(1.0, dtype=np.float32), "hi")

@@ -1,116 +1,129 @@
-"""The AnimeGANv2 generator as a torch module: the reference architecture, nothing else.
+"""The AnimeGANv2 generator as a torch module: the reference architecture, built from `inference.network`.
 
 Its state dict has exactly the keys and shapes of the public PyTorch checkpoints
 (`Generator().load_state_dict(torch.load(path), strict=True)` works). The service does not run
 this module: `inference.engine` runs the same network on ONNX Runtime without torch. This module
 is the reference that the engine is tested against, and what `animegan bench` compares with.
+`Generator.trace` yields every module's output by name, for layer-by-layer comparisons.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference import network
+
+
+def _conv2d(spec: network.Conv) -> nn.Conv2d:
+    return nn.Conv2d(
+        spec.in_ch, spec.out_ch, spec.kernel, stride=spec.stride, padding=0, groups=spec.groups, bias=spec.bias
+    )
+
 
 class ConvNormLReLU(nn.Sequential):
     """Reflection pad, Conv2d (no padding), GroupNorm(1 group), LeakyReLU(0.2)."""
 
-    def __init__(
-        self,
-        in_ch: int,
-        out_ch: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: int | tuple[int, int, int, int] = 1,
-        groups: int = 1,
-        bias: bool = False,
-    ) -> None:
+    def __init__(self, spec: network.Conv) -> None:
+        pads = spec.pads if len(set(spec.pads)) > 1 else spec.pads[0]
         super().__init__(
-            nn.ReflectionPad2d(padding),
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=0, groups=groups, bias=bias),
-            nn.GroupNorm(num_groups=1, num_channels=out_ch, affine=True),
-            nn.LeakyReLU(0.2, inplace=True),
+            nn.ReflectionPad2d(pads),
+            _conv2d(spec),
+            nn.GroupNorm(num_groups=1, num_channels=spec.out_ch, affine=True, eps=network.GN_EPS),
+            nn.LeakyReLU(network.LRELU_SLOPE, inplace=True),
         )
-
-
-# Stride-2 layers pad only right and bottom (left, right, top, bottom), like the TF original's "SAME".
-_STRIDE2_PAD = (0, 1, 0, 1)
 
 
 class InvertedResBlock(nn.Module):
     """MobileNetV2-style block: 1x1 expand (x2), depthwise 3x3, 1x1 project, GroupNorm; residual if shapes match."""
 
-    def __init__(self, in_ch: int, out_ch: int, expansion_ratio: int = 2) -> None:
+    def __init__(self, spec: network.InvertedResBlock) -> None:
         super().__init__()
-        self.use_res_connect = in_ch == out_ch
-        bottleneck = round(in_ch * expansion_ratio)
+        self.use_res_connect = spec.residual
+        expand, depthwise, project = spec.convs
         self.layers = nn.Sequential(
-            ConvNormLReLU(in_ch, bottleneck, kernel_size=1, padding=0),
-            ConvNormLReLU(bottleneck, bottleneck, groups=bottleneck, bias=True),
-            nn.Conv2d(bottleneck, out_ch, kernel_size=1, bias=False),
-            nn.GroupNorm(num_groups=1, num_channels=out_ch, affine=True),
+            ConvNormLReLU(expand),
+            ConvNormLReLU(depthwise),
+            _conv2d(project),
+            nn.GroupNorm(num_groups=1, num_channels=project.out_ch, affine=True, eps=network.GN_EPS),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.layers(x)
-        if self.use_res_connect:
-            out = x + out
+        ((_, out),) = deque(self.trace(x), maxlen=1)  # only the last output is kept
         return out
+
+    def trace(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        """The expand and depthwise outputs (by their index in `layers`), then the block's output ("")."""
+        expand, depthwise, project, norm = self.layers
+        out = expand(x)
+        yield "layers.0", out
+        out = depthwise(out)
+        yield "layers.1", out
+        out = norm(project(out))
+        yield "", x + out if self.use_res_connect else out
+
+
+def _module(entry: network.Entry) -> nn.Module:
+    if isinstance(entry, network.InvertedResBlock):
+        return InvertedResBlock(entry)
+    if isinstance(entry, network.Tanh):
+        return nn.Tanh()
+    assert isinstance(entry, network.Conv)
+    return _conv2d(entry) if entry.role == "out" else ConvNormLReLU(entry)
 
 
 class Generator(nn.Module):
-    """AnimeGANv2 generator: RGB in [-1, 1] (N, 3, H, W) float32 -> RGB in [-1, 1]."""
+    """AnimeGANv2 generator: RGB in [-1, 1] (N, 3, H, W) float32 -> RGB in [-1, 1].
+
+    Top-level blocks (`block_a` .. `block_e`, `out_layer`) are Sequentials of the table's entries,
+    named by their module paths, so the state dict is that of the public checkpoints.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.block_a = nn.Sequential(
-            ConvNormLReLU(3, 32, kernel_size=7, padding=3),
-            ConvNormLReLU(32, 64, stride=2, padding=_STRIDE2_PAD),
-            ConvNormLReLU(64, 64),
-        )
-        self.block_b = nn.Sequential(
-            ConvNormLReLU(64, 128, stride=2, padding=_STRIDE2_PAD),
-            ConvNormLReLU(128, 128),
-        )
-        self.block_c = nn.Sequential(
-            ConvNormLReLU(128, 128),
-            InvertedResBlock(128, 256),
-            InvertedResBlock(256, 256),
-            InvertedResBlock(256, 256),
-            InvertedResBlock(256, 256),
-            ConvNormLReLU(256, 128),
-        )
-        self.block_d = nn.Sequential(
-            ConvNormLReLU(128, 128),
-            ConvNormLReLU(128, 128),
-        )
-        self.block_e = nn.Sequential(
-            ConvNormLReLU(128, 64),
-            ConvNormLReLU(64, 64),
-            ConvNormLReLU(64, 32, kernel_size=7, padding=3),
-        )
-        self.out_layer = nn.Sequential(
-            nn.Conv2d(32, 3, kernel_size=1, stride=1, padding=0, bias=False),
-            nn.Tanh(),
-        )
+        blocks: dict[str, list[nn.Module]] = {}
+        for entry in network.LAYERS:
+            if isinstance(entry, network.Upsample):
+                continue
+            block, index = entry.name.split(".")
+            modules = blocks.setdefault(block, [])
+            assert int(index) == len(modules), f"{entry.name} is out of order"
+            modules.append(_module(entry))
+        for block, modules in blocks.items():
+            self.add_module(block, nn.Sequential(*modules))
 
     def forward(self, x: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
-        out = self.block_a(x)
-        half_size = out.shape[-2:]
-        out = self.block_b(out)
-        out = self.block_c(out)
-        out = _upsample(out, half_size, align_corners)
-        out = self.block_d(out)
-        out = _upsample(out, x.shape[-2:], align_corners)
-        out = self.block_e(out)
-        result: torch.Tensor = self.out_layer(out)
-        return result
+        ((_, out),) = deque(self.trace(x, align_corners), maxlen=1)  # only the last output is kept
+        return out
+
+    def trace(self, x: torch.Tensor, align_corners: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every table entry's output in network order, by name (the last one is the network's output)."""
+        sizes: dict[int, tuple[int, int]] = {0: (int(x.shape[-2]), int(x.shape[-1]))}
+        out = x
+        for entry in network.LAYERS:
+            if isinstance(entry, network.Upsample):
+                out = _upsample(out, sizes[entry.level], align_corners)
+                yield entry.name, out
+                continue
+            module = self.get_submodule(entry.name)
+            if isinstance(module, InvertedResBlock):
+                for part, value in module.trace(out):
+                    yield f"{entry.name}.{part}" if part else entry.name, value
+                out = value
+            else:
+                out = module(out)
+                yield entry.name, out
+            if isinstance(entry, network.Conv | network.InvertedResBlock):
+                sizes.setdefault(entry.level, (int(out.shape[-2]), int(out.shape[-1])))
 
 
-def _upsample(x: torch.Tensor, size: torch.Size, align_corners: bool) -> torch.Tensor:
+def _upsample(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
     # align_corners=True resizes to the exact target size (the hub entry point); False doubles the
     # size (the reference test script), so odd sides shrink on the way through the network.
     if align_corners:
-        return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=True)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import platformdirs
 
+from inference import network
 from inference.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -121,46 +122,8 @@ STYLES: Final[Mapping[str, Style]] = MappingProxyType(
 )
 
 
-def _expected_layout() -> dict[str, tuple[int, ...]]:
-    """Key -> shape of the AnimeGANv2 generator's state dict, from its architecture."""
-    layout: dict[str, tuple[int, ...]] = {}
-
-    def conv_norm_lrelu(prefix: str, cin: int, cout: int, kernel: int = 3) -> None:
-        layout[f"{prefix}.1.weight"] = (cout, cin, kernel, kernel)
-        layout[f"{prefix}.2.weight"] = (cout,)
-        layout[f"{prefix}.2.bias"] = (cout,)
-
-    def inverted_res_block(prefix: str, cin: int, cout: int) -> None:
-        mid = 2 * cin
-        conv_norm_lrelu(f"{prefix}.layers.0", cin, mid, kernel=1)
-        layout[f"{prefix}.layers.1.1.weight"] = (mid, 1, 3, 3)  # depthwise, with bias
-        layout[f"{prefix}.layers.1.1.bias"] = (mid,)
-        layout[f"{prefix}.layers.1.2.weight"] = (mid,)
-        layout[f"{prefix}.layers.1.2.bias"] = (mid,)
-        layout[f"{prefix}.layers.2.weight"] = (cout, mid, 1, 1)
-        layout[f"{prefix}.layers.3.weight"] = (cout,)
-        layout[f"{prefix}.layers.3.bias"] = (cout,)
-
-    conv_norm_lrelu("block_a.0", 3, 32, kernel=7)
-    conv_norm_lrelu("block_a.1", 32, 64)
-    conv_norm_lrelu("block_a.2", 64, 64)
-    conv_norm_lrelu("block_b.0", 64, 128)
-    conv_norm_lrelu("block_b.1", 128, 128)
-    conv_norm_lrelu("block_c.0", 128, 128)
-    inverted_res_block("block_c.1", 128, 256)
-    for index in (2, 3, 4):
-        inverted_res_block(f"block_c.{index}", 256, 256)
-    conv_norm_lrelu("block_c.5", 256, 128)
-    conv_norm_lrelu("block_d.0", 128, 128)
-    conv_norm_lrelu("block_d.1", 128, 128)
-    conv_norm_lrelu("block_e.0", 128, 64)
-    conv_norm_lrelu("block_e.1", 64, 64)
-    conv_norm_lrelu("block_e.2", 64, 32, kernel=7)
-    layout["out_layer.0.weight"] = (3, 32, 1, 1)
-    return layout
-
-
-EXPECTED_SHAPES: Final[Mapping[str, tuple[int, ...]]] = MappingProxyType(_expected_layout())
+# Key -> shape of the generator's state dict, derived from the network's one description.
+EXPECTED_SHAPES: Final[Mapping[str, tuple[int, ...]]] = MappingProxyType(network.state_dict_layout())
 
 
 def get_style(name: str) -> Style:

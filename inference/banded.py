@@ -1,0 +1,203 @@
+"""How each kind of schedule step runs over row bands: the band logic, independent of the runtime.
+
+`Banded` holds what one engine's jobs share (the runtime, the array pool, the band loop, the
+GroupNorm parameters) and runs one step at a time on `inference.bands.Map`s: the fused head,
+a band conv (in place, or on an assembled band with its halo), an InvertedResBlock's residual
+norm, an upsample folded into its conv, and the final 8-bit output. Every graph run goes through
+the `inference.runtime.BandRuntime` seam.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from inference import schedule
+from inference.bands import BandLoop, BandResult, Map, Pool, bands
+from inference.runtime import BandRuntime
+
+
+class Banded:
+    """Runs schedule steps band by band; `rows(level, width)` gives the band height of a level."""
+
+    def __init__(
+        self,
+        runtime: BandRuntime,
+        pool: Pool,
+        loop: BandLoop,
+        norms: Mapping[str, np.ndarray],
+        *,
+        align_corners: bool,
+        rows: Callable[[int, int], int],
+    ) -> None:
+        self._runtime = runtime
+        self._pool = pool
+        self._loop = loop
+        self._sd = norms
+        self.align_corners = align_corners
+        self._rows = rows
+
+    def affine(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
+        return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
+
+    def head(self, step: schedule.Head, compiled: tuple[Any, ...], x: np.ndarray, rows: int) -> Map:
+        """The first conv and the stride-2 conv after it; returns the latter's pre-norm half-res map."""
+        stats_graph, head_graph = compiled
+        first, second = step.first, step.second
+        height, width = x.shape[1:]
+        left, right, top, bottom = first.pads
+        padded = np.pad(x, ((0, 0), (top, bottom), (left, right)), mode="reflect")[None]
+        halo = top + bottom
+
+        def stats_band(r0: int, r1: int) -> BandResult:
+            feeds = {"xpad": np.ascontiguousarray(padded[:, :, r0 : r1 + halo])}
+            sums, sumsqs = self._runtime.run(stats_graph, feeds, None, first.out_ch, last=r1 == height)
+            return BandResult(None, sums, sumsqs, (r1 - r0) * width, 0)
+
+        moments = self._loop.run(list(bands(height, self._rows(first.level, width))), stats_band)
+        assert first.norm_key is not None
+        assert second.norm_key is not None
+        scale, shift = moments.affine(self._sd[f"{first.norm_key}.weight"], self._sd[f"{first.norm_key}.bias"])
+
+        half_h, half_w = height // 2, width // 2
+        out = Map(second.out_ch, half_h, half_w, rows, second.norm_key)
+
+        def head_band(i0: int, i1: int) -> BandResult:
+            # Output rows i0..i1 of the stride-2 conv read block_a.0 rows 2*i0 .. 2*i1; row `height`
+            # (only reached when the height is even) is block_a.1's bottom reflection pad.
+            f0, f1 = 2 * i0, min(2 * i1 + 1, height)
+            pads = np.array([0, 0, 0, 0, 0, 0, 2 * i1 + 1 - f1, second.pads[1]], dtype=np.int64)
+            feeds = {"xpad": np.ascontiguousarray(padded[:, :, f0 : f1 + halo]), "pads": pads}
+            y = self._pool.take((1, out.channels, i1 - i0, half_w))
+            feeds.update(scale=scale, shift=shift)
+            sums, sumsqs = self._runtime.run(head_graph, feeds, y, out.channels, last=i1 == half_h)
+            return BandResult(y[0], sums, sumsqs, (i1 - i0) * half_w, 0)
+
+        out.moments = self._loop.run(list(bands(half_h, out.rows)), head_band, out)
+        return out
+
+    def conv(self, step: schedule.BandConv, graph: Any, src: Map, rows: int) -> Map:
+        """One conv layer over `src`, band by band; `src`'s bands are released as they are used up."""
+        conv = step.conv
+        assert conv.norm_key is not None
+        out = Map(conv.out_ch, src.height // conv.stride, src.width // conv.stride, rows, conv.norm_key)
+        feeds: dict[str, np.ndarray] = {}
+        copy_scale = None  # multiplied in while assembling a band ("shift" graphs)
+        if step.transform != "none":
+            scale, feeds["shift"] = self.affine(src)
+            if step.transform == "affine":
+                feeds["scale"] = scale
+            else:
+                copy_scale = scale
+        left, right, top, _ = conv.pads
+        keep = step.keep_source
+
+        def band(r0: int, r1: int) -> BandResult:
+            if step.in_place:
+                assert r0 % src.rows == 0
+                assert out.rows == src.rows
+                source = src.bands[r0 // src.rows]
+                assert source is not None
+                x, next_row = source[None], r1
+            else:
+                # Input rows of output rows r0..r1 (reflected past the edges); the next band starts at next_row.
+                lo, hi = conv.stride * r0 - top, conv.stride * (r1 - 1) + conv.kernel - top
+                x, next_row = src.assemble(lo, hi, left, right, copy_scale, self._pool), conv.stride * r1 - top
+            y = self._pool.take((1, out.channels, r1 - r0, out.width))
+            sums, sumsqs = self._runtime.run(graph, {"x": x, **feeds}, y, out.channels, last=r1 == out.height)
+            return BandResult(y[0], sums, sumsqs, (r1 - r0) * out.width, 0 if keep else next_row)
+
+        out.moments = self._loop.run(list(bands(out.height, out.rows)), band, out, src)
+        if not keep:
+            src.release_before(src.height + src.rows, self._pool)
+        return out
+
+    def residual(self, step: schedule.Residual, project: Map, block_input: Map | None) -> Map:
+        """An InvertedResBlock's last GroupNorm, in place, + the block's input when shapes match."""
+        scale, shift = self.affine(project)
+
+        def finish(k: int) -> None:
+            band = project.bands[k]
+            assert band is not None
+            band *= scale[0]
+            band += shift[0]
+            if block_input is not None:
+                target = block_input.bands[k]
+                assert target is not None
+                target += band
+                self._pool.give(band)
+
+        self._loop.each(finish, len(project.bands))
+        if block_input is not None:
+            return block_input
+        return Map(project.channels, project.height, project.width, project.rows, bands=project.bands)
+
+    def upsample_conv(
+        self, step: schedule.UpsampleConv, graph: Any, src: Map, out_h: int, out_w: int, rows: int
+    ) -> Map:
+        """Bilinear upsample of lrelu(GroupNorm(src)) to out_h x out_w, then reflection pad + 3x3 conv, by bands.
+
+        Each band gathers only the source rows it needs, edge-padded by one row and column (which
+        is how torch clamps at the borders), and lets a tf_crop_and_resize Resize map output rows
+        and columns to source coordinates.
+        """
+        assert step.conv.norm_key is not None
+        scale, shift = self.affine(src)
+        row_scale, row_bias = self._source_coordinates(src.height, out_h)
+        col_scale, col_bias = self._source_coordinates(src.width, out_w)
+        # ONNX Runtime's Resize ignores the roi of an axis whose size does not change: keep the
+        # source one column (row) larger or smaller than the output (extra entries are edge copies).
+        cols = src.width + 2 + int(src.width + 2 == out_w)
+        col_roi = ((col_bias + 1) / (cols - 1), (col_scale * (out_w - 1) + col_bias + 1) / (cols - 1))
+        out = Map(step.conv.out_ch, out_h, out_w, rows, step.conv.norm_key)
+
+        def band(j0: int, j1: int) -> BandResult:
+            lo, hi = max(j0 - 1, 0), min(j1 + 1, out_h)
+            first, last = row_scale * lo + row_bias, row_scale * (hi - 1) + row_bias
+            top, end = math.floor(first) - 1, math.floor(last) + 3
+            end += int(end - top == hi - lo)
+            span = end - top - 1
+            roi = np.array([0, (first - top) / span, col_roi[0], 0, 1, (last - top) / span, col_roi[1], 1], np.float32)
+            feeds = {
+                "x": src.gather_edge_padded(top, end, cols, self._pool),
+                "roi": roi,
+                "sizes": np.array([1, hi - lo, out_w, src.channels], dtype=np.int64),
+                "pads": np.array([0, int(j0 == 0), 1, 0, 0, int(j1 == out_h), 1, 0], dtype=np.int64),
+                "scale": scale,
+                "shift": shift,
+            }
+            y = self._pool.take((1, out.channels, j1 - j0, out_w))
+            sums, sumsqs = self._runtime.run(graph, feeds, y, out.channels, last=j1 == out_h)
+            # The next band starts at a source row >= this band's last - 1.
+            next_row = math.floor(row_scale * max(j1 - 1, 0) + row_bias) - 1
+            return BandResult(y[0], sums, sumsqs, (j1 - j0) * out_w, next_row)
+
+        out.moments = self._loop.run(list(bands(out_h, rows)), band, out, src)
+        src.release_before(src.height + src.rows, self._pool)
+        return out
+
+    def _source_coordinates(self, in_size: int, out_size: int) -> tuple[float, float]:
+        """Source coordinate = scale * output index + bias, as torch's bilinear interpolate maps them."""
+        if self.align_corners:
+            return (in_size - 1) / (out_size - 1), 0.0
+        scale = in_size / out_size
+        return scale, 0.5 * scale - 0.5
+
+    def final(self, graph: Any, src: Map) -> np.ndarray:
+        scale, shift = self.affine(src)
+        out = np.empty((src.height, src.width, 3), dtype=np.uint8)
+        no_stats = np.zeros(1, dtype=np.float32)
+
+        def band(r0: int, r1: int) -> BandResult:
+            source = src.bands[r0 // src.rows]
+            assert source is not None
+            feeds = {"x": source[None], "scale": scale, "shift": shift}
+            self._runtime.run_rgb(graph, feeds, out[r0:r1], last=r1 == src.height)
+            return BandResult(None, no_stats, no_stats, 1, r1)
+
+        self._loop.run(list(bands(src.height, src.rows)), band, None, src)
+        src.release_before(src.height + src.rows, self._pool)
+        return out
