@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from inference import schedule
-from inference.bands import BandLoop, BandResult, Map, Pool, bands
+from inference.bands import BandLoop, BandResult, Map, Pool, bands, reflect
 from inference.runtime import BandRuntime
 
 
@@ -39,6 +39,12 @@ class Banded:
         self._sd = norms
         self.align_corners = align_corners
         self._rows = rows
+
+    def transform(self, step: schedule.BandConv) -> schedule.InputTransform:
+        """The input transform a step's graph applies: maps that numpy cannot scale (bf16) get the whole norm."""
+        if step.transform == "shift" and self._runtime.scales_in_graph:
+            return "affine"
+        return step.transform
 
     def affine(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
         return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
@@ -86,9 +92,10 @@ class Banded:
         out = Map(conv.out_ch, src.height // conv.stride, src.width // conv.stride, rows, conv.norm_key)
         feeds: dict[str, np.ndarray] = {}
         copy_scale = None  # multiplied in while assembling a band ("shift" graphs)
-        if step.transform != "none":
+        transform = self.transform(step)
+        if transform != "none":
             scale, feeds["shift"] = self.affine(src)
-            if step.transform == "affine":
+            if transform == "affine":
                 feeds["scale"] = scale
             else:
                 copy_scale = scale
@@ -115,9 +122,11 @@ class Banded:
             src.release_before(src.height + src.rows, self._pool)
         return out
 
-    def residual(self, step: schedule.Residual, project: Map, block_input: Map | None) -> Map:
+    def residual(self, step: schedule.Residual, graph: Any, project: Map, block_input: Map | None) -> Map:
         """An InvertedResBlock's last GroupNorm, in place, + the block's input when shapes match."""
         scale, shift = self.affine(project)
+        if self._runtime.scales_in_graph:
+            return self._residual_in_graph(graph, project, block_input, scale, shift)
 
         def finish(k: int) -> None:
             band = project.bands[k]
@@ -135,7 +144,85 @@ class Banded:
             return block_input
         return Map(project.channels, project.height, project.width, project.rows, bands=project.bands)
 
+    def _residual_in_graph(
+        self, graph: Any, project: Map, block_input: Map | None, scale: np.ndarray, shift: np.ndarray
+    ) -> Map:
+        """The same, as a graph per band (maps numpy cannot compute on), into fresh band arrays."""
+        out: list[np.ndarray | None] = [None] * len(project.bands)
+
+        def finish(k: int) -> None:
+            band = project.bands[k]
+            assert band is not None
+            y = self._pool.take(band.shape)
+            feeds = {"p": band[None], "scale": scale, "shift": shift}
+            if block_input is not None:
+                source = block_input.bands[k]
+                assert source is not None
+                feeds["r"] = source[None]
+            self._runtime.run(graph, feeds, y[None], project.channels, last=k == len(project.bands) - 1)
+            out[k] = y
+
+        self._loop.each(finish, len(project.bands))
+        for done in (project, block_input):
+            if done is not None:
+                done.release_before(done.height + done.rows, self._pool)
+        return Map(project.channels, project.height, project.width, project.rows, bands=out)
+
     def upsample_conv(
+        self, step: schedule.UpsampleConv, graph: Any, src: Map, out_h: int, out_w: int, rows: int
+    ) -> Map:
+        if self._runtime.scales_in_graph:
+            return self._upsample_rows_conv(step, graph, src, out_h, out_w, rows)
+        return self._upsample_crop_conv(step, graph, src, out_h, out_w, rows)
+
+    def _upsample_rows_conv(
+        self, step: schedule.UpsampleConv, graph: Any, src: Map, out_h: int, out_w: int, rows: int
+    ) -> Map:
+        """The upsample + conv of `inference.graphs_bf16`: rows interpolated from gathered pairs.
+
+        Each upsampled row is a weighted pair of source rows (torch's bilinear coordinates); the
+        rows the band's conv reads past the map's top and bottom are reflections, so their pairs
+        are those of the reflected rows. Columns are resized whole inside the graph.
+        """
+        assert step.conv.norm_key is not None
+        scale, shift = self.affine(src)
+        row_scale, row_bias = self._source_coordinates(src.height, out_h)
+        last_row = src.height - 1
+
+        def pair(j: int) -> tuple[int, int, float]:
+            # torch clamps negative source coordinates to 0 (half-pixel mode) and the second row at the edge.
+            source = max(row_scale * j + row_bias, 0.0)
+            first = min(math.floor(source), last_row)
+            return first, min(first + 1, last_row), source - first
+
+        out = Map(step.conv.out_ch, out_h, out_w, rows, step.conv.norm_key)
+        reach = (step.conv.kernel - 1) // 2
+
+        def band(j0: int, j1: int) -> BandResult:
+            pairs = [pair(reflect(j, out_h)) for j in range(j0 - reach, j1 + reach)]
+            top, end = min(p[0] for p in pairs), max(p[1] for p in pairs) + 1
+            x = self._pool.scratch("band", (1, src.channels, end - top, src.width))
+            src.copy_rows(top, end, x[0], None)
+            feeds = {
+                "x": x,
+                "scale": scale,
+                "shift": shift,
+                "i0": np.array([p[0] - top for p in pairs], dtype=np.int64),
+                "i1": np.array([p[1] - top for p in pairs], dtype=np.int64),
+                "w1": np.array([p[2] for p in pairs], dtype=np.float32).reshape(1, 1, -1, 1),
+                "sizes": np.array([1, src.channels, len(pairs), out_w], dtype=np.int64),
+            }
+            y = self._pool.take((1, out.channels, j1 - j0, out_w))
+            sums, sumsqs = self._runtime.run(graph, feeds, y, out.channels, last=j1 == out_h)
+            # The next band's first upsampled row is j1 - reach; source rows above its pair are done.
+            next_row = pair(j1 - reach)[0] if j1 < out_h else src.height
+            return BandResult(y[0], sums, sumsqs, (j1 - j0) * out_w, next_row)
+
+        out.moments = self._loop.run(list(bands(out_h, rows)), band, out, src)
+        src.release_before(src.height + src.rows, self._pool)
+        return out
+
+    def _upsample_crop_conv(
         self, step: schedule.UpsampleConv, graph: Any, src: Map, out_h: int, out_w: int, rows: int
     ) -> Map:
         """Bilinear upsample of lrelu(GroupNorm(src)) to out_h x out_w, then reflection pad + 3x3 conv, by bands.

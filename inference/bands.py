@@ -52,6 +52,13 @@ class Moments:
         return scale.astype(np.float32).reshape(1, -1, 1, 1), shift.astype(np.float32).reshape(1, -1, 1, 1)
 
 
+def as_float32(array: np.ndarray) -> np.ndarray:
+    """A map's values as float32: bf16 maps (uint16 bits) are the high halves of float32s."""
+    if array.dtype == np.uint16:
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array.astype(np.float32)
+
+
 def bands(total: int, step: int) -> Iterator[tuple[int, int]]:
     """(start, stop) of consecutive bands of `step` rows (the last one shorter)."""
     for start in range(0, total, step):

@@ -1,11 +1,16 @@
-"""`animegan bench`: latency, peak memory and efficiency of the engine on this machine.
+"""`animegan bench`: latency, throughput, peak memory and efficiency of the engine on this machine.
 
-Every variant runs in its own fresh subprocess, so peak RSS (VmHWM) is that variant's alone and
-the engine process never imports torch. The variants of one size stay alive together and run one
-image each in turn (interleaved rounds), so a noisy host slows all of them alike and their time
-ratio stays fair. Per size it prints median and min-max latency, peak RSS, conv GFLOP/s (counted
-exactly from the layer shapes) as a share of a 4096x4096 float32 matmul measured in the same run,
-and the engine's time relative to plain eager torch (NCHW, no_grad, as the reference test script).
+Every variant runs in its own fresh subprocess (`inference.bench_worker`), so peak RSS (VmHWM) is
+that variant's alone and the engine process never imports torch. The variants of one size stay
+alive together and run one image each in turn (interleaved rounds), so a noisy host slows all of
+them alike and their ratios stay fair. Per size it prints median and min-max latency, peak RSS,
+conv GFLOP/s (counted exactly from the layer shapes) as a share of a 4096x4096 float32 matmul
+measured in the same run, the precision each variant computed in, and time ratios against plain
+eager torch and against the OpenVINO peer (whole graph, static shape, its default settings).
+
+`--processes N` adds the service's layout: N single-thread processes per variant, each pinned to
+its own core, all running an image at once; it prints images per minute and each process's peak
+RSS, every variant in the same interleaved rounds.
 
 Without real weights (`--weights FILE.pt`, or a style whose file is found) it uses seeded random
 weights and says so: timing and memory do not depend on the values.
@@ -15,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -26,15 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
+from inference import bench_worker
+from inference.bench_worker import MATMUL_N, VARIANTS
 from inference.errors import WeightsError
-from inference.style_options import add_style_arguments, chosen_align_corners, chosen_style
+from inference.precision import bf16_flags_line, cpu_flags, cpu_model
+from inference.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
 
 DEFAULT_SIZES = ((512, 512), (1024, 576), (1024, 1024), (1920, 1080))
-MATMUL_N = 4096
-VARIANTS = ("engine", "eager", "ort-whole")
+PEER = "openvino"
 
 
 def conv_flops(width: int, height: int, align_corners: bool) -> int:
@@ -53,153 +58,6 @@ def conv_flops(width: int, height: int, align_corners: bool) -> int:
             rows, cols = sizes[conv.level]
             total += 2 * rows * cols * conv.out_ch * (conv.in_ch // conv.groups) * conv.kernel * conv.kernel
     return total
-
-
-def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded weights with torch's default init ranges (what an untrained Generator holds)."""
-    from inference.weights import EXPECTED_SHAPES
-
-    rng = np.random.default_rng(seed)
-    state: dict[str, np.ndarray] = {}
-    for key, shape in EXPECTED_SHAPES.items():
-        if len(shape) == 4:
-            bound = 1 / math.sqrt(shape[1] * shape[2] * shape[3])
-            state[key] = rng.uniform(-bound, bound, shape).astype(np.float32)
-        elif key.endswith(".2.weight") or key.endswith(".3.weight"):
-            state[key] = np.ones(shape, np.float32)
-        elif key.endswith(".1.bias"):
-            fan_in = 9  # the depthwise convs' bias: one input channel, 3x3
-            state[key] = rng.uniform(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), shape).astype(np.float32)
-        else:
-            state[key] = np.zeros(shape, np.float32)
-    return state
-
-
-# --- worker side: one variant, one size, commands on stdin ---------------------------------------
-
-
-def _rss() -> int:
-    return int(psutil.Process().memory_info().rss)
-
-
-def _peak_rss() -> int:
-    """VmHWM, the peak RSS since the last reset (psutil does not offer it): from /proc/self/status."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _test_image(width: int, height: int) -> np.ndarray:
-    """A photo-like uint8 image (gradients plus noise), made without large temporaries."""
-    rng = np.random.default_rng(1)
-    red = np.linspace(0, 200, width, dtype=np.float32)[None, :]
-    green = np.linspace(0, 200, height, dtype=np.float32)[:, None]
-    rgb = np.empty((height, width, 3), dtype=np.uint8)
-    for channel, plane in enumerate((red + 0 * green, green + 0 * red, (red + green) / 2)):
-        noise = rng.integers(-40, 40, (height, width), dtype=np.int16)
-        rgb[..., channel] = np.clip(plane + noise, 0, 255)
-    return rgb
-
-
-def _reset_peak_rss() -> None:
-    """Resets VmHWM to the current RSS (Linux: writing 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-    except OSError:
-        pass  # then the peak includes loading too
-
-
-def _worker(variant: str, width: int, height: int, threads: int, weights: str, align_corners: bool) -> int:
-    """Loads one variant, warms it up, then answers `run`, `matmul` and `report` lines on stdin."""
-    rgb = _test_image(width, height)
-    rss_start = _rss()
-    if weights == "random":
-        state = random_state_dict()
-    else:
-        from inference.weights import load_state_dict
-
-        state = load_state_dict(Path(weights))
-    run = _loader(variant, state, threads, align_corners)
-    del state
-    rss_loaded, peak_loading = _rss(), _peak_rss()
-    _reset_peak_rss()  # the peak reported is that of a loaded process running jobs
-    run(rgb)  # warm-up: first-call allocations and lazy initialisation are not latency
-    _say(json.dumps({"ready": True, "rss_start": rss_start, "rss_loaded": rss_loaded, "peak_loading": peak_loading}))
-    for line in sys.stdin:
-        command = line.strip()
-        if command == "run":
-            cpu, started = time.process_time(), time.perf_counter()
-            run(rgb)
-            result = {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
-        elif command == "matmul":
-            result = {"gflops": _matmul_gflops(threads)}
-        elif command == "report":
-            result = {"peak_rss": _peak_rss(), "rss_idle": _rss(), "torch": "torch" in sys.modules}
-        else:
-            return 0
-        _say(json.dumps(result))
-    return 0
-
-
-def _loader(variant: str, state: dict[str, np.ndarray], threads: int, align_corners: bool) -> Any:
-    if variant == "engine":
-        from inference.engine import Engine
-
-        engine = Engine(state, align_corners=align_corners, threads=threads)
-        return engine.run
-    if variant == "ort-whole":
-        import onnxruntime as ort
-
-        from inference.graphs import whole_model
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(whole_model(state, align_corners=align_corners), options)
-
-        def run_whole(rgb: np.ndarray) -> np.ndarray:
-            x = (rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255) * 2 - 1
-            y = session.run(None, {"x": x})[0][0]
-            return np.asarray(np.round((np.clip(y, -1, 1) * 0.5 + 0.5) * 255).astype(np.uint8).transpose(1, 2, 0))
-
-        return run_whole
-    import torch
-
-    from inference.model import Generator
-
-    torch.set_num_threads(threads)
-    net = Generator().eval()
-    net.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()}, strict=True)
-
-    def run_eager(rgb: np.ndarray) -> np.ndarray:
-        # The reference test script: to_tensor * 2 - 1, NCHW forward under no_grad, back to 8 bits.
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255 * 2 - 1
-        with torch.no_grad():
-            out = net(x, align_corners=align_corners)
-        return np.asarray(((out.clip(-1, 1) * 0.5 + 0.5) * 255).round()[0].permute(1, 2, 0).byte().numpy())
-
-    return run_eager
-
-
-def _matmul_gflops(threads: int) -> float:
-    """Median of three 4096x4096 float32 matmuls (torch's BLAS), after one warm-up."""
-    import torch
-
-    torch.set_num_threads(threads)
-    a, b = torch.rand(MATMUL_N, MATMUL_N), torch.rand(MATMUL_N, MATMUL_N)
-    torch.mm(a, b)
-    rates = []
-    for _ in range(3):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        rates.append(2 * MATMUL_N**3 / (time.perf_counter() - started) / 1e9)
-    return statistics.median(rates)
 
 
 # --- parent side ----------------------------------------------------------------------------------
@@ -236,15 +94,21 @@ class _Process:
             self.proc.wait(timeout=60)
 
 
-def _spawn(variant: str, size: tuple[int, int], threads: int, weights: str, align_corners: bool) -> _Process:
+def _spawn(
+    variant: str, size: tuple[int, int], args: argparse.Namespace, weights: str, *, threads: int, cpu: int | None = None
+) -> _Process:
     command = [sys.executable, "-m", "inference.bench", "--worker", variant, "--sizes", f"{size[0]}x{size[1]}"]
     command += [
         "--threads",
         str(threads),
         "--weights",
         weights,
-        "--align-corners" if align_corners else "--no-align-corners",
+        "--precision",
+        args.precision,
+        "--align-corners" if args.align_corners else "--no-align-corners",
     ]
+    if cpu is not None:
+        command += ["--cpu", str(cpu)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -268,7 +132,7 @@ def _machine_busy() -> tuple[float, float]:
 
 
 def _bench_size(size: tuple[int, int], args: argparse.Namespace, weights: str) -> dict[str, Any]:
-    processes = [_spawn(variant, size, args.threads, weights, args.align_corners) for variant in args.variants]
+    processes = [_spawn(variant, size, args, weights, threads=args.threads) for variant in args.variants]
     try:
         busy0, total0 = _machine_busy()
         own0 = sum(_process_cpu(p.proc.pid) for p in processes) + time.process_time()
@@ -300,6 +164,49 @@ def _bench_size(size: tuple[int, int], args: argparse.Namespace, weights: str) -
     }
 
 
+def _throughput(size: tuple[int, int], args: argparse.Namespace, weights: str) -> dict[str, Any]:
+    """N pinned single-thread processes per variant run an image at once; images per minute per round."""
+    cores = sorted(os.sched_getaffinity(0))
+    groups = {
+        variant: [
+            _spawn(variant, size, args, weights, threads=1, cpu=cores[i % len(cores)]) for i in range(args.processes)
+        ]
+        for variant in args.variants
+    }
+    rates: dict[str, list[float]] = {variant: [] for variant in groups}
+    try:
+        for round_index in range(args.repeats):
+            order = list(groups) if round_index % 2 == 0 else list(groups)[::-1]
+            for variant in order:
+                started = time.perf_counter()
+                for process in groups[variant]:  # all start before any is waited for
+                    assert process.proc.stdin is not None
+                    process.proc.stdin.write("run\n")
+                    process.proc.stdin.flush()
+                for process in groups[variant]:
+                    process.times.append(process._answer()["seconds"])
+                rates[variant].append(60 * len(groups[variant]) / (time.perf_counter() - started))
+        reports = {variant: [{**p.loaded, **p.ask("report")} for p in group] for variant, group in groups.items()}
+    finally:
+        for group in groups.values():
+            for process in group:
+                process.close()
+    return {
+        "size": size,
+        "processes": args.processes,
+        "variants": {
+            variant: {
+                "images_per_min": rates[variant],
+                "seconds": [p.times for p in groups[variant]],
+                "peak_rss": [r["peak_rss"] for r in reports[variant]],
+                "precision": reports[variant][0]["precision"],
+                "cpus": [r["cpus"] for r in reports[variant]],
+            }
+            for variant in groups
+        },
+    }
+
+
 def _say(line: str = "") -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -311,19 +218,46 @@ def _print_size(result: dict[str, Any]) -> None:
     line = f"\n{width}x{height}: {result['gflop']:.1f} GFLOP of convs per image"
     line += f"; {MATMUL_N}x{MATMUL_N} matmul peak {peak:.0f} GFLOP/s" if peak else ""
     _say(line + f"; other processes used {result['foreign_cpu']:.0%} of the machine's CPU meanwhile")
-    eager = result["variants"].get("eager")
-    _say("| variant | median s | min-max s | time vs eager | GFLOP/s | % of matmul | peak RSS MB | idle RSS MB |")
-    _say("|" + "---|" * 8)
+    eager, peer = result["variants"].get("eager"), result["variants"].get(PEER)
+    _say(
+        "| variant | precision | median s | min-max s | time vs eager | time vs openvino | GFLOP/s | % of matmul "
+        "| peak RSS MB | idle RSS MB |"
+    )
+    _say("|" + "---|" * 10)
     for variant, data in result["variants"].items():
         times = data["times"]
         median = statistics.median(times)
-        # Paired per round (the variants ran back to back), then the median: robust to host noise.
-        ratio = f"{statistics.median(t / e for t, e in zip(times, eager['times'], strict=True)):.2f}x" if eager else "-"
         rate = result["gflop"] / median
         share = f"{rate / peak:.0%}" if peak else "-"
         _say(
-            f"| {variant} | {median:.2f} | {min(times):.2f}-{max(times):.2f} | {ratio} | {rate:.0f} | {share} "
+            f"| {variant} | {data['precision']} | {median:.2f} | {min(times):.2f}-{max(times):.2f} "
+            f"| {_paired(times, eager)} | {_paired(times, peer)} | {rate:.0f} | {share} "
             f"| {data['peak_rss'] / 2**20:.0f} | {data['rss_idle'] / 2**20:.0f} |"
+        )
+
+
+def _paired(times: list[float], other: dict[str, Any] | None) -> str:
+    # Paired per round (the variants ran back to back), then the median: robust to host noise.
+    if other is None:
+        return "-"
+    return f"{statistics.median(t / o for t, o in zip(times, other['times'], strict=True)):.2f}x"
+
+
+def _print_throughput(result: dict[str, Any]) -> None:
+    width, height = result["size"]
+    _say(f"\n{width}x{height}, throughput: {result['processes']} single-thread process(es) per variant, one per core")
+    _say("| variant | precision | images/min (median) | min-max | vs openvino | peak RSS MB per process |")
+    _say("|" + "---|" * 6)
+    peer = result["variants"].get(PEER)
+    for variant, data in result["variants"].items():
+        rates = data["images_per_min"]
+        ratio = "-"
+        if peer is not None:
+            ratio = f"{statistics.median(r / p for r, p in zip(rates, peer['images_per_min'], strict=True)):.2f}x"
+        peaks = "/".join(f"{value / 2**20:.0f}" for value in data["peak_rss"])
+        _say(
+            f"| {variant} | {data['precision']} | {statistics.median(rates):.1f} | {min(rates):.1f}-{max(rates):.1f} "
+            f"| {ratio} | {peaks} |"
         )
 
 
@@ -342,17 +276,38 @@ def build_parser(prog: str = "animegan bench") -> argparse.ArgumentParser:
     default_sizes = ",".join(f"{w}x{h}" for w, h in DEFAULT_SIZES)
     parser.add_argument("--sizes", type=_parse_sizes, default=list(DEFAULT_SIZES), help=f"default {default_sizes}")
     parser.add_argument("--repeats", type=int, default=3, help="timed images per variant and size (default 3)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads per process")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads per process")
     add_style_arguments(parser)  # the same --style, --weights and --[no-]align-corners as stylize
+    add_precision_argument(parser)  # the `engine` variant's; engine-fp32 / engine-bf16 fix theirs
     parser.add_argument(
         "--variants",
         type=lambda text: [v.strip() for v in text.split(",")],
-        default=["engine", "eager"],
-        help="comma list of engine, eager, ort-whole (default engine,eager)",
+        default=None,
+        help=f"comma list of {', '.join(VARIANTS)} (default engine,engine-fp32,openvino,eager: "
+        "those whose runtime is installed)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure throughput: N pinned single-thread processes per variant (e.g. the core count)",
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
     return parser
+
+
+def _default_variants() -> list[str]:
+    """engine (asked precision), engine-fp32, and the peers whose runtime is installed."""
+    import importlib.util
+
+    variants = ["engine", "engine-fp32"]
+    for variant, module in ((PEER, "openvino"), ("eager", "torch")):
+        if importlib.util.find_spec(module) is not None:
+            variants.append(variant)
+    return variants
 
 
 def _resolve(args: argparse.Namespace) -> str:
@@ -372,10 +327,17 @@ def _resolve(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.worker:
+        if args.cpu is not None:
+            os.sched_setaffinity(0, {args.cpu})  # pinned before any runtime starts its threads
         width, height = args.sizes[0]
-        return _worker(args.worker, width, height, args.threads, str(args.weights), bool(args.align_corners))
+        weights_arg = str(args.weights)
+        return bench_worker.serve(
+            args.worker, width, height, args.threads, weights_arg, bool(args.align_corners), args.precision
+        )
+    if args.variants is None:
+        args.variants = _default_variants()
     unknown = [v for v in args.variants if v not in VARIANTS]
-    if unknown or args.repeats < 1 or args.threads < 1:
+    if unknown or args.repeats < 1 or args.threads < 1 or args.processes < 0:
         sys.stderr.write(f"error: bad --variants {unknown}, --repeats or --threads\n")
         return 2
     try:
@@ -383,29 +345,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WeightsError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    machine = _cpu_model()
-    _say(f"machine: {machine}, {os.cpu_count()} CPUs; {args.threads} thread(s) per process")
+    machine = cpu_model()
+    _say(f"machine: {machine}, {len(os.sched_getaffinity(0))} CPUs; {args.threads} thread(s) per process")
+    _say(f"cpu flags for bf16: {bf16_flags_line(cpu_flags())}; engine precision asked: {args.precision}")
     _say(f"weights: {weights if weights != 'random' else 'none found - seeded random weights (same cost)'}")
     _say(f"upsample align_corners={args.align_corners}; {args.repeats} interleaved round(s) per size after a warm-up")
-    results = []
+    results, throughput = [], []
     for size in args.sizes:
         result = _bench_size(size, args, weights)
         _print_size(result)
         results.append(result)
+        if args.processes:
+            throughput.append(_throughput(size, args, weights))
+            _print_throughput(throughput[-1])
     if args.json is not None:
-        args.json.write_text(json.dumps({"machine": machine, "threads": args.threads, "results": results}, indent=2))
+        report = {"machine": machine, "flags": bf16_flags_line(cpu_flags()), "threads": args.threads}
+        args.json.write_text(json.dumps({**report, "results": results, "throughput": throughput}, indent=2))
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.errors import ImageTooLargeError, InferenceError, WeightsError
+from inference.errors import ImageTooLargeError, InferenceError, PrecisionError, WeightsError
 from inference.imageio import FILE_EXTENSIONS, OUTPUT_FORMATS, decode_image, encode_image
-from inference.style_options import add_style_arguments, chosen_align_corners, chosen_style
+from inference.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
 from inference.weights import (
     DEFAULT_STYLE,
     STYLES,
@@ -76,6 +76,7 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
     stylize.add_argument(
         "--threads", type=_positive_int, default=_cpu_count(), metavar="N", help="CPU threads (default: all available)"
     )
+    add_precision_argument(stylize)
     stylize.set_defaults(handler=_run_stylize)
 
     styles = commands.add_parser("styles", help="list styles and whether their weights are here")
@@ -111,7 +112,7 @@ def _run_stylize(args: argparse.Namespace) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         stylizer = _load_stylizer(style, args)
-    except WeightsError as exc:
+    except (WeightsError, PrecisionError) as exc:
         _error(str(exc))
         return 1
     except OSError as exc:
@@ -127,7 +128,11 @@ def _load_stylizer(style: str, args: argparse.Namespace) -> Stylizer:
     from inference.pipeline import Stylizer
 
     corners = chosen_align_corners(args, style)
-    return Stylizer.load(style, weights_path=args.weights, threads=args.threads, align_corners=corners)
+    stylizer = Stylizer.load(
+        style, weights_path=args.weights, threads=args.threads, align_corners=corners, precision=args.precision
+    )
+    sys.stderr.write(f"{style}: {stylizer.precision} on {stylizer.engine.runtime_name}, {args.threads} thread(s)\n")
+    return stylizer
 
 
 def _stylize_all(stylizer: Stylizer, inputs: list[Path], out_dir: Path, *, fmt: str, max_side: int) -> int:

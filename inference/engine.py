@@ -40,10 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from inference import graphs, network, schedule
+from inference import graphs, graphs_bf16, network, schedule
 from inference.banded import Banded
-from inference.bands import BandLoop, Map, Pool
-from inference.runtime import BandRuntime, OrtRuntime, release_freed_memory
+from inference.bands import BandLoop, Map, Pool, as_float32
+from inference.precision import Precision, resolve_precision
+from inference.runtime import BandRuntime, release_freed_memory
 
 # block_a.0 pads 3, block_a.1 and block_b.0 halve twice, and every 3x3 reflection pad needs a
 # side of at least 2 at quarter resolution: 8 pixels is the smallest side the network accepts.
@@ -58,19 +59,39 @@ BAND_BYTES = 3 << 20
 Trace = Callable[[str, np.ndarray], object]
 
 
-def _compile(step: schedule.Step, sd: Mapping[str, np.ndarray], runtime: BandRuntime) -> tuple[Any, ...]:
-    """The band graph(s) of one step, loaded into the runtime."""
+def _compile(
+    step: schedule.Step, sd: Mapping[str, np.ndarray], banded: Banded, runtime: BandRuntime
+) -> tuple[Any, ...]:
+    """The band graph(s) of one step, loaded into the runtime (bf16 maps need some in other forms)."""
+    in_graph = runtime.scales_in_graph
     if isinstance(step, schedule.Head):
         return runtime.load(graphs.head_stats_model(sd, step.first)), runtime.load(
             graphs.head_model(sd, step.first, step.second)
         )
     if isinstance(step, schedule.BandConv):
-        return (runtime.load(graphs.conv_band_model(sd, step.conv, transform=step.transform)),)
+        return (runtime.load(graphs.conv_band_model(sd, step.conv, transform=banded.transform(step))),)
+    if isinstance(step, schedule.UpsampleConv) and in_graph:
+        model = graphs_bf16.upsample_rows_conv_band_model(sd, step.conv, align_corners=banded.align_corners)
+        return (runtime.load(model),)
     if isinstance(step, schedule.UpsampleConv):
         return (runtime.load(graphs.upsample_conv_band_model(sd, step.conv)),)
+    if isinstance(step, schedule.Residual) and in_graph:
+        channels = step.block.convs[-1].out_ch
+        return (runtime.load(graphs_bf16.residual_model(channels, residual=step.block.residual)),)
     if isinstance(step, schedule.Output):
         return (runtime.load(graphs.final_model(sd, step.conv)),)
     return ()
+
+
+def _runtime_for(precision: Precision, threads: int) -> BandRuntime:
+    """The runtime of a precision; only its module is imported (a bf16 worker never loads ONNX Runtime)."""
+    if precision is Precision.BF16:
+        from inference.runtime_openvino import OpenVinoRuntime
+
+        return OpenVinoRuntime(threads)
+    from inference.runtime_ort import OrtRuntime
+
+    return OrtRuntime()
 
 
 class Engine:
@@ -83,6 +104,7 @@ class Engine:
         align_corners: bool,
         threads: int = 1,
         band_rows: int | None = None,
+        precision: Precision | str = Precision.FP32,
         runtime: BandRuntime | None = None,
     ) -> None:
         if threads < 1:
@@ -92,12 +114,13 @@ class Engine:
         self.align_corners = align_corners
         self.threads = threads
         self.band_rows = band_rows
-        self._runtime = runtime or OrtRuntime()
+        # "auto" resolves here; bf16 on a CPU without native bf16 raises PrecisionError.
+        self.precision = resolve_precision(str(precision))
+        self._runtime = runtime or _runtime_for(self.precision, threads)
         sd = {key: np.asarray(value, dtype=np.float32) for key, value in state_dict.items()}
         # The graphs hold the conv weights; only the GroupNorm parameters are needed afterwards.
         self._sd = {key: value for key, value in sd.items() if value.ndim == 1}
         self._steps = schedule.STEPS
-        self._graphs = [_compile(step, sd, self._runtime) for step in self._steps]
         self._pool = Pool(self._runtime.map_dtype)
         # Bands run concurrently, one per thread, each graph single-threaded: every op and every
         # band copy then keeps all cores busy, where ONNX Runtime's intra-op threads would split
@@ -106,6 +129,7 @@ class Engine:
         self._banded = Banded(
             self._runtime, self._pool, self._loop, self._sd, align_corners=align_corners, rows=self._rows
         )
+        self._graphs = [_compile(step, sd, self._banded, self._runtime) for step in self._steps]
         self._trim = release_freed_memory()
         self._busy = threading.Lock()  # one job at a time: the pool and scratch buffers are per job
 
@@ -115,6 +139,11 @@ class Engine:
         assert isinstance(head, schedule.Head)
         feeds = {"xpad": np.zeros((1, head.first.in_ch, head.first.kernel, head.first.kernel), dtype=np.float32)}
         self._runtime.run(self._graphs[0][0], feeds, None, head.first.out_ch, last=True)
+
+    @property
+    def runtime_name(self) -> str:
+        """The inference runtime the engine's graphs run on (onnxruntime, openvino)."""
+        return self._runtime.name
 
     def close(self) -> None:
         """Stops the band threads (they also stop with the process)."""
@@ -140,6 +169,7 @@ class Engine:
             finally:
                 self._pool.clear()
                 self._shrink_arena()
+                self._runtime.end_step()
                 self._trim()
         if out.shape[:2] == (height, width):
             return out
@@ -179,6 +209,7 @@ class Engine:
             size = (height >> level, width >> level, self._rows(level, width >> level))
             if isinstance(step, schedule.Head):
                 out = self._banded.head(step, compiled, x.pop(), size[2])
+                self._runtime.end_step()
             elif isinstance(step, schedule.Output):
                 assert out is not None
                 return self._banded.final(compiled[0], out)
@@ -187,6 +218,7 @@ class Engine:
                 if isinstance(step, schedule.BandConv) and step.keep_source:
                     block_input = out
                 out = self._step(step, compiled, out, block_input, size)
+            self._runtime.end_step()
             if trace is not None:
                 self._trace(step, out, trace)
         raise AssertionError("the schedule ends with a Output step")
@@ -204,7 +236,8 @@ class Engine:
         if isinstance(step, schedule.UpsampleConv):
             return self._banded.upsample_conv(step, compiled[0], src, *size)
         assert isinstance(step, schedule.Residual)
-        return self._banded.residual(step, src, block_input if step.block.residual else None)
+        graph = compiled[0] if compiled else None
+        return self._banded.residual(step, graph, src, block_input if step.block.residual else None)
 
     def _trace(self, step: schedule.Step, out: Map, trace: Trace) -> None:
         """Hands `trace` the step's map as the reference's module of that name outputs it."""
@@ -217,7 +250,7 @@ class Engine:
         else:
             assert isinstance(step, schedule.Residual)
             name = step.block.name
-        whole = out.whole().astype(np.float32)
+        whole = as_float32(out.whole())
         if out.norm:
             scale, shift = self._banded.affine(out)
             whole = whole * scale[0] + shift[0]

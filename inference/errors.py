@@ -15,10 +15,13 @@ Exception tree, and the HTTP status the gateway maps each one to::
     │                                    (GIF, TIFF, BMP, SVG, HTML, polyglots, ...)
     ├── ImageTooLargeError          422  too many pixels (decompression bomb), refused
     │                                    from the header before a full decode
-    └── WeightsError                500  missing, corrupt or mismatching generator weights
-                                    503  when the worker cannot serve the style at all
-                                         (the service maps it; the message says how to
-                                         supply the file)
+    ├── WeightsError                500  missing, corrupt or mismatching generator weights
+    │                               503  when the worker cannot serve the style at all
+    │                                    (the service maps it; the message says how to
+    │                                    supply the file)
+    └── PrecisionError              --   a precision this machine cannot run (bf16 on a CPU
+                                         without native bf16): stops a worker or the CLI at
+                                         start, never reaches a request
 """
 
 from __future__ import annotations
@@ -52,3 +55,9 @@ class WeightsError(InferenceError):
     """Generator weights are missing, corrupt, or not the file that was expected."""
 
     title = "Model weights unavailable"
+
+
+class PrecisionError(InferenceError):
+    """The requested number format cannot run natively here (or is not a known one)."""
+
+    title = "Precision unavailable"

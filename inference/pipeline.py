@@ -17,6 +17,7 @@ from PIL import Image
 
 from inference import weights
 from inference.engine import Engine
+from inference.precision import Precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,11 @@ class Stylizer:
     weights_path: Path
     engine: Engine
 
+    @property
+    def precision(self) -> Precision:
+        """What the engine computes in (auto already resolved)."""
+        return self.engine.precision
+
     @classmethod
     def load(
         cls,
@@ -41,9 +47,15 @@ class Stylizer:
         weights_path: Path | None = None,
         threads: int = 1,
         align_corners: bool | None = None,
+        precision: Precision | str = "auto",
     ) -> Stylizer:
-        """Resolve, verify and load ``style`` (or an explicit ``weights_path``); never downloads."""
+        """Resolve, verify and load ``style`` (or an explicit ``weights_path``); never downloads.
+
+        ``precision`` is auto (bf16 where the CPU runs it natively), fp32 or bf16; bf16 on a CPU
+        without it raises PrecisionError before anything is loaded.
+        """
         started = time.perf_counter()
+        resolve_precision(str(precision))  # refuse an impossible precision before reading weights
         spec = weights.get_style(style)
         path = weights.resolve_weights(style, weights_dir=weights_dir, cache_dir=cache_dir, weights_path=weights_path)
         if weights_path is None:
@@ -51,10 +63,16 @@ class Stylizer:
             weights.verify_weights(path, style)
         state = weights.load_state_dict(path)
         corners = spec.align_corners if align_corners is None else align_corners
-        engine = Engine(state, align_corners=corners, threads=threads)
+        engine = Engine(state, align_corners=corners, threads=threads, precision=precision)
         logger.info(
             "style loaded",
-            extra={"style": style, "weights": str(path), "seconds": round(time.perf_counter() - started, 3)},
+            extra={
+                "style": style,
+                "weights": str(path),
+                "precision": str(engine.precision),
+                "runtime": engine.runtime_name,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
         )
         return cls(style=style, align_corners=corners, threads=threads, weights_path=path, engine=engine)
 

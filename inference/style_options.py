@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from inference.precision import REQUESTS, default_precision
 from inference.weights import DEFAULT_STYLE, STYLES, get_style
 
 
@@ -31,6 +32,17 @@ def add_style_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="upsampling mode of the generator (default: the style's own)",
+    )
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """Adds `--precision auto|fp32|bf16` (default: ANIMEGAN_PRECISION, else auto)."""
+    parser.add_argument(
+        "--precision",
+        choices=REQUESTS,
+        default=default_precision(),
+        help="number format: auto (bf16 where the CPU runs it natively: AVX512_BF16 or AMX), fp32, or bf16 "
+        "(refused on CPUs without it); default: ANIMEGAN_PRECISION, else auto",
     )
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from inference import bench, cli
+from inference import bench, bench_worker, cli
 from inference.style_options import chosen_align_corners, chosen_style
 
 
@@ -45,7 +45,7 @@ def test_bench_worker_reads_the_flag_its_parent_passes() -> None:
 
 
 def test_peak_and_current_rss_are_read() -> None:
-    assert bench._peak_rss() >= bench._rss() > 0
+    assert bench_worker.peak_rss() >= bench_worker.rss() > 0
     busy, total = bench._machine_busy()
     assert 0 < busy < total
     assert bench._process_cpu(os.getpid()) > 0
