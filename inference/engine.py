@@ -131,6 +131,7 @@ class Engine:
         )
         self._graphs = [_compile(step, sd, self._banded, self._runtime) for step in self._steps]
         self._trim = release_freed_memory()
+        self._trim()  # what compiling the graphs used and freed
         self._busy = threading.Lock()  # one job at a time: the pool and scratch buffers are per job
 
     def _shrink_arena(self) -> None:

@@ -11,7 +11,8 @@ it matters: the per-channel band sums it returns are float32, merged by the engi
   concurrently, one per thread, as with ONNX Runtime, and each band's result does not depend
   on how many run beside it. Each thread has its own infer request.
 - A compiled model keeps the working memory of the largest band it has seen; `end_step`
-  hands it back after every step, so the process holds one layer's working set at a time.
+  hands it back after every step (and trims the heap), so the process holds about one layer's
+  working set at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 import numpy as np
 import openvino as ov
 from openvino.preprocess import PrePostProcessor
+
+from inference.runtime import release_freed_memory
 
 MAP_INPUTS = frozenset({"x", "p", "r"})
 MAP_OUTPUTS = frozenset({"y"})
@@ -97,6 +100,7 @@ class OpenVinoRuntime:
         }
         self._used: set[_Graph] = set()
         self._used_lock = threading.Lock()
+        self._trim = release_freed_memory()
 
     def load(self, model: bytes) -> _Graph:
         network = self._core.read_model(io.BytesIO(model))
@@ -130,6 +134,9 @@ class OpenVinoRuntime:
             used, self._used = self._used, set()
         for graph in used:
             graph.release()
+        # What OpenVINO freed stays in glibc's heap unless handed back: without this the peak
+        # holds every step's working memory at once (measured: 400 vs 330 MB at 1024x576).
+        self._trim()
 
     def _note(self, graph: _Graph) -> None:
         if graph not in self._used:
