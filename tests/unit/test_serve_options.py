@@ -189,3 +189,23 @@ def test_serve_refuses_a_busy_port_as_its_last_line_and_exits_non_zero(hayao_onl
     assert f"cannot listen on 127.0.0.1:{port}" in last
     assert "--port N" in last
     assert "private Redis" not in done.stdout  # refused before anything started
+
+
+def test_an_api_that_could_not_bind_is_reported_with_the_port_and_the_flag() -> None:
+    """The port taken between serve's check and uvicorn's bind: the API exits, serve names the port."""
+    import threading
+
+    from animegan.serve import _Outcome, _supervise
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        api = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+        api.wait(30)
+        outcome = _Outcome()
+        _supervise({"api": api}, "127.0.0.1", port, "redis://127.0.0.1:9/0", threading.Event(), outcome)
+    assert outcome.code == 1
+    assert outcome.failure is not None
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in outcome.failure
+    assert "--port N" in outcome.failure
