@@ -9,13 +9,15 @@
 Before starting anything it checks the configuration, that every style served has a weights file
 and that the API's port is free (``animegan.serve_options``: ``--style``, ``--weights-dir``,
 ``--fetch-missing``). It prints one line when ``/readyz`` answers 200 (asked only once a worker
-heartbeat is in Redis, so the gateway logs no 503 while it starts), and on Ctrl-C or SIGTERM stops the gateway, then
-the worker (warm shutdown, then SIGKILL after a grace period), then Redis. Metrics: serve creates a
-fresh ``PROMETHEUS_MULTIPROC_DIR`` (under /dev/shm when it exists: memory, not disk) shared by the
-gateway and the worker processes, so ``GET /metrics`` on the API port carries the workers' series
-too; the directory is removed on exit. When a part dies, the reason is the last line printed.
+heartbeat is in Redis, so the gateway logs no 503 while it starts), and on Ctrl-C or SIGTERM
+stops the gateway, then the worker (warm shutdown, then SIGKILL after a grace period), then
+Redis. Metrics: serve creates a fresh ``PROMETHEUS_MULTIPROC_DIR`` (under /dev/shm when it
+exists: memory, not disk) shared by the gateway and the worker processes, so ``GET /metrics`` on
+the API port carries the workers' series too; the directory is removed on exit. When a part
+dies, the reason is the last line printed.
 
-Nothing here imports torch or the inference runtime: the worker's children load the model.
+Nothing here imports torch or the inference runtime (only the torch-free weights registry, to
+check the files): the worker's children load the model.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,8 +156,11 @@ def _start_children(env: dict[str, str], host: str, port: int, stack: contextlib
     return children
 
 
+@dataclass
 class _Outcome:
-    code = 0
+    """How the supervised run ended: the exit code, and the line to print once everything stopped."""
+
+    code: int = 0
     failure: str | None = None
 
 
