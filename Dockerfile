@@ -14,15 +14,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 
-# CPU wheels first. pyproject pins torch==2.13.0, which the installed 2.13.0+cpu satisfies, so the
-# steps below never pull the multi-GB CUDA build from PyPI.
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
-
 WORKDIR /src
 # Dependencies in their own layer, keyed on pyproject.toml only, so a code change rebuilds seconds
-# of work instead of minutes.
+# of work instead of minutes. Only [project] dependencies: no torch (an optional extra that no
+# serving process imports; the workers run ONNX Runtime).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: install install-dev system-deps serve test lint fmt test-unit bench loadtest audit up down chart-lint clean
 
-# Python environment with the service (torch pinned to the CPU build).
+# Python environment with the service (no torch); install-dev adds the test tools and the torch extra (CPU build).
 $(VENV)/.stamp-install: pyproject.toml
 	scripts/setup.sh install
 	@touch $@
@@ -23,12 +23,13 @@ system-deps:
 	scripts/setup.sh system
 
 # One command: set up, then run the whole service on this machine (embedded Redis + worker + API).
-# The first run fetches the default style's weights (verified against the pinned digest) unless
-# they are already in ANIMEGAN_WEIGHTS_DIR or the cache.
-STYLE ?= $(or $(ANIMEGAN_DEFAULT_STYLE),face_paint_512_v2)
+# STYLE=hayao,paprika picks the styles (the first is the default; unset: ANIMEGAN_STYLES or
+# face_paint_512_v2). Weights missing from --weights-dir DIR / ANIMEGAN_WEIGHTS_DIR and the cache
+# are downloaded first when the style has a public download (verified against the pinned digest).
+# Offline: make serve ARGS="--weights-dir DIR --style hayao" (or STYLE=hayao).
+STYLE ?=
 serve: install
-	$(BIN)/animegan weights verify $(STYLE) >/dev/null 2>&1 || $(BIN)/animegan weights fetch $(STYLE)
-	$(BIN)/animegan serve $(ARGS)
+	$(BIN)/animegan serve --fetch-missing $(if $(STYLE),--style $(STYLE)) $(ARGS)
 
 # One command: set up everything the tests need, then lint and run the whole suite.
 test: install-dev system-deps

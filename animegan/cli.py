@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 2
     command = _COMMANDS[args.command]
+    if args.command == "bench" and not _has_torch():
+        bench_args = _bench_without_torch(list(args.args))
+        if bench_args is None:
+            return 2
+        args.args = bench_args
     entry = _load(command)
     if entry is None:
         sys.stderr.write(f"error: `animegan {args.command}` is not available in this installation\n")
@@ -55,6 +61,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     forwarded = [args.command, *args.args] if command.pass_name else list(args.args)
     result = entry(forwarded)
     return result if isinstance(result, int) else 0
+
+
+TORCH_EXTRA_HINT = (
+    "install the torch extra with PyTorch's CPU-only wheels: "
+    "pip install 'animegan[torch]' --extra-index-url https://download.pytorch.org/whl/cpu"
+)
+
+
+def _has_torch() -> bool:
+    # find_spec only: importing torch here would cost seconds and ~200 MB for nothing.
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _bench_without_torch(args: list[str]) -> list[str] | None:
+    """Without torch the eager variant cannot run: leave it out of the default, refuse it when asked for."""
+    if "--worker" in args or any(a == "--help" or a == "-h" for a in args):
+        return args
+    given = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--variants"]
+    given += [a.split("=", 1)[1] for a in args if a.startswith("--variants=")]
+    if not given:
+        sys.stderr.write(
+            f"animegan bench: torch is not installed, so the eager variant is left out ({TORCH_EXTRA_HINT})\n"
+        )
+        return [*args, "--variants", "engine"]
+    if any("eager" in (v.strip() for v in value.split(",")) for value in given):
+        sys.stderr.write(f"animegan bench: the eager variant needs torch, which is not installed; {TORCH_EXTRA_HINT}\n")
+        return None
+    return args
 
 
 def _load(command: _Command) -> Callable[[list[str]], object] | None:

