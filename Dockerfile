@@ -17,7 +17,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # Dependencies in their own layer, keyed on pyproject.toml only, so a code change rebuilds seconds
 # of work instead of minutes. Only [project] dependencies: no torch (an optional extra that no
-# serving process imports; the workers run ONNX Runtime).
+# serving process imports; the workers run ONNX Runtime or, in bf16, OpenVINO).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \

@@ -49,3 +49,13 @@ def test_peak_and_current_rss_are_read() -> None:
     busy, total = bench._machine_busy()
     assert 0 < busy < total
     assert bench._process_cpu(os.getpid()) > 0
+
+
+def test_default_variants_are_those_whose_runtime_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "torch" else real(name))
+    variants = bench._default_variants()
+    assert variants[:2] == ["engine", "engine-fp32"]
+    assert "eager" not in variants
