@@ -106,7 +106,7 @@ def main_serve(argv: list[str]) -> int:
 
 def worker_command() -> list[str]:
     """The production worker command; concurrency and the rest come from ANIMEGAN_* settings."""
-    from worker.contract import QUEUE_NAME
+    from jobstore.keys import QUEUE_NAME
 
     command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork"]
     return [*command, "--queues", QUEUE_NAME, "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
@@ -229,8 +229,8 @@ def main_worker(argv: list[str]) -> int:
         if checked:
             _fail(checked)
             return 2
+        from jobstore.keys import QUEUE_NAME
         from worker.celery_app import app
-        from worker.contract import QUEUE_NAME
 
         command = ["worker", "--pool", args.pool, "--queues", QUEUE_NAME, "--loglevel", args.loglevel]
         command += ["--concurrency", str(app.conf.worker_concurrency), "--without-gossip", "--without-mingle"]
@@ -249,7 +249,7 @@ def _prepare_metrics_dir() -> None:
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         Path(path).mkdir(parents=True, exist_ok=True)
-        from worker.procstats import remove_stale_files
+        from telemetry.exposition import remove_stale_files
 
         remove_stale_files(path)
 
