@@ -135,7 +135,7 @@ def main_serve(argv: list[str]) -> int:
 
 def worker_command() -> list[str]:
     """The production worker command; concurrency and the rest come from ANIMEGAN_* settings."""
-    from worker.contract import QUEUE_NAME
+    from jobstore.keys import QUEUE_NAME
 
     command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork"]
     return [*command, "--queues", QUEUE_NAME, "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
@@ -193,11 +193,12 @@ def _is_ready(url: str, redis_url: str) -> bool:
     """Ask the API's /readyz only once a worker heartbeat is in Redis: no 503 lines in its access log."""
     import redis
 
-    from worker import contract
+    from jobstore.heartbeats import live_heartbeats
+    from jobstore.keys import WORKERS_KEY
 
     try:
         with redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2) as client:
-            if not contract.live_heartbeats(client.hgetall(contract.WORKERS_KEY)):
+            if not live_heartbeats(client.hgetall(WORKERS_KEY)):
                 return False
     except (redis.RedisError, OSError):
         return False
@@ -282,8 +283,8 @@ def main_worker(argv: list[str]) -> int:
         if checked:
             _fail(checked)
             return 2
+        from jobstore.keys import QUEUE_NAME
         from worker.celery_app import app
-        from worker.contract import QUEUE_NAME
 
         command = ["worker", "--pool", args.pool, "--queues", QUEUE_NAME, "--loglevel", args.loglevel]
         command += ["--concurrency", str(app.conf.worker_concurrency), "--without-gossip", "--without-mingle"]
@@ -302,7 +303,7 @@ def _prepare_metrics_dir() -> None:
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         Path(path).mkdir(parents=True, exist_ok=True)
-        from worker.procstats import remove_stale_files
+        from telemetry.exposition import remove_stale_files
 
         remove_stale_files(path)
 

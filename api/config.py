@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
-from worker.shared_config import SharedSettings, describe_errors
+from jobstore.settings import SharedSettings, describe_errors
 
 MiB = 1024 * 1024
 

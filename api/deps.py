@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.admission import Admission
 from api.config import ApiSettings
-from api.queue import JobQueue
+from api.gateway import Gateway
+from api.job_reader import JobReader
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -15,10 +17,20 @@ def get_settings(request: Request) -> ApiSettings:
     return settings
 
 
-def get_job_queue(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.job_queue
-    return queue
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def get_job_reader(request: Request) -> JobReader:
+    return get_gateway(request).reader
+
+
+def get_admission(request: Request) -> Admission:
+    return get_gateway(request).admission
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+JobReaderDep = Annotated[JobReader, Depends(get_job_reader)]
+AdmissionDep = Annotated[Admission, Depends(get_admission)]

@@ -1,4 +1,4 @@
-"""Gateway logging: text or JSON lines carrying ``request_id`` (formatters shared with the worker).
+"""Gateway logging: text or JSON lines carrying ``request_id`` (formatters in ``telemetry.logs``).
 
 ``RequestIdMiddleware`` takes the client's ``X-Request-ID`` when it is sane or makes one, puts it
 in a context variable for every log line of the request, in ``request.state`` for problem bodies,
@@ -7,15 +7,12 @@ and echoes it in the response header.
 
 from __future__ import annotations
 
-import contextvars
 import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.log import configure
-
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+from telemetry.logs import configure, request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")

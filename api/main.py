@@ -21,15 +21,17 @@ from redis.exceptions import RedisError
 from api import metrics
 from api.config import ApiSettings, load_api_settings
 from api.docs import install_docs
+from api.gateway import Gateway
+from api.http_metrics import HttpMetricsMiddleware
 from api.log import RequestIdMiddleware, configure_logging
 from api.problems import install_problem_handlers
-from api.queue import JobQueue, create_celery_client
-from api.routes import events, health, jobs, page
+from api.routes import events, health, jobs, metrics as metrics_routes, page
 from api.security import SecurityHeadersMiddleware
+from api.task_sender import create_celery_client
 from api.upload import UploadLimitMiddleware
 
 # Every router of the gateway; a new page or endpoint module adds its router here.
-ROUTERS: list[APIRouter] = [jobs.router, events.router, health.router, metrics.router, page.router]
+ROUTERS: list[APIRouter] = [jobs.router, events.router, health.router, metrics_routes.router, page.router]
 
 
 def _version() -> str:
@@ -43,9 +45,8 @@ def _version() -> str:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with metrics.process_sampler():
         yield
-    queue: JobQueue = app.state.job_queue
-    await queue.redis.aclose()
-    queue.celery.close()
+    gateway: Gateway = app.state.gateway
+    await gateway.aclose()
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -72,7 +73,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
     )
-    app.state.job_queue = JobQueue(settings, client, create_celery_client(settings))
+    app.state.gateway = Gateway(settings, client, create_celery_client(settings))
     install_problem_handlers(app, unavailable=(RedisError,))
     for router in ROUTERS:
         app.include_router(router)
@@ -85,6 +86,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         timeout_s=settings.upload_timeout_s,
     )
     app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(metrics.HttpMetricsMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

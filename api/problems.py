@@ -86,6 +86,13 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
+def broker_unavailable(what: str) -> ApiError:
+    """503 ``broker-unavailable``: Redis or the broker did not answer while ``what``."""
+    return ApiError(
+        "broker-unavailable", f"The job store is unreachable ({what}); try again shortly.", headers={"Retry-After": "5"}
+    )
+
+
 def problem_body(
     *, slug: str | None, status: int, title: str, detail: str, instance: str, request_id: str | None
 ) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from worker.contract import JobRecord, JobState, error_title
+from jobstore.errors import error_title
+from jobstore.records import JobRecord
+from jobstore.states import JobState
 
 
 class JobLinks(BaseModel):
@@ -29,8 +31,10 @@ class JobOutput(BaseModel):
 
 
 class JobTimings(BaseModel):
-    queue_s: float | None = Field(default=None, description="Seconds from acceptance to the first start.")
-    inference_s: float | None = Field(default=None, description="Seconds spent in the generator.")
+    queue_s: float | None = Field(
+        default=None, description="Seconds from acceptance to the first start (ms precision)."
+    )
+    inference_s: float | None = Field(default=None, description="Seconds spent in the generator (ms precision).")
 
 
 class JobError(BaseModel):
@@ -80,7 +84,7 @@ class Job(BaseModel):
             output=JobOutput(
                 format=record.format, width=record.output_width, height=record.output_height, bytes=record.output_bytes
             ),
-            timings=JobTimings(queue_s=record.queue_s, inference_s=record.inference_s),
+            timings=JobTimings(queue_s=_milliseconds(record.queue_s), inference_s=_milliseconds(record.inference_s)),
             error=error,
             links=JobLinks(status=f"/jobs/{record.id}", result=f"/jobs/{record.id}/result"),
             deduplicated=deduplicated,
@@ -89,6 +93,11 @@ class Job(BaseModel):
 
 def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _milliseconds(seconds: float | None) -> float | None:
+    """Timings are shown to the millisecond: finer digits are noise, not measurement."""
+    return None if seconds is None else round(seconds, 3)
 
 
 class Style(BaseModel):

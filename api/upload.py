@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
-from api.log import request_id_var
 from api.problems import ApiError, problem_response
+from telemetry.logs import request_id_var
 
 FORM_OVERHEAD_BYTES = 16 * 1024
 _BODY_METHODS = {"POST", "PUT", "PATCH"}

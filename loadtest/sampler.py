@@ -63,12 +63,19 @@ def scrape(url: str, timeout: float = 3.0) -> str | None:
         return None
 
 
+# What ``classify`` says when it cannot tell yet: the process exited, or its command line is still
+# empty (read between fork and exec). Neither is remembered, so the next sample classifies again.
+UNSETTLED = frozenset({"gone", "unknown"})
+
+
 def classify(process: psutil.Process) -> str:
     """A component name from the command line, when the metrics do not say which pid is which."""
     try:
         line = " ".join(process.cmdline()).lower()
     except psutil.Error:
         return "gone"
+    if not line.strip():
+        return "unknown"
     for needle, component in (("redis-server", "redis"), ("celery", "worker"), ("worker", "worker")):
         if needle in line:
             return component
@@ -194,6 +201,10 @@ class Sampler(threading.Thread):
                 continue
 
     def _component(self, process: psutil.Process) -> str:
-        if process.pid not in self.components:
-            self.components[process.pid] = classify(process)
-        return self.components[process.pid]
+        known = self.components.get(process.pid)
+        if known is not None:
+            return known
+        component = classify(process)
+        if component not in UNSETTLED:
+            self.components[process.pid] = component
+        return component

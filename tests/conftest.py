@@ -9,9 +9,14 @@ end-to-end tests run against, shared by both folders:
   one child, real hayao weights).
 - ``spawn_worker(redis_url, extra_args, **env)``: a worker of a test's own, stopped after the test.
 - ``start_api(redis_url=..., **settings)``: the gateway in this process on a real socket (uvicorn
-  in a thread); ``spawn_api(redis_url, **env)``: the production API command as a process of its own.
+  in a thread); ``spawn_api(redis_url, **env)``: the production API command as a process of its own
+  (``spawn_module_api``: the same, kept for a whole test module).
 - ``durable_redis``: a Redis configured as documented for production (AOF, ``appendfsync
   everysec``), which a test can kill with SIGKILL and start again on the same port and files.
+- ``service_env(**variables)``: the environment of a service process: this one's without any
+  ``ANIMEGAN_*``/``PROMETHEUS_*`` variable, plus the real weights, the hayao style and ``variables``.
+- ``queue_job(client, image, ...)``: a queued job record and its input written straight into Redis
+  (what the gateway stores), for tests that drive workers without the gateway.
 - ``photo()``: a real photo as JPEG bytes, different on every call.
 
 Test modules use these fixtures rather than importing from here, so any pytest import mode works.
@@ -39,7 +44,14 @@ from PIL import Image
 
 from animegan.redis_server import RedisServer, free_port
 from animegan.serve import api_command, worker_command
-from worker import contract
+from jobstore.clock import now
+from jobstore.fingerprints import request_digest
+from jobstore.heartbeats import live_heartbeats
+from jobstore.ids import new_job_id
+from jobstore.keys import WORKERS_KEY
+from jobstore.records import JobRecord
+from jobstore.states import JobState
+from jobstore.transitions import add_create
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -136,24 +148,29 @@ def durable_redis(tmp_path: Path) -> Iterator[DurableRedis]:
 # -- Celery workers ------------------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def worker_redis_url(celery_worker: subprocess.Popen[bytes], redis_server: RedisServer) -> str:
     """The database the session's real worker consumes from."""
     return db_url(redis_server, WORKER_DB)
 
 
-def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+def make_service_env(**variables: str) -> dict[str, str]:
+    """This process's environment without our settings, plus the real weights, hayao and ``variables``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIMEGAN_", "PROMETHEUS_"))}
-    env.update(
-        ANIMEGAN_REDIS_URL=redis_url,
-        ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR),
-        ANIMEGAN_STYLES="hayao",
-        ANIMEGAN_DEFAULT_STYLE="hayao",
-        ANIMEGAN_WORKER_CONCURRENCY="1",
-        ANIMEGAN_HEARTBEAT_INTERVAL_S="1",
-    )
-    env.update(extra)
+    env.update(ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR), ANIMEGAN_STYLES="hayao", ANIMEGAN_DEFAULT_STYLE="hayao")
+    env.update(variables)
     return env
+
+
+@pytest.fixture(scope="session")
+def service_env() -> Callable[..., dict[str, str]]:
+    """``service_env(**variables)`` -> the environment for a service process (see ``make_service_env``)."""
+    return make_service_env
+
+
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    defaults = {"ANIMEGAN_WORKER_CONCURRENCY": "1", "ANIMEGAN_HEARTBEAT_INTERVAL_S": "1"}
+    return make_service_env(ANIMEGAN_REDIS_URL=redis_url, **{**defaults, **extra})
 
 
 def wait_for_heartbeat(url: str, timeout_s: float = 300.0, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -162,7 +179,7 @@ def wait_for_heartbeat(url: str, timeout_s: float = 300.0, process: subprocess.P
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"worker exited with {process.returncode}")
-            pids = {b.pid for b in contract.live_heartbeats(client.hgetall(contract.WORKERS_KEY))}  # type: ignore[arg-type]
+            pids = {b.pid for b in live_heartbeats(client.hgetall(WORKERS_KEY))}  # type: ignore[arg-type]
             if process is None and pids:
                 return
             # A heartbeat of this worker (one of its pool children, or itself for solo/threads pools).
@@ -317,20 +334,81 @@ class ApiProcess:
             stop_process_group(self.process, grace_s=10)
 
 
-@pytest.fixture
-def spawn_api(tmp_path: Path) -> Iterator[Callable[..., ApiProcess]]:
-    """``spawn_api(redis_url, **env)`` -> a started ApiProcess (ANIMEGAN_* env), stopped after the test."""
+@contextmanager
+def api_processes(log_dir: Path) -> Iterator[Callable[..., ApiProcess]]:
+    """``spawn(redis_url, **env)`` -> a started ApiProcess (ANIMEGAN_* env); all stopped on exit."""
     started: list[ApiProcess] = []
 
     def spawn(url: str, **env: str) -> ApiProcess:
-        api = ApiProcess(url, env, tmp_path / f"api-{len(started)}.log")
+        api = ApiProcess(url, env, log_dir / f"api-{len(started)}.log")
         started.append(api)
         api.start()
         return api
 
-    yield spawn
-    for api in started:
-        api.stop()
+    try:
+        yield spawn
+    finally:
+        for api in started:
+            api.stop()
+
+
+@pytest.fixture
+def spawn_api(tmp_path: Path) -> Iterator[Callable[..., ApiProcess]]:
+    """``spawn_api(redis_url, **env)`` -> a started ApiProcess (ANIMEGAN_* env), stopped after the test."""
+    with api_processes(tmp_path) as spawn:
+        yield spawn
+
+
+@pytest.fixture(scope="module")
+def spawn_module_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ApiProcess]]:
+    """``spawn_api`` for module-scoped stacks: the processes live until the module's last test."""
+    with api_processes(tmp_path_factory.mktemp("api-logs")) as spawn:
+        yield spawn
+
+
+# -- Jobs written straight into the store -------------------------------------------------------
+
+
+def write_queued_job(
+    client: redis.Redis,
+    image: Image.Image,
+    *,
+    style: str = "hayao",
+    fmt: str = "png",
+    raw: bytes | None = None,
+    ttl_s: int = 60,
+    age_s: float = 0.0,
+) -> JobRecord:
+    """Store ``image`` as a queued job exactly as the gateway does (record, input, queue entry, dedup keys).
+
+    ``raw`` replaces the pixel bytes (a corrupt input); ``age_s`` backdates the job's creation.
+    """
+    data = image.tobytes() if raw is None else raw
+    record = JobRecord(
+        id=new_job_id(),
+        state=JobState.QUEUED,
+        style=style,
+        format=fmt,
+        digest=request_digest(data, image.width, image.height, style, fmt),
+        created_at=now() - age_s,
+        width=image.width,
+        height=image.height,
+        original_width=image.width,
+        original_height=image.height,
+        input_ttl_s=ttl_s,
+        result_ttl_s=ttl_s,
+        record_ttl_s=ttl_s,
+    )
+    pipe = client.pipeline()
+    add_create(pipe, record, data)
+    pipe.execute()
+    return record
+
+
+@pytest.fixture(scope="session")
+def queue_job() -> Callable[..., JobRecord]:
+    """``queue_job(client, image, style=, fmt=, raw=, ttl_s=, age_s=)`` -> the JobRecord it stored (queued)."""
+    return write_queued_job
 
 
 # -- Inputs --------------------------------------------------------------------------------------

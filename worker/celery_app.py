@@ -15,7 +15,8 @@ from typing import Any
 from celery import Celery, signals
 from celery.utils.log import current_process_index
 
-from worker import contract, metrics, runtime
+from jobstore.keys import QUEUE_NAME
+from worker import metrics, runtime
 from worker.config import WorkerSettings, load_worker_settings
 from worker.log import configure_logging
 
@@ -38,7 +39,7 @@ def create_celery(settings: WorkerSettings | None = None) -> Celery:
         task_time_limit=settings.task_time_limit_s,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s, "socket_connect_timeout": 5},
         broker_connection_retry_on_startup=True,
-        task_default_queue=contract.QUEUE_NAME,
+        task_default_queue=QUEUE_NAME,
         worker_concurrency=settings.concurrency,
         worker_max_memory_per_child=settings.max_memory_per_child_mb * 1024 or None,
         worker_max_tasks_per_child=settings.max_tasks_per_child or None,

@@ -9,7 +9,7 @@ from typing import Self
 
 from pydantic import Field, ValidationError, model_validator
 
-from worker.shared_config import SharedSettings, describe_errors
+from jobstore.settings import SharedSettings, describe_errors
 
 
 class WorkerSettings(SharedSettings):

@@ -7,7 +7,7 @@ directory instead. Pool children refresh their RSS and disk counters from a thre
 ``CHILD_SAMPLE_INTERVAL_S``; the main process does it from Celery's timer, on the thread that
 forks the children (a metrics lock held by another thread during a fork would be inherited
 locked by the child). A child that exits cleanly marks itself dead; one that was killed is
-marked by the next scrape (``procstats.mark_dead_processes``).
+marked by the next scrape (``telemetry.exposition.mark_dead_processes``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any
 from celery import bootsteps
 from prometheus_client import Counter, Gauge, Histogram, multiprocess, start_http_server
 
-from worker import procstats
+from telemetry.exposition import multiprocess_dir, remove_stale_files, scrape_registry
+from telemetry.peak_rss import PeakRss
+from telemetry.process_stats import ProcessStats
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ MEMORY_LIMIT = Gauge(
     multiprocess_mode="livemax",
 )
 
-_process_stats: procstats.ProcessStats | None = None
+_process_stats: ProcessStats | None = None
 
 
 def init_labels(styles: list[str]) -> None:
@@ -86,19 +88,19 @@ def init_labels(styles: list[str]) -> None:
 
 def init_main_process(styles: list[str], max_memory_per_child_mb: int) -> None:
     """Main worker process, before the pool starts: drop earlier runs' files, publish the memory ceiling."""
-    path = procstats.multiprocess_dir()
+    path = multiprocess_dir()
     if path:
-        removed = procstats.remove_stale_files(path)
+        removed = remove_stale_files(path)
         if removed:
             logger.info("removed metrics files of exited processes", extra={"files": len(removed)})
     init_labels(styles)
     MEMORY_LIMIT.set(max_memory_per_child_mb * MiB)
 
 
-def start_process_stats(component: str, interval_s: float | None = None) -> procstats.ProcessStats:
+def start_process_stats(component: str, interval_s: float | None = None) -> ProcessStats:
     """Sample this process's RSS and disk IO now, and from a thread if ``interval_s`` is given."""
     global _process_stats
-    _process_stats = procstats.ProcessStats(component)
+    _process_stats = ProcessStats(component)
     if interval_s is None:
         _process_stats.sample()
     else:
@@ -121,7 +123,7 @@ def observe_task(style: str, outcome: str, *, inference_s: float | None = None, 
 @contextmanager
 def running_job() -> Iterator[None]:
     """Count the job as running and record the process's peak RSS over it."""
-    peak = procstats.PeakRss()
+    peak = PeakRss()
     JOBS_RUNNING.inc()
     peak.start()
     try:
@@ -139,13 +141,13 @@ def observe_model_load(seconds: float) -> None:
 
 def start_metrics_server(port: int) -> None:
     """Serve /metrics from the main worker process: every process of this worker, plus host figures."""
-    start_http_server(port, addr="0.0.0.0", registry=procstats.scrape_registry())
+    start_http_server(port, addr="0.0.0.0", registry=scrape_registry())
     logger.info("worker metrics listening", extra={"port": port})
 
 
 def mark_process_dead(pid: int) -> None:
     """Drop a child's live gauges (RSS, jobs running) from the shared directory as it exits."""
-    path = procstats.multiprocess_dir()
+    path = multiprocess_dir()
     if path:
         multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
@@ -173,8 +175,5 @@ class ProcessStatsStep(bootsteps.StartStopStep):  # type: ignore[misc]
             self._timer_entry.cancel()
 
     @staticmethod
-    def _sample(stats: procstats.ProcessStats) -> None:
-        try:
-            stats.sample()
-        except OSError:
-            logger.warning("could not read process statistics", exc_info=True)
+    def _sample(stats: ProcessStats) -> None:
+        stats.sample_or_warn()

@@ -19,7 +19,11 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker import contract, metrics
+from jobstore.clock import now
+from jobstore.heartbeats import Heartbeat, live_heartbeats
+from jobstore.keys import WORKERS_KEY
+from jobstore.records import as_text
+from worker import metrics
 from worker.config import WorkerSettings, available_cores
 
 if TYPE_CHECKING:
@@ -104,20 +108,20 @@ class Runtime:
     def stop_heartbeat(self) -> None:
         self._stop.set()
         try:
-            self.redis.hdel(contract.WORKERS_KEY, self.worker_id)
+            self.redis.hdel(WORKERS_KEY, self.worker_id)
         except redis.RedisError:
             logger.warning("could not remove heartbeat", exc_info=True)
 
     def beat(self) -> None:
         interval = self.settings.heartbeat_interval_s
-        beat = contract.Heartbeat(
+        beat = Heartbeat(
             worker_id=self.worker_id,
             pid=os.getpid(),
             styles=sorted(self._stylizers),
             threads=self.threads,
-            expires_at=contract.now() + 3 * interval,
+            expires_at=now() + 3 * interval,
         )
-        self.redis.hset(contract.WORKERS_KEY, self.worker_id, beat.model_dump_json())
+        self.redis.hset(WORKERS_KEY, self.worker_id, beat.model_dump_json())
 
     def _beat_forever(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
@@ -128,11 +132,11 @@ class Runtime:
                 logger.warning("heartbeat failed; retrying", exc_info=True)
 
     def _forget_dead_workers(self) -> None:
-        raw = self.redis.hgetall(contract.WORKERS_KEY)
-        alive = {b.worker_id for b in contract.live_heartbeats(raw, at=contract.now() - _STALE_HEARTBEAT_S)}
-        stale = [k for k in raw if contract.text(k) not in alive]
+        raw = self.redis.hgetall(WORKERS_KEY)
+        alive = {b.worker_id for b in live_heartbeats(raw, at=now() - _STALE_HEARTBEAT_S)}
+        stale = [k for k in raw if as_text(k) not in alive]
         if stale:
-            self.redis.hdel(contract.WORKERS_KEY, *stale)
+            self.redis.hdel(WORKERS_KEY, *stale)
 
 
 _runtime: Runtime | None = None

@@ -29,9 +29,16 @@ from PIL import Image
 
 from inference import errors as inference_errors
 from inference.imageio import encode_image
-from worker import contract, metrics
-from worker.contract import ErrorCode, JobRecord, JobState
-from worker.log import job_id_var
+from jobstore.clock import now
+from jobstore.deadlines import STALE_DETAIL, is_stale, running_deadline
+from jobstore.errors import ErrorCode
+from jobstore.keys import SERVICE_TIME_KEY, TASK_NAME, input_key, job_key, result_key
+from jobstore.records import JobRecord
+from jobstore.service_time import next_service_time
+from jobstore.states import JobState
+from jobstore.transitions import add_mark_failed, add_mark_running, add_mark_succeeded, add_requeue
+from telemetry.logs import job_id_var
+from worker import metrics
 from worker.runtime import Runtime, get_runtime
 
 logger = logging.getLogger(__name__)
@@ -65,7 +72,7 @@ class StylizeTask(Task):  # type: ignore[misc]
                 metrics.observe_task(style, "timeout")
 
 
-@shared_task(name=contract.TASK_NAME, bind=True, base=StylizeTask, ignore_result=True)  # type: ignore[untyped-decorator]
+@shared_task(name=TASK_NAME, bind=True, base=StylizeTask, ignore_result=True)  # type: ignore[untyped-decorator]
 def stylize(self: Task, job_id: str) -> str:
     """Run one job; returns the outcome (succeeded, failed or skipped) for the worker log."""
     token = job_id_var.set(job_id)
@@ -102,7 +109,7 @@ def run_job(runtime: Runtime, job_id: str) -> str:
 
 def claim(runtime: Runtime, job_id: str) -> JobRecord | str:
     """Take the job for this delivery (the running record), or return the outcome without running it."""
-    key = contract.job_key(job_id)
+    key = job_key(job_id)
     with runtime.redis.pipeline() as pipe:
         while True:
             try:
@@ -112,13 +119,13 @@ def claim(runtime: Runtime, job_id: str) -> JobRecord | str:
                     logger.warning("job record missing (expired or never stored); dropping the message")
                     return "skipped"
                 record = JobRecord.from_hash(raw)
-                started = contract.now()
+                started = now()
                 if record.state.terminal:
                     logger.info("job already finished; ignoring a repeated delivery", extra={"state": record.state})
                     return "skipped"
-                if contract.is_stale(record, started):
+                if is_stale(record, started):
                     pipe.unwatch()
-                    return fail(runtime, record, ErrorCode.WORKER_LOST, contract.STALE_DETAIL)
+                    return fail(runtime, record, ErrorCode.WORKER_LOST, STALE_DETAIL)
                 if record.state is JobState.RUNNING:
                     # Another delivery of this message is running it now: never run a job twice at once.
                     logger.warning("job is running elsewhere; ignoring a duplicate delivery")
@@ -128,10 +135,10 @@ def claim(runtime: Runtime, job_id: str) -> JobRecord | str:
                     pipe.unwatch()
                     detail = f"The job stopped a worker {attempts - 1} times and will not be retried."
                     return fail(runtime, record, ErrorCode.WORKER_LOST, detail)
-                deadline = contract.running_deadline(started, runtime.settings.task_time_limit_s)
+                deadline = running_deadline(started, runtime.settings.task_time_limit_s)
                 pipe.multi()
                 pipe.hset(key, "attempts", str(attempts))
-                contract.queue_running(pipe, record, started, deadline_at=deadline)
+                add_mark_running(pipe, record, started, deadline_at=deadline)
                 pipe.execute()
             except redis.WatchError:
                 continue
@@ -142,7 +149,7 @@ def claim(runtime: Runtime, job_id: str) -> JobRecord | str:
 
 def process(runtime: Runtime, record: JobRecord, queue_s: float) -> str:
     client = runtime.redis
-    data = client.get(contract.input_key(record.id))
+    data = client.get(input_key(record.id))
     if not isinstance(data, bytes):
         return fail(runtime, record, ErrorCode.INPUT_EXPIRED, "The input expired before a worker took the job.")
     image = Image.frombytes("RGB", (record.width, record.height), data)
@@ -151,16 +158,16 @@ def process(runtime: Runtime, record: JobRecord, queue_s: float) -> str:
     output = stylizer.stylize(image)
     inference_s = time.perf_counter() - start
     encoded = encode_image(output, record.format, quality=runtime.settings.output_quality)
-    if not client.set(contract.result_key(record.id), encoded, nx=True, ex=record.result_ttl_s):
+    if not client.set(result_key(record.id), encoded, nx=True, ex=record.result_ttl_s):
         logger.warning("result already stored by an earlier delivery; keeping it")
-    previous = client.get(contract.SERVICE_TIME_KEY)
+    previous = client.get(SERVICE_TIME_KEY)
     pipe = client.pipeline()
-    contract.queue_succeeded(
+    add_mark_succeeded(
         pipe, record, inference_s=inference_s, width=output.width, height=output.height, size=len(encoded)
     )
-    pipe.set(contract.SERVICE_TIME_KEY, contract.next_service_time(previous, inference_s))
+    pipe.set(SERVICE_TIME_KEY, next_service_time(previous, inference_s))
     pipe.execute()
-    metrics.observe_task(record.style, "succeeded", inference_s=inference_s, total_s=contract.now() - record.created_at)
+    metrics.observe_task(record.style, "succeeded", inference_s=inference_s, total_s=now() - record.created_at)
     logger.info(
         "job succeeded",
         extra={"inference_s": round(inference_s, 3), "bytes": len(encoded), "size": f"{output.width}x{output.height}"},
@@ -180,7 +187,7 @@ def error_code_for(exc: inference_errors.InferenceError) -> ErrorCode:
 
 def fail(runtime: Runtime, record: JobRecord, code: ErrorCode, detail: str, *, outcome: str = "failed") -> str:
     pipe = runtime.redis.pipeline()
-    contract.queue_failed(pipe, record, code, detail)
+    add_mark_failed(pipe, record, code, detail)
     pipe.execute()
     metrics.observe_task(record.style, outcome)
     logger.warning("job failed", extra={"error": code.value, "detail": detail})
@@ -190,10 +197,10 @@ def fail(runtime: Runtime, record: JobRecord, code: ErrorCode, detail: str, *, o
 def requeue_job_id(runtime: Runtime, job_id: str) -> None:
     """Show a running job as waiting again after its pool child died (from the main worker process)."""
     try:
-        raw = runtime.redis.hgetall(contract.job_key(job_id))
+        raw = runtime.redis.hgetall(job_key(job_id))
         if raw and JobRecord.from_hash(raw).state is JobState.RUNNING:
             pipe = runtime.redis.pipeline()
-            contract.queue_requeued(pipe, JobRecord.from_hash(raw))
+            add_requeue(pipe, JobRecord.from_hash(raw))
             pipe.execute()
             logger.warning("worker process lost mid-job; the job is queued again", extra={"job_id": job_id})
     except redis.RedisError:
@@ -206,11 +213,11 @@ def fail_job_id(runtime: Runtime, job_id: str, code: ErrorCode, detail: str) -> 
 
     Returns the job's style when this call ended it, else None.
     """
-    raw = runtime.redis.hgetall(contract.job_key(job_id))
+    raw = runtime.redis.hgetall(job_key(job_id))
     if raw and not JobRecord.from_hash(raw).state.terminal:
         record = JobRecord.from_hash(raw)
         pipe = runtime.redis.pipeline()
-        contract.queue_failed(pipe, record, code, detail)
+        add_mark_failed(pipe, record, code, detail)
         pipe.execute()
         logger.warning("job failed", extra={"job_id": job_id, "error": code.value, "detail": detail})
         return record.style

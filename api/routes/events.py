@@ -25,9 +25,9 @@ from fastapi import APIRouter, Depends
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from redis.exceptions import RedisError
 
-from api.deps import JobQueueDep, SettingsDep
+from api.deps import JobReaderDep, SettingsDep
+from api.job_reader import JobReader
 from api.problems import PROBLEMS, TYPE_PREFIX, ApiError
-from api.queue import JobQueue
 from api.schemas import Job
 
 logger = logging.getLogger(__name__)
@@ -50,19 +50,19 @@ def get_stream_limits() -> StreamLimits:
     return StreamLimits()
 
 
-async def read_current_job(job_id: str, queue: JobQueueDep, settings: SettingsDep) -> Job:
+async def read_current_job(job_id: str, reader: JobReaderDep, settings: SettingsDep) -> Job:
     """The job as GET /jobs/{job_id} shows it, or a 404 problem (raised before the stream starts)."""
-    job = await read_job_now(queue, job_id)
+    job = await read_job_now(reader, job_id)
     if job is None:
         detail = f"No job {job_id[:64]!r}; jobs are forgotten {settings.record_ttl_s} s after they end."
         raise ApiError("job-not-found", detail)
     return job
 
 
-async def read_job_now(queue: JobQueue, job_id: str) -> Job | None:
+async def read_job_now(reader: JobReader, job_id: str) -> Job | None:
     """The same body GET /jobs/{job_id} answers now, or None if the job is unknown or expired."""
-    record = await queue.read(job_id)
-    return None if record is None else Job.from_record(record, position=await queue.position(record))
+    record = await reader.read(job_id)
+    return None if record is None else Job.from_record(record, position=await reader.position(record))
 
 
 def _expired(job_id: str) -> ServerSentEvent:
@@ -84,7 +84,7 @@ def _expired(job_id: str) -> ServerSentEvent:
 )
 async def follow_job(
     job_id: str,
-    queue: JobQueueDep,
+    reader: JobReaderDep,
     first: Annotated[Job, Depends(read_current_job)],
     limits: Annotated[StreamLimits, Depends(get_stream_limits)],
 ) -> AsyncIterator[ServerSentEvent]:
@@ -106,7 +106,7 @@ async def follow_job(
             last_sent = clock()
         await anyio.sleep(limits.poll_s)
         try:
-            job = await read_job_now(queue, job_id)
+            job = await read_job_now(reader, job_id)
         except RedisError:
             # Ending the stream makes EventSource reconnect; the reconnect answers 503 while Redis is down.
             logger.warning("job store unreachable; ending the event stream", extra={"job_id": job_id})

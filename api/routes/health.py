@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from redis.exceptions import RedisError
 
-from api.deps import JobQueueDep
+from api.deps import JobReaderDep, SettingsDep
 from api.problems import ApiError
 from api.schemas import Health, Readiness, Style, Styles
-from worker import contract
 
 router = APIRouter(tags=["service"])
 
@@ -20,12 +19,12 @@ async def read_health() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"content": {"application/problem+json": {}}}})
-async def read_readiness(queue: JobQueueDep) -> Readiness:
+async def read_readiness(reader: JobReaderDep) -> Readiness:
     """Ready when Redis answers and at least one worker process has a live heartbeat."""
     try:
-        await queue.redis.ping()
-        workers = await queue.live_workers()
-        depth = int(await queue.redis.zcard(contract.QUEUED_KEY))
+        await reader.redis.ping()
+        workers = await reader.live_workers()
+        depth = await reader.waiting_count()
     except (RedisError, OSError):
         raise ApiError("not-ready", "Redis is unreachable.", headers={"Retry-After": "5"}) from None
     if not workers:
@@ -34,11 +33,10 @@ async def read_readiness(queue: JobQueueDep) -> Readiness:
 
 
 @router.get("/styles", response_model=Styles)
-async def read_styles(queue: JobQueueDep) -> Styles:
+async def read_styles(reader: JobReaderDep, settings: SettingsDep) -> Styles:
     """The styles this service accepts, and whether a live worker has each one loaded."""
-    settings = queue.settings
     try:
-        loaded = {s for beat in await queue.live_workers() for s in beat.styles}
+        loaded = {s for beat in await reader.live_workers() for s in beat.styles}
     except RedisError:
         loaded = set()
     styles = [Style(name=s, default=s == settings.default_style, available=s in loaded) for s in settings.styles]

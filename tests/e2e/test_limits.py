@@ -26,11 +26,13 @@ import redis
 from PIL import Image
 
 from api.config import ApiSettings
-from api.queue import create_celery_client
-from worker import contract
+from api.task_sender import create_celery_client
+from jobstore.heartbeats import Heartbeat, live_heartbeats
+from jobstore.keys import QUEUE_NAME, TASK_NAME, WORKERS_KEY, job_key
+from jobstore.records import JobRecord
+from jobstore.states import JobState
 from worker.celery_app import create_celery
-from worker.config import WorkerSettings
-from worker.contract import JobRecord, JobState
+from worker.config import WorkerSettings, available_cores
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -109,7 +111,8 @@ def test_gateway_memory_stays_bounded_under_50_concurrent_5_mib_uploads(
         f"statuses {statuses}"
     )
     assert set(statuses) <= {202, 503}, [r.text for r in responses if r.status_code not in (202, 503)][:3]
-    assert statuses.count(202) or 202 in statuses
+    # The storm is served, not refused wholesale: uploads that got a slot in time are accepted.
+    assert 202 in statuses
     for response in responses:
         if response.status_code == 503:  # waited longer than the upload timeout for a slot
             assert response.json()["type"] == "/problems/too-many-uploads"
@@ -120,38 +123,25 @@ def test_gateway_memory_stays_bounded_under_50_concurrent_5_mib_uploads(
 # -- worker children -----------------------------------------------------------------------------
 
 
-def _queue_job(client: redis.Redis, image: Image.Image) -> JobRecord:
-    raw = image.tobytes()
-    record = JobRecord(
-        id=contract.new_job_id(),
-        state=JobState.QUEUED,
-        style="hayao",
-        format="png",
-        digest=contract.request_digest(raw, image.width, image.height, "hayao", "png"),
-        created_at=contract.now(),
-        width=image.width,
-        height=image.height,
-        original_width=image.width,
-        original_height=image.height,
-        input_ttl_s=300,
-        result_ttl_s=300,
-        record_ttl_s=300,
-    )
-    pipe = client.pipeline()
-    contract.queue_create(pipe, record, raw)
-    pipe.execute()
-    return record
+@pytest.fixture
+def run_jobs(queue_job: Callable[..., JobRecord]) -> Callable[..., list[JobRecord]]:
+    """``run_jobs(redis_url, count, size=(192, 128))``: queue and send jobs one at a time, each to success."""
+
+    def run(url: str, count: int, size: tuple[int, int] = (192, 128)) -> list[JobRecord]:
+        return _run_jobs(queue_job, url, count, size)
+
+    return run
 
 
-def _run_jobs(url: str, count: int, size: tuple[int, int] = (192, 128)) -> list[JobRecord]:
+def _run_jobs(queue_job: Callable[..., JobRecord], url: str, count: int, size: tuple[int, int]) -> list[JobRecord]:
     sender = create_celery_client(ApiSettings(redis_url=url))
     done = []
     with redis.Redis.from_url(url) as client:
         for i in range(count):
-            record = _queue_job(client, Image.new("RGB", size, (i * 40 % 256, 90, 160)))
-            sender.send_task(contract.TASK_NAME, args=[record.id], queue=contract.QUEUE_NAME)
+            record = queue_job(client, Image.new("RGB", size, (i * 40 % 256, 90, 160)), ttl_s=300)
+            sender.send_task(TASK_NAME, args=[record.id], queue=QUEUE_NAME)
             deadline = time.monotonic() + 120
-            while not (current := JobRecord.from_hash(client.hgetall(contract.job_key(record.id)))).state.terminal:  # type: ignore[arg-type]
+            while not (current := JobRecord.from_hash(client.hgetall(job_key(record.id)))).state.terminal:  # type: ignore[arg-type]
                 assert time.monotonic() < deadline, "job did not finish"
                 time.sleep(0.05)
             assert current.state is JobState.SUCCEEDED, current
@@ -160,23 +150,16 @@ def _run_jobs(url: str, count: int, size: tuple[int, int] = (192, 128)) -> list[
     return done
 
 
-def _children(worker: subprocess.Popen[bytes], count: int = 1, timeout_s: float = 120.0) -> list[int]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        children = sorted(c.pid for c in psutil.Process(worker.pid).children())
-        if len(children) == count:
-            return children
-        assert time.monotonic() < deadline, f"{len(children)} pool children"
-        time.sleep(0.05)
-
-
 def test_a_child_under_the_memory_ceiling_serves_job_after_job(
-    redis_url: str, spawn_worker: Callable[..., subprocess.Popen[bytes]]
+    redis_url: str,
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    run_jobs: Callable[..., list[JobRecord]],
+    pool: Any,
 ) -> None:
     worker = spawn_worker(redis_url)  # the default ceiling, ANIMEGAN_MAX_MEMORY_PER_CHILD_MB
-    [child] = _children(worker)
-    _run_jobs(redis_url, 4, size=(512, 384))
-    assert _children(worker) == [child]  # never recycled: the ceiling sits above a working child
+    [child] = pool.children(worker)
+    run_jobs(redis_url, 4, size=(512, 384))
+    assert pool.children(worker) == [child]  # never recycled: the ceiling sits above a working child
     working_rss = psutil.Process(child).memory_info().rss
     ceiling = WorkerSettings().max_memory_per_child_mb * MiB
     print(f"\nchild RSS after 4 jobs: {working_rss / MiB:.0f} MiB; ceiling {ceiling / MiB:.0f} MiB")
@@ -184,48 +167,58 @@ def test_a_child_under_the_memory_ceiling_serves_job_after_job(
 
 
 def test_a_child_over_the_memory_ceiling_is_replaced_after_its_job_and_the_next_child_serves(
-    redis_url: str, spawn_worker: Callable[..., subprocess.Popen[bytes]]
+    redis_url: str,
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    run_jobs: Callable[..., list[JobRecord]],
+    pool: Any,
 ) -> None:
     worker = spawn_worker(redis_url, ANIMEGAN_MAX_MEMORY_PER_CHILD_MB="64")  # below a loaded child
-    seen = set(_children(worker))
+    seen = set(pool.children(worker))
     for _ in range(2):
-        _run_jobs(redis_url, 1)
+        run_jobs(redis_url, 1)
         deadline = time.monotonic() + 120
-        while set(_children(worker)) <= seen:
+        while set(pool.children(worker)) <= seen:
             assert time.monotonic() < deadline, "the child over the ceiling was not replaced"
             time.sleep(0.05)
-        seen |= set(_children(worker))
+        seen |= set(pool.children(worker))
     assert len(seen) == 3
     assert worker.poll() is None
 
 
 def test_max_tasks_per_child_replaces_a_child_after_that_many_jobs(
-    redis_url: str, spawn_worker: Callable[..., subprocess.Popen[bytes]]
+    redis_url: str,
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    run_jobs: Callable[..., list[JobRecord]],
+    pool: Any,
 ) -> None:
     worker = spawn_worker(redis_url, ANIMEGAN_MAX_TASKS_PER_CHILD="2")
-    [first] = _children(worker)
-    _run_jobs(redis_url, 1)
-    assert _children(worker) == [first]
-    _run_jobs(redis_url, 1)
+    [first] = pool.children(worker)
+    run_jobs(redis_url, 1)
+    assert pool.children(worker) == [first]
+    run_jobs(redis_url, 1)
     deadline = time.monotonic() + 120
-    while _children(worker) == [first]:
+    while pool.children(worker) == [first]:
         assert time.monotonic() < deadline, "the child was not replaced after 2 jobs"
         time.sleep(0.05)
-    _run_jobs(redis_url, 2)  # the new child loads the model and serves
+    run_jobs(redis_url, 2)  # the new child loads the model and serves
 
 
-def _heartbeats(url: str) -> list[contract.Heartbeat]:
+def _heartbeats(url: str) -> list[Heartbeat]:
     with redis.Redis.from_url(url) as client:
-        return contract.live_heartbeats(client.hgetall(contract.WORKERS_KEY))  # type: ignore[arg-type]
+        return live_heartbeats(client.hgetall(WORKERS_KEY))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("concurrency", "threads"), [(2, 1), (1, 2)])
+@pytest.mark.parametrize("concurrency", [2, 1])
 def test_each_child_runs_the_engine_with_cores_divided_by_children_threads(
-    redis_url: str, spawn_worker: Callable[..., subprocess.Popen[bytes]], concurrency: int, threads: int
+    redis_url: str,
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    run_jobs: Callable[..., Any],
+    concurrency: int,
+    pool: Any,
 ) -> None:
-    assert len(os.sched_getaffinity(0)) == 2, "this test is written for the 2-core machines here"
+    threads = max(1, available_cores() // concurrency)  # whatever the machine's core count
     worker = spawn_worker(redis_url, ANIMEGAN_WORKER_CONCURRENCY=str(concurrency), ANIMEGAN_PIN_CPUS="false")
-    children = _children(worker, concurrency)
+    children = pool.children(worker, concurrency)
     deadline = time.monotonic() + 120
     while len(beats := _heartbeats(redis_url)) < concurrency:
         assert time.monotonic() < deadline
@@ -236,7 +229,7 @@ def test_each_child_runs_the_engine_with_cores_divided_by_children_threads(
     # many threads, started on first use; a one-thread engine starts none (ONNX Runtime, one
     # intra-op thread, adds none either). Python 3.11 does not name OS threads, so count them.
     before = {pid: len(os.listdir(f"/proc/{pid}/task")) for pid in children}
-    _run_jobs(redis_url, 2 * concurrency, size=(256, 192))
+    run_jobs(redis_url, 2 * concurrency, size=(256, 192))
     started = {pid: len(os.listdir(f"/proc/{pid}/task")) - before[pid] for pid in children}
     assert started == dict.fromkeys(children, threads if threads > 1 else 0)
 
@@ -274,17 +267,21 @@ class _Trap:
 
 
 def test_a_pickled_task_message_is_rejected_unopened_and_the_worker_goes_on(
-    redis_url: str, spawn_worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+    redis_url: str,
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+    run_jobs: Callable[..., list[JobRecord]],
+    queue_job: Callable[..., JobRecord],
 ) -> None:
     log = tmp_path / "worker.log"
     worker = spawn_worker(redis_url, log=log)
     trap = tmp_path / "unpickled"
     with redis.Redis.from_url(redis_url) as client:
-        job = _queue_job(client, Image.new("RGB", (64, 48), (1, 2, 3)))
+        job = queue_job(client, Image.new("RGB", (64, 48), (1, 2, 3)), ttl_s=300)
     # A producer that speaks pickle, as an attacker with access to the broker would.
     evil = create_celery_client(ApiSettings(redis_url=redis_url))
     evil.conf.update(task_serializer="pickle", accept_content=["pickle", "json"])
-    evil.send_task(contract.TASK_NAME, args=[job.id, _Trap(str(trap))], queue=contract.QUEUE_NAME)
+    evil.send_task(TASK_NAME, args=[job.id, _Trap(str(trap))], queue=QUEUE_NAME)
     evil.close()
     deadline = time.monotonic() + 60
     while "disallowed" not in (text := log.read_text(errors="replace")).lower():
@@ -294,9 +291,9 @@ def test_a_pickled_task_message_is_rejected_unopened_and_the_worker_goes_on(
 
     assert not trap.exists()  # never unpickled
     with redis.Redis.from_url(redis_url) as client:
-        assert JobRecord.from_hash(client.hgetall(contract.job_key(job.id))).state is JobState.QUEUED  # type: ignore[arg-type]
-        assert client.llen(contract.QUEUE_NAME) == 0  # dropped, not requeued in a loop
-    _run_jobs(redis_url, 1)  # the worker still serves JSON tasks
+        assert JobRecord.from_hash(client.hgetall(job_key(job.id))).state is JobState.QUEUED  # type: ignore[arg-type]
+        assert client.llen(QUEUE_NAME) == 0  # dropped, not requeued in a loop
+    run_jobs(redis_url, 1)  # the worker still serves JSON tasks
     assert worker.poll() is None
 
 
@@ -311,7 +308,7 @@ def test_nothing_on_the_queue_path_speaks_pickle() -> None:
     # The one pickle reader is the weights loader's restricted unpickler (tensors only, digest-checked files).
     users = sorted(
         str(path.relative_to(ROOT))
-        for package in ("api", "worker", "inference", "animegan", "loadtest")
+        for package in ("api", "worker", "jobstore", "telemetry", "inference", "animegan", "loadtest")
         for path in (ROOT / package).rglob("*.py")
         if re.search(r"^\s*(import|from)\s+(c?pickle|dill|cloudpickle)\b", path.read_text(), re.MULTILINE)
     )

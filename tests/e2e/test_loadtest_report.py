@@ -7,17 +7,16 @@ Small images (max side 256) keep each run about a minute on two cores. Nothing h
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-WEIGHTS_DIR = ROOT.parent / "shared" / "weights"
 MEASURES = (
     "Average response time, job (submit → result)",
     "Average response time, HTTP",
@@ -29,15 +28,20 @@ MEASURES = (
 PLOTS = ("latency.png", "throughput.png", "queue_depth.png", "rss.png", "disk_io.png")
 
 
-def run_loadtest(out: Path, *args: str, **settings: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIMEGAN_", "PROMETHEUS_"))}
-    env.update(
-        ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR),
-        ANIMEGAN_DEFAULT_STYLE="hayao",
-        ANIMEGAN_STYLES="hayao",
-        ANIMEGAN_MAX_SIDE="256",
-        **settings,
-    )
+Run = tuple[subprocess.CompletedProcess[str], Path]
+
+
+@pytest.fixture
+def run_loadtest(service_env: Callable[..., dict[str, str]]) -> Callable[..., Run]:
+    """``run_loadtest(out, *args, **settings)``: ``animegan loadtest`` with the service's settings."""
+
+    def run(out: Path, *args: str, **settings: str) -> Run:
+        return _run_loadtest(service_env(ANIMEGAN_MAX_SIDE="256", **settings), out, *args)
+
+    return run
+
+
+def _run_loadtest(env: dict[str, str], out: Path, *args: str) -> Run:
     command = [str(Path(sys.executable).parent / "animegan"), "loadtest", *args, "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=out)
     folders = sorted(path for path in out.iterdir() if path.is_dir())
@@ -74,7 +78,9 @@ def check_report(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]
     return summary, {row["measure"]: row for row in summary["table"]}
 
 
-def test_classic_step_run_writes_a_sane_report(tmp_path: Path, samples_dir: Path) -> None:
+def test_classic_step_run_writes_a_sane_report(
+    tmp_path: Path, samples_dir: Path, run_loadtest: Callable[..., Run]
+) -> None:
     done, folder = run_loadtest(
         tmp_path, "classic", "--users", "2", "--duration", "30s", "--photos", str(samples_dir), "--stop-timeout", "60"
     )
@@ -107,7 +113,7 @@ def test_classic_step_run_writes_a_sane_report(tmp_path: Path, samples_dir: Path
     assert "report:" in done.stdout
 
 
-def test_overload_dedup_and_bad_input_are_judged_right(tmp_path: Path) -> None:
+def test_overload_dedup_and_bad_input_are_judged_right(tmp_path: Path, run_loadtest: Callable[..., Run]) -> None:
     done, folder = run_loadtest(
         tmp_path,
         "overload,dedup,badinput",

@@ -1,7 +1,8 @@
 """The web page in real headless Chromium against the whole stack as processes.
 
-Redis (animegan.redis_server), the production Celery worker command with the real hayao weights,
-and the production uvicorn command on a free port. Chromium is Debian's (browsers cannot be
+Redis (animegan.redis_server), the production Celery worker command with the real hayao weights
+(the session's ``celery_worker``), and the production uvicorn command on a free port
+(``spawn_module_api``). Chromium is Debian's (browsers cannot be
 downloaded here), driven by Playwright through ``executable_path``. Screenshots go to
 ``test-artifacts/page/`` (git-ignored). A second, worker-less stack serves the refusals that need
 no model (wrong type, undecodable, queue full).
@@ -10,14 +11,8 @@ no model (wrong type, undecodable, queue full).
 from __future__ import annotations
 
 import io
-import os
 import re
-import signal
-import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +33,15 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from animegan.redis_server import RedisServer, free_port
-from animegan.serve import api_command, worker_command
-from worker import contract
-from worker.contract import JobRecord
+from animegan.redis_server import RedisServer
+from jobstore.clock import now
+from jobstore.errors import ErrorCode
+from jobstore.keys import job_key
+from jobstore.records import JobRecord
+from jobstore.transitions import add_mark_failed, add_mark_running
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "page"
-WEIGHTS_DIR = ROOT.parent / "shared" / "weights"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -60,7 +56,6 @@ CHROMIUM_ARGS = [
 # Low enough that a real sample photo (railway_crossing.jpg, 736 KB) is over it.
 MAX_UPLOAD_BYTES = 400_000
 MAX_SIDE = 128
-STARTUP_TIMEOUT_S = 180
 JOB_TIMEOUT_MS = 120_000
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -70,86 +65,29 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 class Stack:
     url: str
     redis_url: str
-    logs: Path
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
-def _env(redis_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIMEGAN_")}
-    env.update(
-        ANIMEGAN_REDIS_URL=redis_url,
-        ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR),
-        ANIMEGAN_STYLES="hayao",
-        ANIMEGAN_DEFAULT_STYLE="hayao",
-        ANIMEGAN_MAX_SIDE=str(MAX_SIDE),
-        ANIMEGAN_MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES),
-        ANIMEGAN_WORKER_CONCURRENCY="1",
-        ANIMEGAN_HEARTBEAT_INTERVAL_S="1",
-        ANIMEGAN_LOG_LEVEL="WARNING",
-    )
-    env.update(extra)
-    return env
-
-
-def _spawn(stack: ExitStack, command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = stack.enter_context(log.open("wb"))
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    stack.callback(_stop, process)
-    return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    # Each child leads its own process group (start_new_session): this ends it and its pool children.
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(20)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(10)
-
-
-def _wait_until(url: str, processes: list[subprocess.Popen[bytes]], logs: Path) -> None:
-    """Poll ``url`` until it answers 200 (for /readyz: Redis reachable and a live worker)."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for process in processes:
-            assert process.poll() is None, f"{process.args!r} exited; see the logs in {logs}"
-        with suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} not ready after {STARTUP_TIMEOUT_S} s; see the logs in {logs}")
-
-
-def _start_stack(stack: ExitStack, name: str, *, with_worker: bool, **settings: str) -> Stack:
-    logs = ARTIFACTS / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    server = stack.enter_context(RedisServer())
-    env = _env(server.url, **settings)
-    port = free_port()
-    api = _spawn(stack, api_command("127.0.0.1", port), env, logs / f"{name}-api.log")
-    result = Stack(url=f"http://127.0.0.1:{port}", redis_url=server.url, logs=logs, processes=[api])
-    if with_worker:
-        result.processes.append(_spawn(stack, worker_command(), env, logs / f"{name}-worker.log"))
-        _wait_until(f"{result.url}/readyz", result.processes, logs)
-    else:
-        _wait_until(f"{result.url}/healthz", result.processes, logs)
-    return result
+PAGE_SETTINGS = {
+    "ANIMEGAN_MAX_SIDE": str(MAX_SIDE),
+    "ANIMEGAN_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+    "ANIMEGAN_LOG_LEVEL": "WARNING",
+}
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    """Redis, one real worker (hayao, one process) and the API: the whole service."""
-    with ExitStack() as resources:
-        yield _start_stack(resources, "full", with_worker=True)
+def stack(worker_redis_url: str, spawn_module_api: Callable[..., Any]) -> Stack:
+    """The session's real worker (hayao, one process) and an API process of this module: the whole service."""
+    api = spawn_module_api(worker_redis_url, **PAGE_SETTINGS)
+    return Stack(url=api.base, redis_url=worker_redis_url)
 
 
 @pytest.fixture(scope="module")
-def workerless_stack() -> Iterator[Stack]:
-    """Redis and the API only; the queue holds two jobs at most, and no worker ever takes them."""
-    with ExitStack() as resources:
-        yield _start_stack(resources, "workerless", with_worker=False, ANIMEGAN_MAX_QUEUE_DEPTH="2")
+def workerless_stack(spawn_module_api: Callable[..., Any]) -> Iterator[Stack]:
+    """A Redis of its own and the API only; the queue holds two jobs at most, and no worker ever takes them."""
+    with RedisServer() as server:
+        api = spawn_module_api(server.url, ANIMEGAN_MAX_QUEUE_DEPTH="2", **PAGE_SETTINGS)
+        yield Stack(url=api.base, redis_url=server.url)
+        api.stop()
 
 
 @pytest.fixture
@@ -470,12 +408,12 @@ def test_queue_position_and_state_change_live_then_failure_is_explained(
     expect(page.locator('[aria-current="step"]')).to_have_text("In the queue")
     _shot(page, "desktop-queued")
     with redis.Redis.from_url(idle_service.redis_url) as client:
-        _move(client, ahead, contract.queue_running)
+        _move(client, ahead, add_mark_running)
         expect(status).to_have_text("Waiting in the queue: you are next.")
-        _move(client, job_id, contract.queue_running)
+        _move(client, job_id, add_mark_running)
         expect(status).to_have_text("Painting your picture…")
         expect(page.locator('[aria-current="step"]')).to_have_text("Painting")
-        _move(client, job_id, lambda pipe, record, _: contract.queue_failed(pipe, record, INVALID, "Truncated data."))
+        _move(client, job_id, lambda pipe, record, _: add_mark_failed(pipe, record, INVALID, "Truncated data."))
     error = page.get_by_role("alert")
     expect(error).to_contain_text("The picture could not be made.")
     expect(error).to_contain_text("Truncated data.")
@@ -483,13 +421,13 @@ def test_queue_position_and_state_change_live_then_failure_is_explained(
     assert errors.messages == []
 
 
-INVALID = contract.ErrorCode.INVALID_IMAGE
+INVALID = ErrorCode.INVALID_IMAGE
 
 
 def _move(client: redis.Redis, job_id: str, change: Callable[[Any, JobRecord, float], None]) -> None:
-    record = JobRecord.from_hash(client.hgetall(contract.job_key(job_id)))
+    record = JobRecord.from_hash(client.hgetall(job_key(job_id)))
     pipe = client.pipeline()
-    change(pipe, record, contract.now())
+    change(pipe, record, now())
     pipe.execute()
 
 

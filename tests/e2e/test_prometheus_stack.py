@@ -40,7 +40,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 CHART = ROOT / "charts" / "animegan"
 SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ARTIFACTS = ROOT / "test-artifacts" / "metrics"
-WEIGHTS_DIR = ROOT.parent / "shared" / "weights"
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 
 # Every family the service must export, with the label values that must be present.
@@ -284,12 +283,10 @@ def test_prometheus_scrapes_gateway_and_worker_and_every_dashboard_query_has_dat
         check_everything(prometheus, jobs=4, layout="production")
 
 
-def test_prometheus_scrapes_the_single_endpoint_of_animegan_serve(tmp_path: Path, photo: Callable[[], bytes]) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIMEGAN_", "PROMETHEUS_"))}
-    env.update(
-        ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR),
-        ANIMEGAN_STYLES="hayao",
-        ANIMEGAN_DEFAULT_STYLE="hayao",
+def test_prometheus_scrapes_the_single_endpoint_of_animegan_serve(
+    tmp_path: Path, photo: Callable[[], bytes], service_env: Callable[..., dict[str, str]]
+) -> None:
+    env = service_env(
         ANIMEGAN_MAX_SIDE="128",
         ANIMEGAN_MAX_UPLOAD_BYTES="65536",
         ANIMEGAN_WORKER_CONCURRENCY="2",

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,10 +22,10 @@ import psutil
 import redis
 
 from animegan.redis_server import free_port
-from worker import contract
+from jobstore.heartbeats import live_heartbeats
+from jobstore.keys import WORKERS_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
-WEIGHTS_DIR = ROOT.parent / "shared" / "weights"
 
 
 class Output:
@@ -50,12 +51,10 @@ class Output:
         raise TimeoutError(f"no line matching {pattern!r} in {''.join(self.lines)}")
 
 
-def test_serve_runs_everything_and_sigterm_stops_everything(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIMEGAN_", "PROMETHEUS_"))}
-    env.update(
-        ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR),
-        ANIMEGAN_STYLES="hayao",
-        ANIMEGAN_DEFAULT_STYLE="hayao",
+def test_serve_runs_everything_and_sigterm_stops_everything(
+    tmp_path: Path, service_env: Callable[..., dict[str, str]]
+) -> None:
+    env = service_env(
         ANIMEGAN_MAX_SIDE="128",
         ANIMEGAN_HEARTBEAT_INTERVAL_S="1",
         TMPDIR=str(tmp_path),
@@ -98,7 +97,7 @@ def test_serve_runs_everything_and_sigterm_stops_everything(tmp_path: Path) -> N
         assert "animegan_http_requests_total" in metrics
 
         with redis.Redis.from_url(redis_url) as client:
-            beats = contract.live_heartbeats(client.hgetall(contract.WORKERS_KEY))  # type: ignore[arg-type]
+            beats = live_heartbeats(client.hgetall(WORKERS_KEY))  # type: ignore[arg-type]
         if workers > 1:  # one child per core: each child on a core of its own
             cores = [os.sched_getaffinity(b.pid) for b in beats]
             assert all(len(c) == 1 for c in cores)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -32,21 +32,6 @@ from animegan.serve import api_command, worker_command
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = ROOT.parent / "shared" / "weights"
 RUNTIME_LIBRARIES = ("libtorch", "onnxruntime", "libopenvino")
-
-
-def _env(redis_url: str, tmpdir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIMEGAN_", "PROMETHEUS_"))}
-    env.update(
-        ANIMEGAN_REDIS_URL=redis_url,
-        ANIMEGAN_WEIGHTS_DIR=str(WEIGHTS_DIR),
-        ANIMEGAN_STYLES="hayao",
-        ANIMEGAN_DEFAULT_STYLE="hayao",
-        ANIMEGAN_MAX_SIDE="128",
-        ANIMEGAN_WORKER_CONCURRENCY="1",
-        ANIMEGAN_HEARTBEAT_INTERVAL_S="1",
-        TMPDIR=str(tmpdir),
-    )
-    return env
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -95,12 +80,19 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, service_env: Callable[..., dict[str, str]]) -> Iterator[Stack]:
+    # Not spawn_worker/spawn_api: their output goes to log files, which would count as disk writes here.
     api_tmp, worker_tmp = tmp_path_factory.mktemp("api-tmp"), tmp_path_factory.mktemp("worker-tmp")
     with RedisServer() as redis_server:
-        worker, worker_output = _spawn(worker_command(), _env(redis_server.url, worker_tmp))
+        env = service_env(
+            ANIMEGAN_REDIS_URL=redis_server.url,
+            ANIMEGAN_MAX_SIDE="128",
+            ANIMEGAN_WORKER_CONCURRENCY="1",
+            ANIMEGAN_HEARTBEAT_INTERVAL_S="1",
+        )
+        worker, worker_output = _spawn(worker_command(), {**env, "TMPDIR": str(worker_tmp)})
         port = free_port()
-        api, api_output = _spawn(api_command("127.0.0.1", port), _env(redis_server.url, api_tmp))
+        api, api_output = _spawn(api_command("127.0.0.1", port), {**env, "TMPDIR": str(api_tmp)})
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 300

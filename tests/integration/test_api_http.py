@@ -21,8 +21,15 @@ import redis
 from PIL import Image
 
 from animegan.redis_server import free_port
-from worker import contract
-from worker.contract import ErrorCode, JobRecord, JobState
+from jobstore.clock import now
+from jobstore.errors import ErrorCode
+from jobstore.heartbeats import Heartbeat
+from jobstore.ids import is_job_id, new_job_id
+from jobstore.keys import QUEUED_KEY, SERVICE_TIME_KEY, WORKERS_KEY, input_key, job_key, result_key
+from jobstore.records import JobRecord
+from jobstore.service_time import estimate_wait_s
+from jobstore.states import JobState
+from jobstore.transitions import add_mark_failed, add_mark_succeeded
 
 PROBLEM = "application/problem+json"
 Photo = Callable[[], bytes]
@@ -46,7 +53,7 @@ def _problem(response: httpx.Response, status: int, slug: str) -> dict[str, obje
 
 def _record(url: str, job_id: str) -> JobRecord:
     with redis.Redis.from_url(url) as client:
-        return JobRecord.from_hash(client.hgetall(contract.job_key(job_id)))  # type: ignore[arg-type]
+        return JobRecord.from_hash(client.hgetall(job_key(job_id)))  # type: ignore[arg-type]
 
 
 def test_accepted_job_is_stored_and_queued(start_api: ApiFactory, redis_url: str, photo: Photo) -> None:
@@ -57,7 +64,7 @@ def test_accepted_job_is_stored_and_queued(start_api: ApiFactory, redis_url: str
     assert first.headers["location"] == f"/jobs/{job['id']}"
     assert int(first.headers["retry-after"]) >= 1
     assert first.headers["x-request-id"] == "req-42"
-    assert contract.is_job_id(job["id"])
+    assert is_job_id(job["id"])
     assert job["status"] == "queued"
     assert job["queue_position"] == 1
     assert job["input"] == {"width": 128, "height": 85, "original_width": 192, "original_height": 128}
@@ -65,10 +72,10 @@ def test_accepted_job_is_stored_and_queued(start_api: ApiFactory, redis_url: str
     second = _post(base, photo()).json()
     assert second["queue_position"] == 2
     with redis.Redis.from_url(redis_url) as client:
-        raw = client.get(contract.input_key(job["id"]))
+        raw = client.get(input_key(job["id"]))
         assert isinstance(raw, bytes)
         assert len(raw) == 128 * 85 * 3  # raw RGB, no container format
-        assert 3500 < client.ttl(contract.input_key(job["id"])) <= 3600  # type: ignore[operator]
+        assert 3500 < client.ttl(input_key(job["id"])) <= 3600  # type: ignore[operator]
     stored = _record(redis_url, job["id"])
     assert stored.request_id == "req-42"
     assert stored.style == "hayao"
@@ -80,7 +87,7 @@ def test_accepted_job_is_stored_and_queued(start_api: ApiFactory, redis_url: str
 
 def test_unknown_or_malformed_job_ids_are_404(start_api: ApiFactory, redis_url: str) -> None:
     base = start_api(redis_url=redis_url)
-    for job_id in (contract.new_job_id(), "x", "a" * 200, "%00%0D%0A"):
+    for job_id in (new_job_id(), "x", "a" * 200, "%00%0D%0A"):
         _problem(httpx.get(f"{base}/jobs/{job_id}"), 404, "job-not-found")
         _problem(httpx.get(f"{base}/jobs/{job_id}/result"), 404, "job-not-found")
     assert httpx.get(f"{base}/jobs/..%2F..%2Fetc").status_code == 404
@@ -101,11 +108,11 @@ def _finish(url: str, job_id: str, result: bytes | None, code: ErrorCode | None 
     with redis.Redis.from_url(url) as client:
         pipe = client.pipeline()
         if code is not None:
-            contract.queue_failed(pipe, record, code, "The image could not be decoded.")
+            add_mark_failed(pipe, record, code, "The image could not be decoded.")
         else:
             if result is not None:
-                pipe.set(contract.result_key(job_id), result)
-            contract.queue_succeeded(pipe, record, inference_s=0.1, width=128, height=85, size=len(result or b""))
+                pipe.set(result_key(job_id), result)
+            add_mark_succeeded(pipe, record, inference_s=0.1, width=128, height=85, size=len(result or b""))
         pipe.execute()
 
 
@@ -252,7 +259,7 @@ def test_bad_images_and_fields_are_422(start_api: ApiFactory, redis_url: str, ph
     missing = httpx.post(f"{base}/stylize", files={"picture": ("p.jpg", image, "image/jpeg")})
     _problem(missing, 422, "validation-error")
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(contract.QUEUED_KEY) == 0  # nothing bad reached the queue
+        assert client.zcard(QUEUED_KEY) == 0  # nothing bad reached the queue
 
 
 def test_full_queue_is_503_with_retry_after_from_depth_and_service_time(
@@ -260,16 +267,16 @@ def test_full_queue_is_503_with_retry_after_from_depth_and_service_time(
 ) -> None:
     base = start_api(redis_url=redis_url, max_queue_depth=2)
     with redis.Redis.from_url(redis_url) as client:
-        client.set(contract.SERVICE_TIME_KEY, "10.0")
+        client.set(SERVICE_TIME_KEY, "10.0")
     assert _post(base, photo()).status_code == 202
     assert _post(base, photo()).status_code == 202
     response = _post(base, photo())
     body = _problem(response, 503, "queue-full")
     # Two waiting jobs plus this one, 10 s each, no live worker counted as one.
-    assert int(response.headers["retry-after"]) == math.ceil(contract.estimate_wait_s(2, 10.0, 1)) == 30
+    assert int(response.headers["retry-after"]) == math.ceil(estimate_wait_s(2, 10.0, 1)) == 30
     assert body["queue_depth"] == 2
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(contract.QUEUED_KEY) == 2
+        assert client.zcard(QUEUED_KEY) == 2
 
 
 def test_unreachable_broker_is_503_and_the_job_is_not_left_queued(
@@ -280,15 +287,15 @@ def test_unreachable_broker_is_503_and_the_job_is_not_left_queued(
     _problem(response, 503, "broker-unavailable")
     assert response.headers["retry-after"]
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(contract.QUEUED_KEY) == 0
-        failed = [JobRecord.from_hash(client.hgetall(k)) for k in client.scan_iter(contract.job_key("*"))]  # type: ignore[arg-type]
+        assert client.zcard(QUEUED_KEY) == 0
+        failed = [JobRecord.from_hash(client.hgetall(k)) for k in client.scan_iter(job_key("*"))]  # type: ignore[arg-type]
     assert [(r.state, r.error_code) for r in failed] == [(JobState.FAILED, ErrorCode.BROKER_UNAVAILABLE)]
 
 
 def test_unreachable_redis_is_503_while_health_stays_200(start_api: ApiFactory, photo: Photo) -> None:
     base = start_api(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     _problem(_post(base, photo()), 503, "broker-unavailable")
-    _problem(httpx.get(f"{base}/jobs/{contract.new_job_id()}"), 503, "broker-unavailable")
+    _problem(httpx.get(f"{base}/jobs/{new_job_id()}"), 503, "broker-unavailable")
     _problem(httpx.get(f"{base}/readyz"), 503, "not-ready")
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{base}/metrics").status_code == 200
@@ -298,9 +305,9 @@ def test_ready_only_with_a_live_worker_heartbeat(start_api: ApiFactory, redis_ur
     base = start_api(redis_url=redis_url)
     _problem(httpx.get(f"{base}/readyz"), 503, "not-ready")
     assert httpx.get(f"{base}/styles").json()["styles"] == [{"name": "hayao", "default": True, "available": False}]
-    beat = contract.Heartbeat(worker_id="h:1", pid=1, styles=["hayao"], threads=1, expires_at=contract.now() + 60)
+    beat = Heartbeat(worker_id="h:1", pid=1, styles=["hayao"], threads=1, expires_at=now() + 60)
     with redis.Redis.from_url(redis_url) as client:
-        client.hset(contract.WORKERS_KEY, beat.worker_id, beat.model_dump_json())
+        client.hset(WORKERS_KEY, beat.worker_id, beat.model_dump_json())
     ready = httpx.get(f"{base}/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "redis": "ok", "workers": 1, "queue_depth": 0}
@@ -319,7 +326,7 @@ def test_identical_request_while_queued_gets_the_same_job(start_api: ApiFactory,
     other_format = _post(base, image, data={"format": "jpeg"})
     assert other_format.json()["id"] != first.json()["id"]
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(contract.QUEUED_KEY) == 2
+        assert client.zcard(QUEUED_KEY) == 2
 
 
 def test_same_pixels_in_another_file_are_deduplicated_too(start_api: ApiFactory, redis_url: str, photo: Photo) -> None:
@@ -383,18 +390,25 @@ def test_records_expire_after_their_ttl(start_api: ApiFactory, redis_url: str, p
         time.sleep(0.25)
     _problem(httpx.get(f"{base}/jobs/{job_id}"), 404, "job-not-found")
     with redis.Redis.from_url(redis_url) as client:
-        assert client.exists(contract.input_key(job_id), contract.job_key(job_id)) == 0
+        assert client.exists(input_key(job_id), job_key(job_id)) == 0
 
 
 def test_metrics_and_docs_are_served(start_api: ApiFactory, redis_url: str, photo: Photo) -> None:
     base = start_api(redis_url=redis_url)
-    _post(base, photo())
+    job_id = _post(base, photo()).json()["id"]
     _post(base, b"GIF89a")
+    assert httpx.get(f"{base}/jobs/{job_id}").status_code == 200
+    assert httpx.get(f"{base}/jobs/{job_id}/result").status_code == 409
     text = httpx.get(f"{base}/metrics").text
     assert 'animegan_http_requests_total{method="POST",route="/stylize",status="202"}' in text
     assert 'animegan_rejections_total{reason="unsupported"}' in text
     assert "animegan_queue_depth" in text
-    assert "/jobs/" not in "".join(line for line in text.splitlines() if "route=" in line and "{job_id}" not in line)
+    # The job URLs just requested are counted under their route templates, never under the raw path.
+    route_lines = [line for line in text.splitlines() if "route=" in line]
+    assert any('route="/jobs/{job_id}",status="200"' in line for line in route_lines)
+    assert any('route="/jobs/{job_id}/result",status="409"' in line for line in route_lines)
+    assert not [line for line in route_lines if job_id in line]
+    assert "/jobs/" not in "".join(line for line in route_lines if "{job_id}" not in line)
     assert httpx.get(f"{base}/docs").status_code == 200
     spec = httpx.get(f"{base}/openapi.json").json()
     assert "multipart/form-data" in spec["paths"]["/stylize"]["post"]["requestBody"]["content"]

@@ -18,8 +18,8 @@ from PIL import Image
 
 from inference.imageio import decode_image
 from inference.pipeline import Stylizer
-from worker import contract
-from worker.contract import JobRecord
+from jobstore.keys import input_key, job_key, result_key
+from jobstore.records import JobRecord
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "weights"
 ApiFactory = Callable[..., str]
@@ -81,7 +81,7 @@ def test_identical_request_after_success_is_answered_without_recomputing(
     assert (body["id"], body["status"], body["deduplicated"]) == (first["id"], "succeeded", True)
     assert "retry-after" not in again.headers
     with redis.Redis.from_url(worker_redis_url) as client:
-        record = JobRecord.from_hash(client.hgetall(contract.job_key(body["id"])))  # type: ignore[arg-type]
+        record = JobRecord.from_hash(client.hgetall(job_key(body["id"])))  # type: ignore[arg-type]
     assert record.attempts == 1  # one inference in all
 
 
@@ -111,9 +111,9 @@ def test_results_and_records_expire(start_api: ApiFactory, worker_redis_url: str
     assert gone.json()["type"] == "/problems/job-not-found"
     with redis.Redis.from_url(worker_redis_url) as client:
         keys = [
-            contract.job_key(str(job["id"])),
-            contract.result_key(str(job["id"])),
-            contract.input_key(str(job["id"])),
+            job_key(str(job["id"])),
+            result_key(str(job["id"])),
+            input_key(str(job["id"])),
         ]
         assert client.exists(*keys) == 0
 

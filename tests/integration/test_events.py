@@ -1,7 +1,7 @@
 """GET /jobs/{id}/events against real Redis and a real uvicorn socket.
 
 Jobs are submitted through POST /stylize on a database no worker listens on, then moved through
-their states with the job-store contract's own pipelines, exactly as a worker moves them.
+their states with the job store's own transitions (jobstore.transitions), exactly as a worker moves them.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from animegan.redis_server import free_port
 from api.config import ApiSettings
 from api.main import create_app
 from api.routes.events import StreamLimits, get_stream_limits
-from worker import contract
-from worker.contract import ErrorCode, JobRecord
+from jobstore.clock import now
+from jobstore.errors import ErrorCode
+from jobstore.keys import job_key, result_key
+from jobstore.records import JobRecord
+from jobstore.transitions import add_mark_failed, add_mark_running, add_mark_succeeded
 
 FAST = StreamLimits(poll_s=0.05, heartbeat_s=60.0, max_duration_s=60.0)
 
@@ -99,22 +102,22 @@ class Jobs:
         return job_id
 
     def record(self, job_id: str) -> JobRecord:
-        return JobRecord.from_hash(self.redis.hgetall(contract.job_key(job_id)))
+        return JobRecord.from_hash(self.redis.hgetall(job_key(job_id)))
 
     def running(self, job_id: str) -> None:
         pipe = self.redis.pipeline()
-        contract.queue_running(pipe, self.record(job_id), contract.now())
+        add_mark_running(pipe, self.record(job_id), now())
         pipe.execute()
 
     def succeeded(self, job_id: str) -> None:
-        self.redis.set(contract.result_key(job_id), b"\x89PNG result bytes")
+        self.redis.set(result_key(job_id), b"\x89PNG result bytes")
         pipe = self.redis.pipeline()
-        contract.queue_succeeded(pipe, self.record(job_id), inference_s=0.25, width=128, height=85, size=17)
+        add_mark_succeeded(pipe, self.record(job_id), inference_s=0.25, width=128, height=85, size=17)
         pipe.execute()
 
     def failed(self, job_id: str) -> None:
         pipe = self.redis.pipeline()
-        contract.queue_failed(pipe, self.record(job_id), ErrorCode.INVALID_IMAGE, "The JPEG data is truncated.")
+        add_mark_failed(pipe, self.record(job_id), ErrorCode.INVALID_IMAGE, "The JPEG data is truncated.")
         pipe.execute()
 
 
@@ -194,7 +197,7 @@ def test_job_that_expires_while_followed_ends_with_an_expired_event(api: httpx.C
     job_id = jobs.submit()
     with follow(api, job_id) as (_, events):
         assert next(events).name == "queued"
-        jobs.redis.delete(contract.job_key(job_id))
+        jobs.redis.delete(job_key(job_id))
         expired = next(events)
         assert expired.name == "expired"
         assert expired.json()["type"] == "/problems/job-not-found"

@@ -13,10 +13,16 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 import redis
+from PIL import Image
 
-from worker import contract
+from jobstore.clock import now
+from jobstore.deadlines import STALE_DETAIL, running_deadline
+from jobstore.errors import ErrorCode
+from jobstore.keys import QUEUED_KEY, job_key
+from jobstore.records import JobRecord
+from jobstore.states import JobState
+from jobstore.transitions import add_mark_failed
 from worker.config import WorkerSettings
-from worker.contract import ErrorCode, JobRecord, JobState
 from worker.runtime import Runtime
 from worker.tasks import claim, requeue_job_id, run_job
 
@@ -29,97 +35,84 @@ def runtime(redis_url: str) -> Iterator[Runtime]:
     runtime.redis.close()
 
 
-def _queued(client: redis.Redis) -> JobRecord:
-    raw = b"\x80" * (8 * 6 * 3)
-    record = JobRecord(
-        id=contract.new_job_id(),
-        state=JobState.QUEUED,
-        style="hayao",
-        format="png",
-        digest=contract.request_digest(raw, 8, 6, "hayao", "png"),
-        created_at=contract.now() - 10,
-        width=8,
-        height=6,
-        original_width=8,
-        original_height=6,
-        input_ttl_s=60,
-        result_ttl_s=60,
-        record_ttl_s=60,
-    )
-    pipe = client.pipeline()
-    contract.queue_create(pipe, record, raw)
-    pipe.execute()
-    return record
+# 8 x 6 mid-grey pixels: small enough that no test here needs the model.
+QUEUED_PIXELS = Image.new("RGB", (8, 6), (128, 128, 128))
 
 
 def _read(client: redis.Redis, job_id: str) -> JobRecord:
-    return JobRecord.from_hash(client.hgetall(contract.job_key(job_id)))  # type: ignore[arg-type]
+    return JobRecord.from_hash(client.hgetall(job_key(job_id)))  # type: ignore[arg-type]
 
 
-def test_a_claim_marks_the_job_running_with_a_deadline_from_the_hard_time_limit(runtime: Runtime) -> None:
-    record = _queued(runtime.redis)
+def test_a_claim_marks_the_job_running_with_a_deadline_from_the_hard_time_limit(
+    runtime: Runtime, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, QUEUED_PIXELS, age_s=10)
     claimed = claim(runtime, record.id)
     assert isinstance(claimed, JobRecord)
     stored = _read(runtime.redis, record.id)
     assert stored.state is JobState.RUNNING
     assert stored.attempts == claimed.attempts == 1
     assert stored.started_at is not None
-    assert stored.deadline_at == pytest.approx(
-        contract.running_deadline(stored.started_at, runtime.settings.task_time_limit_s)
-    )
-    assert runtime.redis.zrank(contract.QUEUED_KEY, record.id) is None
+    assert stored.deadline_at == pytest.approx(running_deadline(stored.started_at, runtime.settings.task_time_limit_s))
+    assert runtime.redis.zrank(QUEUED_KEY, record.id) is None
 
 
-def test_a_second_delivery_of_a_running_job_is_dropped_without_running(runtime: Runtime) -> None:
-    record = _queued(runtime.redis)
+def test_a_second_delivery_of_a_running_job_is_dropped_without_running(
+    runtime: Runtime, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, QUEUED_PIXELS, age_s=10)
     assert isinstance(claim(runtime, record.id), JobRecord)
     assert run_job(runtime, record.id) == "skipped"
     stored = _read(runtime.redis, record.id)
     assert (stored.state, stored.attempts) == (JobState.RUNNING, 1)
 
 
-def test_a_job_whose_child_died_is_queued_again_in_its_old_place_and_claimed_again(runtime: Runtime) -> None:
-    record = _queued(runtime.redis)
-    later = _queued(runtime.redis)
+def test_a_job_whose_child_died_is_queued_again_in_its_old_place_and_claimed_again(
+    runtime: Runtime, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, QUEUED_PIXELS, age_s=10)
+    later = queue_job(runtime.redis, QUEUED_PIXELS, age_s=10)
     claim(runtime, record.id)
     requeue_job_id(runtime, record.id)  # what the main worker process does on WorkerLostError
     stored = _read(runtime.redis, record.id)
     assert (stored.state, stored.deadline_at, stored.attempts) == (JobState.QUEUED, None, 1)
-    assert runtime.redis.zrank(contract.QUEUED_KEY, record.id) == 0  # ahead of the later job
-    assert runtime.redis.zrank(contract.QUEUED_KEY, later.id) == 1
+    assert runtime.redis.zrank(QUEUED_KEY, record.id) == 0  # ahead of the later job
+    assert runtime.redis.zrank(QUEUED_KEY, later.id) == 1
     claimed = claim(runtime, record.id)
     assert isinstance(claimed, JobRecord)
     assert claimed.attempts == 2
 
 
-def test_requeue_leaves_a_finished_job_alone(runtime: Runtime) -> None:
-    record = _queued(runtime.redis)
+def test_requeue_leaves_a_finished_job_alone(runtime: Runtime, queue_job: Callable[..., JobRecord]) -> None:
+    record = queue_job(runtime.redis, QUEUED_PIXELS, age_s=10)
     pipe = runtime.redis.pipeline()
-    contract.queue_failed(pipe, record, ErrorCode.INVALID_IMAGE, "bad")
+    add_mark_failed(pipe, record, ErrorCode.INVALID_IMAGE, "bad")
     pipe.execute()
     requeue_job_id(runtime, record.id)
     assert _read(runtime.redis, record.id).state is JobState.FAILED
 
 
 def _make_stale(client: redis.Redis, job_id: str) -> None:
-    client.hset(contract.job_key(job_id), "deadline_at", str(contract.now() - 1))
+    client.hset(job_key(job_id), "deadline_at", str(now() - 1))
 
 
-def test_a_delivery_of_a_job_past_its_deadline_ends_it_as_worker_lost(runtime: Runtime) -> None:
-    record = _queued(runtime.redis)
+def test_a_delivery_of_a_job_past_its_deadline_ends_it_as_worker_lost(
+    runtime: Runtime, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, QUEUED_PIXELS, age_s=10)
     claim(runtime, record.id)
     _make_stale(runtime.redis, record.id)
     assert run_job(runtime, record.id) == "failed"
     stored = _read(runtime.redis, record.id)
     assert (stored.state, stored.error_code) == (JobState.FAILED, ErrorCode.WORKER_LOST)
-    assert stored.error_detail == contract.STALE_DETAIL
+    assert stored.error_detail == STALE_DETAIL
 
 
 def test_the_gateway_ends_a_job_it_finds_running_past_its_deadline(
-    runtime: Runtime, start_api: Callable[..., str], redis_url: str
+    runtime: Runtime, start_api: Callable[..., str], redis_url: str, queue_job: Callable[..., JobRecord]
 ) -> None:
     base = start_api(redis_url=redis_url)
-    fresh, stale = _queued(runtime.redis), _queued(runtime.redis)
+    fresh, stale = queue_job(runtime.redis, QUEUED_PIXELS, age_s=10), queue_job(runtime.redis, QUEUED_PIXELS, age_s=10)
     claim(runtime, fresh.id)
     claim(runtime, stale.id)
     _make_stale(runtime.redis, stale.id)

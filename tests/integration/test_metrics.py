@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from animegan.redis_server import free_port
 from api.config import ApiSettings
-from api.queue import create_celery_client
-from worker import contract
+from api.task_sender import create_celery_client
+from jobstore.keys import QUEUE_NAME, TASK_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(300)
@@ -204,7 +204,7 @@ def test_queue_depth_is_the_length_of_the_celery_queue(
     # Kombu keeps a Redis list per priority step: messages sent with a priority count too.
     celery = create_celery_client(ApiSettings(redis_url=redis_url))
     for priority in (5, 9):
-        celery.send_task(contract.TASK_NAME, args=["no-such-job"], queue=contract.QUEUE_NAME, priority=priority)
+        celery.send_task(TASK_NAME, args=["no-such-job"], queue=QUEUE_NAME, priority=priority)
     celery.close()
     text, samples = scrape(f"{base}/metrics")
     promtool_check(text)  # this process is not in multiprocess mode: the default registry is served
@@ -266,16 +266,14 @@ def test_a_running_job_is_counted_and_its_peak_rss_is_at_least_what_was_seen_fro
     assert seen_rss - 4 * MiB <= peak < seen_rss + 64 * MiB, (seen_rss, peak)
 
 
-def test_animegan_worker_makes_a_private_metrics_directory_when_none_is_given(redis_url: str) -> None:
+def test_animegan_worker_makes_a_private_metrics_directory_when_none_is_given(
+    redis_url: str, service_env: Callable[..., dict[str, str]]
+) -> None:
     # The launcher, not the bare celery command: with a metrics port and no PROMETHEUS_MULTIPROC_DIR
     # the pool children's series would be lost, so it makes an in-memory directory for its life.
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIMEGAN_", "PROMETHEUS_"))}
-    env.update(
+    env = service_env(
         ANIMEGAN_REDIS_URL=redis_url,
-        ANIMEGAN_WEIGHTS_DIR=str(ROOT.parent / "shared" / "weights"),
-        ANIMEGAN_STYLES="hayao",
-        ANIMEGAN_DEFAULT_STYLE="hayao",
         ANIMEGAN_METRICS_PORT=str(port),
     )
     worker = subprocess.Popen(

@@ -7,7 +7,7 @@ result, an expired input, a job that keeps killing workers, missing weights, cor
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +16,12 @@ import redis
 from PIL import Image
 
 from inference.imageio import decode_image, encode_image
-from worker import contract
+from jobstore.errors import ErrorCode
+from jobstore.ids import new_job_id
+from jobstore.keys import SERVICE_TIME_KEY, input_key, job_key, result_key
+from jobstore.records import JobRecord
+from jobstore.states import JobState
 from worker.config import WorkerSettings
-from worker.contract import ErrorCode, JobRecord, JobState
 from worker.runtime import Runtime
 from worker.tasks import run_job
 
@@ -48,35 +51,14 @@ def small_photo(samples_dir: Path) -> Image.Image:
     return decode_image((samples_dir / "astronaut.jpg").read_bytes(), max_side=64).image
 
 
-def _submit(runtime: Runtime, image: Image.Image, *, style: str = "hayao", raw: bytes | None = None) -> JobRecord:
-    data = image.tobytes() if raw is None else raw
-    record = JobRecord(
-        id=contract.new_job_id(),
-        state=JobState.QUEUED,
-        style=style,
-        format="png",
-        digest=contract.request_digest(data, image.width, image.height, style, "png"),
-        created_at=contract.now(),
-        width=image.width,
-        height=image.height,
-        original_width=image.width,
-        original_height=image.height,
-        input_ttl_s=60,
-        result_ttl_s=60,
-        record_ttl_s=60,
-    )
-    pipe = runtime.redis.pipeline()
-    contract.queue_create(pipe, record, data)
-    pipe.execute()
-    return record
-
-
 def _read(runtime: Runtime, job_id: str) -> JobRecord:
-    return JobRecord.from_hash(runtime.redis.hgetall(contract.job_key(job_id)))  # type: ignore[arg-type]
+    return JobRecord.from_hash(runtime.redis.hgetall(job_key(job_id)))  # type: ignore[arg-type]
 
 
-def test_job_runs_and_stores_the_same_image_as_a_direct_run(runtime: Runtime, small_photo: Image.Image) -> None:
-    record = _submit(runtime, small_photo)
+def test_job_runs_and_stores_the_same_image_as_a_direct_run(
+    runtime: Runtime, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo)
     assert run_job(runtime, record.id) == "succeeded"
     done = _read(runtime, record.id)
     assert done.state is JobState.SUCCEEDED
@@ -84,75 +66,89 @@ def test_job_runs_and_stores_the_same_image_as_a_direct_run(runtime: Runtime, sm
     assert done.inference_s is not None
     assert done.queue_s is not None
     assert done.attempts == 1
-    result = runtime.redis.get(contract.result_key(record.id))
+    result = runtime.redis.get(result_key(record.id))
     assert isinstance(result, bytes)
     assert done.output_bytes == len(result)
     direct = encode_image(runtime.stylizer("hayao").stylize(small_photo), "png")
     assert result == direct
-    assert runtime.redis.exists(contract.input_key(record.id)) == 0
-    assert float(runtime.redis.get(contract.SERVICE_TIME_KEY)) > 0  # type: ignore[arg-type]
+    assert runtime.redis.exists(input_key(record.id)) == 0
+    assert float(runtime.redis.get(SERVICE_TIME_KEY)) > 0  # type: ignore[arg-type]
 
 
-def test_a_repeated_delivery_of_a_finished_job_does_nothing(runtime: Runtime, small_photo: Image.Image) -> None:
-    record = _submit(runtime, small_photo)
+def test_a_repeated_delivery_of_a_finished_job_does_nothing(
+    runtime: Runtime, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo)
     run_job(runtime, record.id)
-    before = runtime.redis.get(contract.result_key(record.id))
+    before = runtime.redis.get(result_key(record.id))
     assert run_job(runtime, record.id) == "skipped"
-    assert runtime.redis.get(contract.result_key(record.id)) == before
+    assert runtime.redis.get(result_key(record.id)) == before
     assert _read(runtime, record.id).attempts == 1
 
 
-def test_the_result_is_written_once(runtime: Runtime, small_photo: Image.Image) -> None:
-    record = _submit(runtime, small_photo)
-    runtime.redis.set(contract.result_key(record.id), b"written by an earlier delivery")
+def test_the_result_is_written_once(
+    runtime: Runtime, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo)
+    runtime.redis.set(result_key(record.id), b"written by an earlier delivery")
     assert run_job(runtime, record.id) == "succeeded"
-    assert runtime.redis.get(contract.result_key(record.id)) == b"written by an earlier delivery"
+    assert runtime.redis.get(result_key(record.id)) == b"written by an earlier delivery"
 
 
-def test_expired_input_fails_the_job(runtime: Runtime, small_photo: Image.Image) -> None:
-    record = _submit(runtime, small_photo)
-    runtime.redis.delete(contract.input_key(record.id))
+def test_expired_input_fails_the_job(
+    runtime: Runtime, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo)
+    runtime.redis.delete(input_key(record.id))
     assert run_job(runtime, record.id) == "failed"
     failed = _read(runtime, record.id)
     assert failed.error_code is ErrorCode.INPUT_EXPIRED
     assert failed.error_detail
 
 
-def test_a_job_that_keeps_killing_workers_ends_failed(runtime: Runtime, small_photo: Image.Image) -> None:
-    record = _submit(runtime, small_photo)
+def test_a_job_that_keeps_killing_workers_ends_failed(
+    runtime: Runtime, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo)
     # As if every earlier delivery had died with its worker.
-    runtime.redis.hset(contract.job_key(record.id), "attempts", runtime.settings.max_attempts)
+    runtime.redis.hset(job_key(record.id), "attempts", runtime.settings.max_attempts)
     assert run_job(runtime, record.id) == "failed"
     failed = _read(runtime, record.id)
     assert failed.error_code is ErrorCode.WORKER_LOST
     assert str(runtime.settings.max_attempts) in (failed.error_detail or "")
-    assert runtime.redis.exists(contract.result_key(record.id)) == 0
+    assert runtime.redis.exists(result_key(record.id)) == 0
 
 
 def test_missing_record_is_dropped(runtime: Runtime) -> None:
-    assert run_job(runtime, contract.new_job_id()) == "skipped"
+    assert run_job(runtime, new_job_id()) == "skipped"
 
 
-def test_style_without_weights_fails_with_how_to_supply_them(runtime: Runtime, small_photo: Image.Image) -> None:
-    record = _submit(runtime, small_photo, style="paprika")
+def test_style_without_weights_fails_with_how_to_supply_them(
+    runtime: Runtime, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo, style="paprika")
     assert run_job(runtime, record.id) == "failed"
     failed = _read(runtime, record.id)
     assert failed.error_code is ErrorCode.MODEL_UNAVAILABLE
     assert "paprika" in (failed.error_detail or "")
 
 
-def test_corrupt_input_fails_with_a_generic_message(runtime: Runtime, small_photo: Image.Image) -> None:
-    record = _submit(runtime, small_photo, raw=b"\x00" * 10)
+def test_corrupt_input_fails_with_a_generic_message(
+    runtime: Runtime, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo, raw=b"\x00" * 10)
     assert run_job(runtime, record.id) == "failed"
     failed = _read(runtime, record.id)
     assert failed.error_code is ErrorCode.INTERNAL_ERROR
     assert failed.error_detail == "The worker hit an unexpected error."
 
 
-def test_result_decodes_to_an_rgb_image_of_the_input_size(runtime: Runtime, small_photo: Image.Image) -> None:
-    record = _submit(runtime, small_photo)
+def test_result_decodes_to_an_rgb_image_of_the_input_size(
+    runtime: Runtime, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo)
     run_job(runtime, record.id)
-    data = runtime.redis.get(contract.result_key(record.id))
+    data = runtime.redis.get(result_key(record.id))
     with Image.open(io.BytesIO(data)) as out:  # type: ignore[arg-type]
         assert out.format == "PNG"
         assert out.mode == "RGB"

@@ -1,7 +1,8 @@
-"""Import boundaries at run time: each light module, imported in a fresh interpreter, pulls in nothing heavy.
+"""Import boundaries at run time: each package, imported in a fresh interpreter, pulls in nothing it must not.
 
-import-linter checks the static import graph; these tests check what really lands in
-``sys.modules`` (lazy imports, plugins and import side effects included).
+import-linter checks the static import graph (pyproject.toml); these tests check what really lands
+in ``sys.modules`` (lazy imports, plugins and import side effects included). Every module of a
+package is imported, so a module added later is checked too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,64 @@ def loaded_after(code: str) -> set[str]:
 
 def assert_absent(loaded: set[str], forbidden: tuple[str, ...]) -> None:
     assert not loaded & set(forbidden), f"imported {sorted(loaded & set(forbidden))}"
+
+
+def modules_after_importing_package(package: str) -> set[str]:
+    """Every module name in sys.modules after importing each module of ``package`` in a fresh interpreter."""
+    script = (
+        "import importlib, json, pkgutil, sys\n"
+        f"root = importlib.import_module({package!r})\n"
+        "for info in pkgutil.walk_packages(root.__path__, root.__name__ + '.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def tops(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+# What each layer must never load (STYLE.md section 2): the arrows only point down.
+SHARED_FORBIDDEN = (
+    "api",
+    "worker",
+    "inference",
+    "animegan",
+    *MODEL_RUNTIMES,
+    "celery",
+    "kombu",
+    "fastapi",
+    "starlette",
+)
+
+
+def test_jobstore_loads_nothing_above_it_nor_inference_telemetry_or_a_runtime() -> None:
+    loaded = tops(modules_after_importing_package("jobstore"))
+    assert_absent(loaded, (*SHARED_FORBIDDEN, "telemetry", "prometheus_client"))
+
+
+def test_telemetry_loads_nothing_above_it_nor_inference_jobstore_or_a_runtime() -> None:
+    loaded = tops(modules_after_importing_package("telemetry"))
+    assert_absent(loaded, (*SHARED_FORBIDDEN, "jobstore", "redis"))
+
+
+def test_api_loads_no_worker_and_no_model_runtime_and_only_the_runtime_free_inference_modules() -> None:
+    loaded = modules_after_importing_package("api")
+    assert_absent(tops(loaded), ("worker", "animegan", *MODEL_RUNTIMES))
+    assert {m for m in loaded if m.startswith("inference.")} <= {"inference.imageio", "inference.errors"}
+
+
+def test_worker_loads_no_web_layer() -> None:
+    assert_absent(tops(modules_after_importing_package("worker")), ("api", "animegan", "fastapi", "starlette"))
+
+
+def test_inference_loads_nothing_of_the_service() -> None:
+    loaded = tops(modules_after_importing_package("inference"))
+    forbidden = ("api", "worker", "jobstore", "telemetry", "animegan", "fastapi", "starlette", "celery", "redis")
+    assert_absent(loaded, (*forbidden, "prometheus_client"))
 
 
 @pytest.mark.parametrize("module", ["inference.imageio", "inference.errors"])
@@ -57,7 +116,3 @@ def test_styles_and_weights_commands_never_load_a_model_runtime() -> None:
 
 def test_api_main_imports_no_model_runtime() -> None:
     assert_absent(loaded_after("import api.main"), MODEL_RUNTIMES)
-
-
-def test_worker_contract_imports_no_model_runtime_or_celery() -> None:
-    assert_absent(loaded_after("import worker.contract"), (*MODEL_RUNTIMES, "celery", "kombu", "inference"))

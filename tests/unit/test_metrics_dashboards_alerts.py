@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 from prometheus_client import REGISTRY
 
-from api import metrics as api_metrics
+from api import store_figures
 from api.config import ApiSettings
-from worker import metrics as worker_metrics, procstats
+from telemetry.host import HostCollector
+from worker import metrics as worker_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "animegan"
@@ -58,11 +59,11 @@ def exported_names() -> set[str]:
     """Every sample name the gateway and the workers can expose (scrape-time collectors included)."""
     # The imports above put the gateway's and the workers' families in the default registry.
     assert worker_metrics.JOBS in REGISTRY._collector_to_names
-    figures = api_metrics.StoreFigures(queue_depth=1, used_memory=1, max_memory=1, worker_processes=1)
+    figures = store_figures.StoreFigures(queue_depth=1, used_memory=1, max_memory=1, worker_processes=1)
     collectors = [
         REGISTRY,
-        procstats.HostCollector(),
-        api_metrics.StoreCollector(figures, ApiSettings()),
+        HostCollector(),
+        store_figures.StoreCollector(figures, ApiSettings()),
     ]
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names: set[str] = set()

@@ -2,7 +2,7 @@
 
 The whole validation path runs for real: the body limit middleware, multipart parsing, the style
 and format checks, magic-byte sniffing, decoding and downscaling, and the problem handlers. Only
-the job store's Redis steps are answered in memory (``MemoryQueue``), so this stays a unit test;
+the job store's Redis steps are answered in memory (fakes of the gateway's parts), so this stays a unit test;
 the real store is exercised by the integration and schemathesis tests. Whatever the request, the
 answer is 202 or a 4xx ``application/problem+json`` whose ``status`` matches: never a 5xx.
 """
@@ -18,11 +18,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
+from api.admission import Admission
 from api.config import ApiSettings
+from api.dedup import Deduplicator
+from api.gateway import Gateway
+from api.images import NormalizedImage
+from api.job_reader import JobReader
 from api.main import create_app
-from api.queue import JobQueue, NormalizedImage, Submission
-from worker import contract
-from worker.contract import JobRecord
+from api.submission import JobSubmitter, Submission
+from jobstore.ids import new_job_id
+from jobstore.records import JobRecord
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")]
 
@@ -39,35 +44,47 @@ SETTINGS = ApiSettings(
 CONTENT_TYPES = ["image/jpeg", "image/png", "text/html", "application/octet-stream", "", "image/svg+xml"]
 
 
-class MemoryQueue(JobQueue):
-    """The gateway's JobQueue with its Redis-backed steps answered in memory (validation stays real)."""
+class NoDuplicates(Deduplicator):
+    """No earlier job ever answers."""
 
     async def find_existing(self, upload_digest: str) -> JobRecord | None:
         return None
 
+
+class OpenAdmission(Admission):
+    """The queue is never full and every wait is a second."""
+
     async def check_capacity(self) -> None:
         return None
-
-    async def submit(
-        self, image: NormalizedImage, *, style: str, fmt: str, upload_digest: str, request_id: str | None
-    ) -> Submission:
-        record = self._new_record(
-            contract.new_job_id(), image, style=style, fmt=fmt, digest=image.digest, request_id=request_id
-        )
-        return Submission(record, deduplicated=False)
-
-    async def position(self, record: JobRecord) -> int | None:
-        return 1
 
     async def estimate_wait_s(self, jobs_ahead: int) -> float:
         return 1.0
 
 
+class MemorySubmitter(JobSubmitter):
+    """Builds the record a real submission would store, and stores nothing."""
+
+    async def submit(
+        self, image: NormalizedImage, *, style: str, fmt: str, upload_digest: str, request_id: str | None
+    ) -> Submission:
+        record = self.new_record(new_job_id(), image, style=style, fmt=fmt, request_id=request_id)
+        return Submission(record, deduplicated=False)
+
+
+class FirstInLine(JobReader):
+    async def position(self, record: JobRecord) -> int | None:
+        return 1
+
+
 @cache
 def _app() -> Any:
+    """The real app with the gateway's Redis-backed parts replaced (validation and decoding stay real)."""
     app = create_app(SETTINGS)
-    real: JobQueue = app.state.job_queue
-    app.state.job_queue = MemoryQueue(SETTINGS, real.redis, real.celery)
+    gateway: Gateway = app.state.gateway
+    gateway.reader = FirstInLine(gateway.redis)
+    gateway.dedup = NoDuplicates(SETTINGS, gateway.redis, gateway.reader)
+    gateway.admission = OpenAdmission(SETTINGS, gateway.redis, gateway.reader)
+    gateway.submitter = MemorySubmitter(SETTINGS, gateway.redis, gateway.dedup, gateway.sender)
     return app
 
 

@@ -22,7 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from worker.contract import QUEUE_NAME
+from jobstore.keys import QUEUE_NAME
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "animegan"
 KUBERNETES_VERSION = "1.30"

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -124,10 +125,41 @@ def test_sampler_thread_samples_about_every_interval(metrics_url: str, tmp_path:
     assert sampler.scrapes >= 3
 
 
+def _wait_for_exec(process: psutil.Process, marker: str, timeout_s: float = 10.0) -> None:
+    """Right after Popen the child may not have exec'd yet: its command line is empty or its parent's."""
+    deadline = time.monotonic() + timeout_s
+    while marker not in process.cmdline():
+        assert time.monotonic() < deadline, f"child never showed {marker!r} in its command line"
+        time.sleep(0.01)
+
+
 def test_classify_reads_the_command_line() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "celery", "worker"])
     try:
-        assert classify(psutil.Process(child.pid)) == "worker"
+        process = psutil.Process(child.pid)
+        _wait_for_exec(process, "celery")
+        assert classify(process) == "worker"
     finally:
         child.kill()
         child.wait()
+
+
+class LateCmdline:
+    """A process whose command line is empty at first, as one read between fork and exec."""
+
+    def __init__(self, pid: int, lines: list[list[str]]) -> None:
+        self.pid = pid
+        self.lines = lines
+
+    def cmdline(self) -> list[str]:
+        return self.lines.pop(0) if len(self.lines) > 1 else self.lines[0]
+
+
+def test_an_empty_command_line_is_not_remembered_as_the_component(tmp_path: Path) -> None:
+    sampler = Sampler(url="http://127.0.0.1:9", folder=tmp_path, processes=None, temp=None)
+    process = LateCmdline(987654, [[], ["python", "-m", "celery", "worker"]])
+    assert sampler._component(process) == "unknown"  # type: ignore[arg-type]
+    assert 987654 not in sampler.components  # classified again at the next sample
+    assert sampler._component(process) == "worker"  # type: ignore[arg-type]
+    assert sampler.components[987654] == "worker"
+    sampler.stop()

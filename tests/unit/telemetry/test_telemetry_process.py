@@ -1,4 +1,4 @@
-"""worker.procstats against the real kernel: RSS, per-job peak RSS, disk IO, iowait, dead-process bookkeeping.
+"""telemetry against the real kernel: RSS, per-job peak RSS, disk IO, iowait, dead-process bookkeeping.
 
 Each figure is checked against an independent source (psutil, the bytes a child process really
 allocated, wrote or read) in a fresh interpreter, so nothing else in the test process disturbs it.
@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from worker import procstats
+from telemetry import exposition, host, process
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.timeout(120)
@@ -45,7 +45,7 @@ def test_rss_matches_psutil_for_this_process_and_another() -> None:
     try:
         time.sleep(0.3)
         for pid in (os.getpid(), child.pid):
-            ours = procstats.rss_bytes(pid)
+            ours = process.rss_bytes(pid)
             theirs = psutil.Process(pid).memory_info().rss
             assert abs(ours - theirs) < 4 * MiB, (pid, ours, theirs)
     finally:
@@ -56,13 +56,14 @@ def test_rss_matches_psutil_for_this_process_and_another() -> None:
 PEAK_SCRIPT = """
 import json, time
 import numpy as np
-from worker import procstats
+from telemetry.peak_rss import PeakRss
+from telemetry.process import peak_rss_bytes, rss_bytes
 
 MiB = 1024 * 1024
 big = np.ones(400 * MiB, dtype=np.uint8)  # touched: 400 MiB resident
 del big
-baseline = procstats.rss_bytes()
-meter = procstats.PeakRss(use_clear_refs={use_clear_refs})
+baseline = rss_bytes()
+meter = PeakRss(use_clear_refs={use_clear_refs})
 meter.start()
 small = np.ones(64 * MiB, dtype=np.uint8)
 time.sleep(0.2)
@@ -74,7 +75,7 @@ time.sleep(0.2)
 del large
 large_peak = meter.stop()
 print(json.dumps({{"method": meter.method, "baseline": baseline, "small": small_peak, "large": large_peak,
-                  "lifetime_peak": procstats.peak_rss_bytes()}}))
+                  "lifetime_peak": peak_rss_bytes()}}))
 """
 
 
@@ -102,21 +103,21 @@ def test_disk_io_counts_bytes_that_reach_and_come_from_storage(tmp_path: Path) -
     found = run_python(
         f"""
         import json, os
-        from worker import procstats
+        from telemetry.process import io_bytes
 
         path = {str(tmp_path / "blob")!r}
-        before = procstats.io_bytes()
+        before = io_bytes()
         with open(path, "wb") as out:
             out.write(os.urandom(8 * 1024 * 1024))
             out.flush()
             os.fsync(out.fileno())
-        after_write = procstats.io_bytes()
+        after_write = io_bytes()
         fd = os.open(path, os.O_RDONLY)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # drop it from the page cache: reads hit the disk
         while os.read(fd, 1 << 20):
             pass
         os.close(fd)
-        after_read = procstats.io_bytes()
+        after_read = io_bytes()
         print(json.dumps({{"before": before, "after_write": after_write, "after_read": after_read}}))
         """
     )
@@ -125,20 +126,14 @@ def test_disk_io_counts_bytes_that_reach_and_come_from_storage(tmp_path: Path) -
     assert after_read[0] - after_write[0] >= 8 * MiB
 
 
-def test_iowait_comes_from_the_cpu_line_of_proc_stat_in_seconds() -> None:
-    stat = (
-        "cpu  506840 3289 55784 318016 446 0 1343 3484 0 0\n"
-        "cpu0 256155 1646 28698 155689 225 0 573 1542 0 0\n"
-        "cpu1 250684 1642 27086 162327 221 0 769 1942 0 0\n"
-        "intr 1 2 3\nctxt 42\n"
-    )
-    iowait_s, cpus = procstats.host_cpu_times(stat)
-    assert iowait_s == 446 / os.sysconf("SC_CLK_TCK")
-    assert cpus == 2
-    real_iowait, real_cpus = procstats.host_cpu_times()
-    assert real_iowait >= 0
-    assert real_cpus == psutil.cpu_count()
-    assert abs(real_iowait - psutil.cpu_times().iowait) < 1.0
+def test_iowait_and_cpu_count_match_proc_stat() -> None:
+    iowait_s, cpus = host.host_cpu_times()
+    stat = Path("/proc/stat").read_text().splitlines()
+    # cpu  user nice system idle iowait irq softirq steal guest guest_nice (in clock ticks)
+    proc_iowait = int(next(line for line in stat if line.startswith("cpu ")).split()[5]) / os.sysconf("SC_CLK_TCK")
+    assert iowait_s >= 0
+    assert abs(iowait_s - proc_iowait) < 1.0
+    assert cpus == sum(1 for line in stat if line.startswith("cpu") and line[3].isdigit())
 
 
 def test_a_zombie_or_reaped_process_is_not_alive() -> None:
@@ -148,33 +143,36 @@ def test_a_zombie_or_reaped_process_is_not_alive() -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert psutil.pid_exists(child.pid)  # still in the process table...
-    assert not procstats.process_alive(child.pid)  # ...but dead
+    assert not process.process_alive(child.pid)  # ...but dead
     child.wait()
-    assert not procstats.process_alive(child.pid)
-    assert procstats.process_alive(os.getpid())
+    assert not process.process_alive(child.pid)
+    assert process.process_alive(os.getpid())
 
 
 FORK_SCRIPT = """
 import json, os, signal, sys, time
-from worker import procstats
+from prometheus_client.multiprocess import MultiProcessCollector
+from telemetry.exposition import scrape_registry
+from telemetry.families import DISK_WRITE
+from telemetry.process_stats import ProcessStats
 
 path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-procstats.ProcessStats("worker_main").sample()
-procstats.DISK_WRITE.labels("worker_main").inc(100)
+ProcessStats("worker_main").sample()
+DISK_WRITE.labels("worker_main").inc(100)
 read_end, write_end = os.pipe()
 child = os.fork()
 if child == 0:
     # The child's first write re-creates every inherited value in its own file: the parent's RSS
     # entry appears there as 0 and must not show as a series.
-    procstats.ProcessStats("worker").sample()
-    procstats.DISK_WRITE.labels("worker").inc(5)
+    ProcessStats("worker").sample()
+    DISK_WRITE.labels("worker").inc(5)
     os.write(write_end, b"x")
     time.sleep(60)
     os._exit(0)
 os.read(read_end, 1)
 
 def rss_series():
-    registry = procstats.scrape_registry()
+    registry = scrape_registry()
     found = []
     for family in registry.collect():
         if family.name == "animegan_process_resident_memory_bytes":
@@ -183,7 +181,7 @@ def rss_series():
     return sorted(found), writes
 
 with_child = rss_series()
-raw = procstats.MultiProcessCollector(None, path=path).collect()
+raw = MultiProcessCollector(None, path=path).collect()
 rss_raw = [f for f in raw if f.name == "animegan_process_resident_memory_bytes"]
 raw_zeros = [s.labels for f in rss_raw for s in f.samples if s.value == 0]
 os.kill(child, signal.SIGKILL)
@@ -216,13 +214,13 @@ def test_start_up_cleanup_removes_only_files_of_processes_that_are_gone(tmp_path
     run_python(
         """
         import json
-        from worker import procstats
-        procstats.ProcessStats("api").sample()
+        from telemetry.process_stats import ProcessStats
+        ProcessStats("api").sample()
         print(json.dumps({}))
         """,
         env=env,
     )
-    code = "from worker import procstats; procstats.ProcessStats('api').sample(); print('ready', flush=True)"
+    code = "from telemetry.process_stats import ProcessStats; ProcessStats('api').sample(); print('ready', flush=True)"
     alive = subprocess.Popen(
         [sys.executable, "-c", f"{code}; import time; time.sleep(60)"],
         cwd=ROOT,
@@ -233,7 +231,7 @@ def test_start_up_cleanup_removes_only_files_of_processes_that_are_gone(tmp_path
         assert alive.stdout is not None
         assert alive.stdout.readline().strip() == b"ready"
         before = set(os.listdir(tmp_path))
-        removed = {Path(p).name for p in procstats.remove_stale_files(str(tmp_path))}
+        removed = {Path(p).name for p in exposition.remove_stale_files(str(tmp_path))}
         kept = set(os.listdir(tmp_path))
         assert removed
         assert kept

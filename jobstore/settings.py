@@ -2,7 +2,7 @@
 
 ``ApiSettings`` and ``WorkerSettings`` extend ``SharedSettings``, so a shared value (the Redis
 URL, the styles, logging) is declared and validated once and cannot drift between the two.
-Imports pydantic only: the gateway imports this module.
+Imports pydantic only.
 """
 
 from __future__ import annotations

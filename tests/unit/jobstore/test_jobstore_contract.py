@@ -6,13 +6,29 @@ import json
 
 import pytest
 
-from worker import contract
-from worker.contract import ErrorCode, JobRecord, JobState
+from jobstore.errors import ErrorCode, error_title
+from jobstore.fingerprints import request_digest
+from jobstore.heartbeats import Heartbeat, live_heartbeats
+from jobstore.idempotency import decode_idempotency, encode_idempotency
+from jobstore.ids import is_job_id, new_job_id
+from jobstore.keys import (
+    QUEUED_KEY,
+    SERVICE_TIME_KEY,
+    WORKERS_KEY,
+    dedup_key,
+    idempotency_key,
+    input_key,
+    job_key,
+    result_key,
+)
+from jobstore.records import JobRecord
+from jobstore.service_time import estimate_wait_s, next_service_time
+from jobstore.states import JobState
 
 
 def _record(**changes: object) -> JobRecord:
     fields: dict[str, object] = {
-        "id": contract.new_job_id(),
+        "id": new_job_id(),
         "state": JobState.QUEUED,
         "style": "hayao",
         "format": "png",
@@ -40,40 +56,40 @@ def test_record_round_trips_through_a_redis_hash() -> None:
 
 
 def test_job_ids_are_long_random_and_url_safe() -> None:
-    ids = {contract.new_job_id() for _ in range(1000)}
+    ids = {new_job_id() for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(contract.is_job_id(i) and len(i) >= 22 for i in ids)
+    assert all(is_job_id(i) and len(i) >= 22 for i in ids)
 
 
 @pytest.mark.parametrize("value", ["", "short", "../etc/passwd", "a" * 65, "abc def ghi jkl mno", "é" * 20])
 def test_is_job_id_refuses_what_new_job_id_never_makes(value: str) -> None:
-    assert not contract.is_job_id(value)
+    assert not is_job_id(value)
 
 
 def test_keys_live_under_the_animegan_prefix() -> None:
     keys = [
-        contract.job_key("x"),
-        contract.input_key("x"),
-        contract.result_key("x"),
-        contract.dedup_key("d"),
-        contract.idempotency_key("any key with spaces / and :colons"),
-        contract.QUEUED_KEY,
-        contract.WORKERS_KEY,
-        contract.SERVICE_TIME_KEY,
+        job_key("x"),
+        input_key("x"),
+        result_key("x"),
+        dedup_key("d"),
+        idempotency_key("any key with spaces / and :colons"),
+        QUEUED_KEY,
+        WORKERS_KEY,
+        SERVICE_TIME_KEY,
     ]
     assert all(k.startswith("animegan:") for k in keys)
     assert len(set(keys)) == len(keys)
-    assert " " not in contract.idempotency_key("any key with spaces")
+    assert " " not in idempotency_key("any key with spaces")
 
 
 def test_request_digest_depends_on_pixels_size_style_and_format() -> None:
-    base = contract.request_digest(b"\x00" * 12, 2, 2, "hayao", "png")
-    assert base == contract.request_digest(b"\x00" * 12, 2, 2, "hayao", "png")
+    base = request_digest(b"\x00" * 12, 2, 2, "hayao", "png")
+    assert base == request_digest(b"\x00" * 12, 2, 2, "hayao", "png")
     others = {
-        contract.request_digest(b"\x01" + b"\x00" * 11, 2, 2, "hayao", "png"),
-        contract.request_digest(b"\x00" * 12, 4, 1, "hayao", "png"),
-        contract.request_digest(b"\x00" * 12, 2, 2, "paprika", "png"),
-        contract.request_digest(b"\x00" * 12, 2, 2, "hayao", "jpeg"),
+        request_digest(b"\x01" + b"\x00" * 11, 2, 2, "hayao", "png"),
+        request_digest(b"\x00" * 12, 4, 1, "hayao", "png"),
+        request_digest(b"\x00" * 12, 2, 2, "paprika", "png"),
+        request_digest(b"\x00" * 12, 2, 2, "hayao", "jpeg"),
     }
     assert base not in others
     assert len(others) == 4
@@ -84,34 +100,34 @@ def test_terminal_states() -> None:
 
 
 def test_every_error_code_has_a_title() -> None:
-    assert all(contract.error_title(code) for code in ErrorCode)
+    assert all(error_title(code) for code in ErrorCode)
 
 
 def test_wait_estimate_scales_with_queue_and_workers() -> None:
-    assert contract.estimate_wait_s(0, 2.0, 1) == 2.0
-    assert contract.estimate_wait_s(3, 2.0, 2) == 4.0
-    assert contract.estimate_wait_s(3, 2.0, 0) == 8.0  # no live worker: assume one
+    assert estimate_wait_s(0, 2.0, 1) == 2.0
+    assert estimate_wait_s(3, 2.0, 2) == 4.0
+    assert estimate_wait_s(3, 2.0, 0) == 8.0  # no live worker: assume one
 
 
 def test_service_time_average_moves_toward_new_samples() -> None:
-    assert contract.next_service_time(None, 3.0) == 3.0
-    moved = contract.next_service_time(b"2.0", 4.0)
+    assert next_service_time(None, 3.0) == 3.0
+    moved = next_service_time(b"2.0", 4.0)
     assert 2.0 < moved < 4.0
 
 
 def test_only_unexpired_heartbeats_count() -> None:
     def beat(worker: str, expires_at: float) -> bytes:
         return (
-            contract.Heartbeat(worker_id=worker, pid=1, styles=["hayao"], threads=1, expires_at=expires_at)
+            Heartbeat(worker_id=worker, pid=1, styles=["hayao"], threads=1, expires_at=expires_at)
             .model_dump_json()
             .encode()
         )
 
     raw = {b"a": beat("a", 110.0), b"b": beat("b", 90.0), b"c": b"not json"}
-    assert [b.worker_id for b in contract.live_heartbeats(raw, at=100.0)] == ["a"]
+    assert [b.worker_id for b in live_heartbeats(raw, at=100.0)] == ["a"]
 
 
 def test_idempotency_value_round_trips() -> None:
-    encoded = contract.encode_idempotency("job", "print")
+    encoded = encode_idempotency("job", "print")
     assert json.loads(encoded) == {"job_id": "job", "fingerprint": "print"}
-    assert contract.decode_idempotency(encoded.encode()) == ("job", "print")
+    assert decode_idempotency(encoded.encode()) == ("job", "print")

@@ -1,0 +1,61 @@
+"""Image normalisation at the gateway: decode, orient, downscale and hash an upload off the event loop.
+
+At most ANIMEGAN_DECODE_CONCURRENCY decoded images exist at once (a semaphore), so the gateway's
+memory stays bounded whatever the number of uploads in flight. Decoding uses the runtime-free
+``inference.imageio``; its errors become problems here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+
+from api.config import ApiSettings
+from api.problems import ApiError
+from inference import errors as inference_errors
+from inference.imageio import decode_image
+from jobstore.fingerprints import request_digest
+
+
+@dataclass(frozen=True)
+class NormalizedImage:
+    raw_rgb: bytes
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+    digest: str  # jobstore.fingerprints.request_digest of these pixels, style and format
+
+
+class ImageNormalizer:
+    """Turns upload bytes into the raw RGB input a worker reads (raises ApiError for bad images)."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.max_side = settings.max_side
+        self.max_pixels = settings.max_pixels
+        self._decode_slots = anyio.Semaphore(settings.decode_concurrency)
+
+    async def normalize(self, data: bytes, *, style: str, fmt: str) -> NormalizedImage:
+        """Decode, orient, downscale and hash in a worker thread."""
+        async with self._decode_slots:
+            try:
+                return await anyio.to_thread.run_sync(self._normalize_sync, data, style, fmt)
+            except inference_errors.UnsupportedFormatError as exc:
+                raise ApiError("unsupported-media-type", str(exc)) from None
+            except inference_errors.ImageTooLargeError as exc:
+                raise ApiError("too-many-pixels", str(exc)) from None
+            except inference_errors.InferenceError as exc:
+                raise ApiError("invalid-image", str(exc)) from None
+
+    def _normalize_sync(self, data: bytes, style: str, fmt: str) -> NormalizedImage:
+        decoded = decode_image(data, max_side=self.max_side, max_pixels=self.max_pixels)
+        raw = decoded.image.tobytes()
+        return NormalizedImage(
+            raw_rgb=raw,
+            width=decoded.width,
+            height=decoded.height,
+            original_width=decoded.original_width,
+            original_height=decoded.original_height,
+            digest=request_digest(raw, decoded.width, decoded.height, style, fmt),
+        )

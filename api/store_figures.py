@@ -1,0 +1,76 @@
+"""What Redis says at scrape time: Celery queue length, live workers, Redis memory; and their gauges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import redis.asyncio
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from api.config import ApiSettings
+from jobstore.heartbeats import live_heartbeats
+from jobstore.keys import QUEUE_NAME, WORKERS_KEY
+
+# Kombu's Redis transport keeps one list per priority step: the queue name, then name + sep + step.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+
+
+@dataclass(frozen=True)
+class StoreFigures:
+    """What Redis says at scrape time."""
+
+    queue_depth: int
+    used_memory: int
+    max_memory: int
+    worker_processes: int
+
+
+def celery_queue_keys(queue: str = QUEUE_NAME) -> list[str]:
+    return [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS)]
+
+
+async def read_store_figures(store: redis.asyncio.Redis, broker: redis.asyncio.Redis) -> StoreFigures:
+    async with broker.pipeline(transaction=False) as pipe:
+        for key in celery_queue_keys():
+            pipe.llen(key)
+        depth = sum(int(n) for n in await pipe.execute())
+    memory = await store.info("memory")
+    workers = live_heartbeats(await store.hgetall(WORKERS_KEY))
+    return StoreFigures(
+        queue_depth=depth,
+        used_memory=int(memory["used_memory"]),
+        max_memory=int(memory.get("maxmemory", 0)),
+        worker_processes=len(workers),
+    )
+
+
+class StoreCollector(Collector):
+    """The figures read from Redis for one scrape (none when Redis did not answer)."""
+
+    def __init__(self, figures: StoreFigures | None, settings: ApiSettings) -> None:
+        self.figures = figures
+        self.settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        yield _gauge("redis_up", "1 when Redis answered this scrape's queries, else 0.", int(self.figures is not None))
+        limit_help = "ANIMEGAN_MAX_QUEUE_DEPTH: waiting jobs at which uploads get 503."
+        yield _gauge("queue_depth_limit", limit_help, self.settings.max_queue_depth)
+        if self.figures is None:
+            return
+        depth = GaugeMetricFamily(
+            "animegan_queue_depth", "Messages waiting in the Celery queue (Redis list length).", labels=["queue"]
+        )
+        depth.add_metric([QUEUE_NAME], self.figures.queue_depth)
+        yield depth
+        yield _gauge("redis_used_memory_bytes", "Redis used_memory (INFO memory).", self.figures.used_memory)
+        yield _gauge("redis_max_memory_bytes", "Redis maxmemory (0: no limit).", self.figures.max_memory)
+        yield _gauge(
+            "worker_processes", "Worker processes with a live heartbeat in Redis.", self.figures.worker_processes
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"animegan_{name}", documentation, value=value)
