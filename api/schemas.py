@@ -28,6 +28,7 @@ class JobOutput(BaseModel):
     width: int | None = None
     height: int | None = None
     bytes: int | None = Field(default=None, description="Size of the encoded result.")
+    precision: str | None = Field(default=None, description="What the generator computed in: fp32 or bf16.")
 
 
 class JobTimings(BaseModel):
@@ -82,7 +83,11 @@ class Job(BaseModel):
                 original_height=record.original_height,
             ),
             output=JobOutput(
-                format=record.format, width=record.output_width, height=record.output_height, bytes=record.output_bytes
+                format=record.format,
+                width=record.output_width,
+                height=record.output_height,
+                bytes=record.output_bytes,
+                precision=record.precision,
             ),
             timings=JobTimings(queue_s=_milliseconds(record.queue_s), inference_s=_milliseconds(record.inference_s)),
             error=error,

@@ -44,10 +44,11 @@ def add_mark_running(pipe: Pipe, record: JobRecord, started_at: float, *, deadli
 
 
 def add_mark_succeeded(
-    pipe: Pipe, record: JobRecord, *, inference_s: float, width: int, height: int, size: int
+    pipe: Pipe, record: JobRecord, *, inference_s: float, width: int, height: int, size: int, precision: str = ""
 ) -> None:
     """Complete a job whose result is already stored; TTLs restart from completion."""
     fields = {
+        **({"precision": precision} if precision else {}),
         "state": JobState.SUCCEEDED.value,
         "finished_at": str(now()),
         "inference_s": str(inference_s),

@@ -68,6 +68,7 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
     settings = _settings(sender.app)
     runtime.init_runtime(settings, concurrency=int(sender.concurrency or settings.concurrency))
     check_weights(settings)
+    check_precision(settings)
     metrics.init_main_process(settings.styles, settings.max_memory_per_child_mb)
     if settings.metrics_port:
         metrics.start_metrics_server(settings.metrics_port)
@@ -83,6 +84,17 @@ def check_weights(settings: WorkerSettings) -> None:
             resolve_weights(style, weights_dir=settings.weights_dir, cache_dir=settings.cache_dir)
         except WeightsError as exc:
             raise SystemExit(f"animegan worker: {exc}") from None
+
+
+def check_precision(settings: WorkerSettings) -> None:
+    """Stop the worker with one clear line when the precision cannot run natively on this CPU."""
+    from inference.errors import PrecisionError
+    from inference.precision import resolve_precision
+
+    try:
+        resolve_precision(settings.precision)
+    except PrecisionError as exc:
+        raise SystemExit(f"animegan worker: {exc}") from None
 
 
 def _on_child_start(**_: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -29,6 +29,8 @@ class WorkerSettings(SharedSettings):
     output_quality: int = Field(default=92, ge=1, le=100)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # auto: bf16 where the CPU runs it natively (AVX512_BF16, AMX), else fp32 (inference.precision).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     @model_validator(mode="after")
     def _check_limits(self) -> Self:

@@ -74,6 +74,14 @@ MEMORY_LIMIT = Gauge(
     multiprocess_mode="livemax",
 )
 
+ENGINE = Gauge(
+    "worker_engine_info",
+    "1 for the precision and runtime the worker processes' engines computed in (fp32 onnxruntime, bf16 openvino).",
+    ["precision", "runtime"],
+    namespace="animegan",
+    multiprocess_mode="livemax",
+)
+
 _process_stats: ProcessStats | None = None
 
 
@@ -133,6 +141,11 @@ def running_job() -> Iterator[None]:
         JOBS_RUNNING.dec()
         if _process_stats is not None:
             _process_stats.sample()
+
+
+def set_engine(precision: str, runtime: str) -> None:
+    """Info-style: which precision and runtime this process's engine loaded."""
+    ENGINE.labels(precision=precision, runtime=runtime).set(1)
 
 
 def observe_model_load(seconds: float) -> None:

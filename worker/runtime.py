@@ -90,11 +90,25 @@ class Runtime:
 
         start = time.perf_counter()
         stylizer = Stylizer.load(
-            style, weights_dir=self.settings.weights_dir, cache_dir=self.settings.cache_dir, threads=self.threads
+            style,
+            weights_dir=self.settings.weights_dir,
+            cache_dir=self.settings.cache_dir,
+            threads=self.threads,
+            precision=self.settings.precision,
         )
         seconds = time.perf_counter() - start
         metrics.observe_model_load(seconds)
-        logger.info("model loaded", extra={"style": style, "threads": self.threads, "load_s": round(seconds, 3)})
+        metrics.set_engine(str(stylizer.precision), stylizer.engine.runtime_name)
+        logger.info(
+            "model loaded",
+            extra={
+                "style": style,
+                "threads": self.threads,
+                "precision": str(stylizer.precision),
+                "runtime": stylizer.engine.runtime_name,
+                "load_s": round(seconds, 3),
+            },
+        )
         return stylizer
 
     def start_heartbeat(self) -> None:

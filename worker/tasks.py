@@ -163,7 +163,13 @@ def process(runtime: Runtime, record: JobRecord, queue_s: float) -> str:
     previous = client.get(SERVICE_TIME_KEY)
     pipe = client.pipeline()
     add_mark_succeeded(
-        pipe, record, inference_s=inference_s, width=output.width, height=output.height, size=len(encoded)
+        pipe,
+        record,
+        inference_s=inference_s,
+        width=output.width,
+        height=output.height,
+        size=len(encoded),
+        precision=str(stylizer.precision),
     )
     pipe.set(SERVICE_TIME_KEY, next_service_time(previous, inference_s))
     pipe.execute()

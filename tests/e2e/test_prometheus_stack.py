@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from animegan.redis_server import free_port
+from inference.precision import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -67,6 +68,7 @@ REQUIRED: dict[str, dict[str, set[str]]] = {
     "animegan_worker_processes": {},
     "animegan_worker_max_memory_per_child_bytes": {},
     "animegan_model_load_seconds": {},
+    "animegan_worker_engine_info": {"precision": {str(resolve_precision("auto"))}},
     "animegan_http_requests_total": {"route": {"/stylize", "/jobs/{job_id}", "/metrics"}},
     "animegan_http_request_duration_seconds_bucket": {},
 }

@@ -18,6 +18,7 @@ from PIL import Image
 
 from inference.imageio import decode_image
 from inference.pipeline import Stylizer
+from inference.precision import resolve_precision
 from jobstore.keys import input_key, job_key, result_key
 from jobstore.records import JobRecord
 
@@ -57,6 +58,8 @@ def test_photo_round_trip_matches_a_direct_run(start_api: ApiFactory, worker_red
     assert isinstance(timings, dict)
     assert timings["queue_s"] >= 0
     assert timings["inference_s"] > 0
+    # The default precision (auto) as resolved on this CPU computed it, and the record says so.
+    assert job["output"]["precision"] == str(resolve_precision("auto"))  # type: ignore[index]
     result = httpx.get(f"{base}/jobs/{job['id']}/result")
     assert result.status_code == 200
     assert result.headers["content-type"] == "image/png"
@@ -65,7 +68,7 @@ def test_photo_round_trip_matches_a_direct_run(start_api: ApiFactory, worker_red
     normalized = decode_image(photo, max_side=128).image
     assert served.shape == (normalized.height, normalized.width, 3)
     # The same generator run here, single-threaded (the worker child runs with 2 threads).
-    direct = Stylizer.load("hayao", weights_dir=WEIGHTS_DIR, threads=1).stylize(normalized)
+    direct = Stylizer.load("hayao", weights_dir=WEIGHTS_DIR, threads=1, precision="auto").stylize(normalized)
     assert _psnr(served, np.asarray(direct)) >= 45
 
 

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from animegan.redis_server import free_port
 from api.config import ApiSettings
 from api.task_sender import create_celery_client
+from inference.precision import resolve_precision
 from jobstore.keys import QUEUE_NAME, TASK_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,6 +178,8 @@ def test_worker_and_gateway_export_every_family_and_pass_promtool(
     assert 100 * MiB < mean_peak < 2048 * MiB
     assert value(w, "animegan_worker_max_memory_per_child_bytes") == 2048 * MiB
     assert present(w, "animegan_model_load_seconds") > 0
+    precision = resolve_precision("auto")
+    assert value(w, "animegan_worker_engine_info", precision=str(precision), runtime=precision.runtime) == 1
     for component in ("worker", "worker_main"):
         assert value(w, "animegan_process_disk_write_bytes_total", component=component) is not None
     assert value(w, "animegan_host_cpu_iowait_seconds_total") is not None

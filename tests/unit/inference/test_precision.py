@@ -76,3 +76,16 @@ def test_openvino_agrees_with_the_cpu_flags() -> None:
     from inference.runtime_openvino import bf16_supported
 
     assert bf16_supported() == has_native_bf16(cpu_flags())
+
+
+def test_stylize_refuses_bf16_on_a_cpu_without_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, samples_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inference import cli, precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: ZEN3)
+    photo = samples_dir / "chelsea.jpg"
+    assert cli.main(["stylize", str(photo), "--out", str(tmp_path), "--precision", "bf16"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: Precision bf16 needs a CPU with native bf16")
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -67,3 +67,21 @@ def test_pinning_happens_only_with_one_child_per_core() -> None:
             assert os.sched_getaffinity(0) == {sorted(before)[1]}
     finally:
         os.sched_setaffinity(0, before)
+
+
+def test_precision_defaults_to_auto_and_refuses_unknown_values() -> None:
+    assert WorkerSettings().precision == "auto"
+    with pytest.raises(ValidationError, match="precision"):
+        WorkerSettings(precision="fp16")  # type: ignore[arg-type]
+
+
+def test_a_precision_this_cpu_cannot_run_stops_the_worker_with_one_line() -> None:
+    from inference.precision import cpu_flags, has_native_bf16, openvino_installed
+    from worker.celery_app import check_precision
+
+    check_precision(WorkerSettings(precision="fp32"))  # always possible
+    if has_native_bf16(cpu_flags()) and openvino_installed():
+        check_precision(WorkerSettings(precision="bf16"))  # the CPU at hand runs it: no error
+    else:
+        with pytest.raises(SystemExit, match="animegan worker: Precision bf16 needs a CPU with native bf16"):
+            check_precision(WorkerSettings(precision="bf16"))
