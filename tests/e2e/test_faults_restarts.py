@@ -67,7 +67,9 @@ def test_jobs_queued_behind_a_running_one_survive_a_redis_crash_under_a_live_wor
     jobs: Any,
 ) -> None:
     limits = {"ANIMEGAN_TASK_SOFT_TIME_LIMIT_S": "20", "ANIMEGAN_TASK_TIME_LIMIT_S": "25"}
-    worker = spawn_worker(durable_redis.url, ANIMEGAN_THREADS="1", ANIMEGAN_VISIBILITY_TIMEOUT_S="60", **limits)
+    worker = spawn_worker(
+        durable_redis.url, ANIMEGAN_THREADS="1", ANIMEGAN_PRECISION="fp32", ANIMEGAN_VISIBILITY_TIMEOUT_S="60", **limits
+    )
     api = spawn_api(durable_redis.url, ANIMEGAN_MAX_SIDE="512")
     accepted = [jobs.submit(api.base, photo_of(512)) for _ in range(4)]  # a few seconds each on one thread
     time.sleep(2.0)
@@ -95,7 +97,7 @@ def test_polling_continues_across_an_api_restart(
     photo_of: Callable[[int], bytes],
     jobs: Any,
 ) -> None:
-    spawn_worker(redis_url, ANIMEGAN_THREADS="1")
+    spawn_worker(redis_url, ANIMEGAN_THREADS="1", ANIMEGAN_PRECISION="fp32")  # jobs of seconds: seen running
     api = spawn_api(redis_url, ANIMEGAN_MAX_SIDE="512")
     accepted = [jobs.submit(api.base, photo_of(512)) for _ in range(3)]
 

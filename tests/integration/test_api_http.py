@@ -129,7 +129,7 @@ def test_result_is_served_from_redis_with_its_type_and_length(
     assert response.content == b"RIFF....WEBPVP8 fake"
     job = httpx.get(f"{base}/jobs/{job_id}").json()
     assert job["status"] == "succeeded"
-    assert job["output"] == {"format": "webp", "width": 128, "height": 85, "bytes": 20}
+    assert job["output"] == {"format": "webp", "width": 128, "height": 85, "bytes": 20, "precision": None}
 
 
 def test_failed_job_shows_its_error_and_has_no_result(start_api: ApiFactory, redis_url: str, photo: Photo) -> None:
