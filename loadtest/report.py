@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def summarize(data: RunData) -> dict[str, Any]:
         "metrics": metrics_summary(data),
         "temp": data.temp,
         "steps": None,
+        "engine": engines(data.end_scrape),
     }
     if meta.get("steps"):
         summary["steps"] = step_table(data.jobs, meta["steps"], meta["step_s"], meta.get("latency_factor", 4.0))
@@ -180,10 +182,21 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
 
 
-def _machine(meta: dict[str, Any]) -> list[str]:
+def engines(scrape: str | None) -> list[str]:
+    """ "precision on runtime" of every engine the workers loaded, from their animegan_worker_engine_info."""
+    found = []
+    for line in (scrape or "").splitlines():
+        if line.startswith("animegan_worker_engine_info{") and not line.rstrip().endswith(" 0.0"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            found.append(f"{labels.get('precision', '?')} on {labels.get('runtime', '?')}")
+    return sorted(set(found))
+
+
+def _machine(meta: dict[str, Any], engine: list[str] | None = None) -> list[str]:
     machine = meta.get("machine", {})
     if not machine:
         return ["(not recorded)"]
+    lines = [f"- Engine: {', '.join(engine)} (the workers' animegan_worker_engine_info)"] if engine else []
     versions = ", ".join(f"{name} {version}" for name, version in machine.get("versions", {}).items())
     flags = ", ".join(machine.get("cpu_flags", [])) or "none of avx2/fma/avx512"
     return [
@@ -192,6 +205,7 @@ def _machine(meta: dict[str, Any]) -> list[str]:
         f"- Memory: {fmt_bytes(machine['memory_bytes'])}",
         f"- OS: {machine['os']}, kernel {machine['kernel']}; Python {machine['python']}",
         f"- Versions: {versions}",
+        *lines,
     ]
 
 
@@ -280,7 +294,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines += _host(host, procs, metrics, meta)
     lines += ["", "## Plots", ""]
     lines += [f"![{name}]({name})" for name in plots.PLOTS]
-    lines += ["", "## Machine", "", *_machine(meta)]
+    lines += ["", "## Machine", "", *_machine(meta, summary.get("engine"))]
     if meta.get("settings"):
         lines += ["", "## Service settings (environment)", ""]
         lines += [f"- `{key}={value}`" for key, value in sorted(meta["settings"].items())]

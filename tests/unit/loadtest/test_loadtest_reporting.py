@@ -193,3 +193,15 @@ def test_fmt_bytes() -> None:
     assert fmt_bytes(0) == "0 B"
     assert fmt_bytes(2048) == "2 kB"
     assert fmt_bytes(3.5 * 1024**2) == "3.5 MB"
+
+
+def test_the_engines_the_workers_loaded_come_from_the_final_scrape() -> None:
+    from loadtest.report import engines
+
+    scrape = (
+        "# HELP animegan_worker_engine_info 1 for the precision and runtime\n"
+        'animegan_worker_engine_info{precision="bf16",runtime="openvino"} 1.0\n'
+        'animegan_worker_engine_info{precision="fp32",runtime="onnxruntime"} 0.0\n'
+    )
+    assert engines(scrape) == ["bf16 on openvino"]
+    assert engines(None) == []
