@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -37,10 +36,6 @@ def bf16_supported(core: ov.Core | None = None) -> bool:
     """OpenVINO's own report: does its CPU plugin run bf16 natively here?"""
     core = core or ov.Core()
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-def openvino_version() -> str:
-    return str(ov.get_version()).split("-")[0]
 
 
 class _Graph:
@@ -64,6 +59,8 @@ class _Graph:
             request.set_input_tensor(self._inputs[name], _tensor(value, self._input_types[name]))
         for name, array in outputs.items():
             if name in self._outputs:
+                # Written in place: a copy (of a non-contiguous view) would lose the result.
+                assert array.flags.c_contiguous, f"output {name} must be a contiguous array"
                 kind = ov.Type.bf16 if name in MAP_OUTPUTS else _TYPES[array.dtype]
                 request.set_output_tensor(self._outputs[name], _tensor(array, kind))
         # Asynchronous start: the run goes to this model's streams, so bands of several threads
@@ -142,6 +139,3 @@ class OpenVinoRuntime:
         if graph not in self._used:
             with self._used_lock:
                 self._used.add(graph)
-
-    def describe(self) -> dict[str, Any]:
-        return {"runtime": self.name, "version": openvino_version()}
