@@ -41,8 +41,9 @@ def bf16_supported(core: ov.Core | None = None) -> bool:
 class _Graph:
     """A compiled band graph and one infer request per calling thread."""
 
-    def __init__(self, model: ov.CompiledModel) -> None:
+    def __init__(self, model: ov.CompiledModel, *, concurrent: bool) -> None:
         self.model = model
+        self._concurrent = concurrent
         self._inputs = {name: i for i, port in enumerate(model.inputs) for name in port.names}
         self._input_types = {name: model.inputs[i].get_element_type() for name, i in self._inputs.items()}
         self._outputs = {name: i for i, port in enumerate(model.outputs) for name in port.names}
@@ -63,6 +64,10 @@ class _Graph:
                 assert array.flags.c_contiguous, f"output {name} must be a contiguous array"
                 kind = ov.Type.bf16 if name in MAP_OUTPUTS else _TYPES[array.dtype]
                 request.set_output_tensor(self._outputs[name], _tensor(array, kind))
+        if not self._concurrent:
+            # One thread: run in the caller's thread (6% faster at 1024x576 than a hand-off to the stream).
+            request.infer(share_outputs=True)
+            return
         # Asynchronous start: the run goes to this model's streams, so bands of several threads
         # run at once (a synchronous call from any thread would share one stream).
         request.start_async()
@@ -95,6 +100,7 @@ class OpenVinoRuntime:
             "NUM_STREAMS": threads,
             "INFERENCE_NUM_THREADS": threads,
         }
+        self._threads = threads
         self._used: set[_Graph] = set()
         self._used_lock = threading.Lock()
         self._trim = release_freed_memory()
@@ -108,7 +114,8 @@ class OpenVinoRuntime:
         for port in network.outputs:
             if port.get_names() & MAP_OUTPUTS:
                 steps.output(port.get_any_name()).tensor().set_element_type(ov.Type.bf16)
-        return _Graph(self._core.compile_model(steps.build(), "CPU", self._config))
+        compiled = self._core.compile_model(steps.build(), "CPU", self._config)
+        return _Graph(compiled, concurrent=self._threads > 1)
 
     def run(
         self, graph: _Graph, feeds: Mapping[str, np.ndarray], out: np.ndarray | None, channels: int, *, last: bool
