@@ -230,6 +230,9 @@ def check_everything(prometheus: Prometheus, jobs: int, layout: str) -> None:
     prometheus.wait_for(
         'count(animegan_process_resident_memory_bytes{component="worker"})', lambda r: bool(r), timeout_s=30
     )
+    # The polls come last in run_load: with fast jobs the workers' counts land before the
+    # gateway's scrape that holds them.
+    prometheus.wait_for('sum(animegan_http_requests_total{route="/jobs/{job_id}"})', lambda r: bool(r), timeout_s=30)
 
     for name, labels in REQUIRED.items():
         result = prometheus.query(name)
