@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ SHARED = ROOT.parent / "shared"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def test_weights_dir_and_style_flags_alone_give_a_working_service(tmp_path: Path) -> None:
+def test_weights_dir_and_style_flags_alone_give_a_working_service(tmp_path: Path, jobs: Any) -> None:
     weights = tmp_path / "my-weights"
     weights.mkdir()
     shutil.copy(SHARED / "weights" / "hayao.pt", weights / "hayao.pt")
@@ -64,13 +65,9 @@ def test_weights_dir_and_style_flags_alone_give_a_working_service(tmp_path: Path
 
         photo = (SHARED / "samples" / "chelsea.jpg").read_bytes()
         # No style field: the first --style is the default.
-        job = httpx.post(f"{base}/stylize", files={"image": ("c.jpg", photo, "image/jpeg")}).json()
+        job, _ = jobs.follow(base, jobs.submit(base, photo))
         assert job["style"] == "hayao"
-        deadline = time.monotonic() + 240
-        while (state := httpx.get(f"{base}/jobs/{job['id']}").json()["status"]) not in ("succeeded", "failed"):
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
-        assert state == "succeeded"
+        assert job["status"] == "succeeded"
         result = httpx.get(f"{base}/jobs/{job['id']}/result")
         assert result.status_code == 200
         assert result.headers["content-type"] == "image/png"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,19 +67,14 @@ def test_worker_and_api_serve_a_job_without_torch(
     spawn_worker: Callable[..., subprocess.Popen[bytes]],
     spawn_api: Callable[..., Any],
     photo: Callable[[], bytes],
+    jobs: Any,
 ) -> None:
     spawn_worker(redis_url, PYTHONPATH=no_torch_path)
     api = spawn_api(redis_url, PYTHONPATH=no_torch_path)
     assert httpx.get(f"{api.base}/readyz").status_code == 200
-    job = httpx.post(f"{api.base}/stylize", files={"image": ("p.jpg", photo(), "image/jpeg")})
-    assert job.status_code == 202, job.text
-    job_id = job.json()["id"]
-    deadline = time.monotonic() + 240
-    while (state := httpx.get(f"{api.base}/jobs/{job_id}").json()["status"]) not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
-    assert state == "succeeded"
-    result = httpx.get(f"{api.base}/jobs/{job_id}/result")
+    job, _ = jobs.follow(api.base, jobs.submit(api.base, photo()))
+    assert job["status"] == "succeeded", job
+    result = httpx.get(f"{api.base}/jobs/{job['id']}/result")
     assert result.status_code == 200
     assert result.headers["content-type"] == "image/png"
     assert result.content.startswith(b"\x89PNG")
