@@ -76,9 +76,10 @@ class _Process:
         assert self.proc.stdout is not None
         self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
-        return self._answer()
+        return self.answer()
 
-    def _answer(self) -> dict[str, Any]:
+    def answer(self) -> dict[str, Any]:
+        """The next answer line of the process (the throughput mode sends to all before reading any)."""
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -114,7 +115,7 @@ def _spawn(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     process = _Process(variant, proc)
-    process.loaded = process._answer()
+    process.loaded = process.answer()
     return process
 
 
@@ -184,7 +185,7 @@ def _throughput(size: tuple[int, int], args: argparse.Namespace, weights: str) -
                     process.proc.stdin.write("run\n")
                     process.proc.stdin.flush()
                 for process in groups[variant]:
-                    process.times.append(process._answer()["seconds"])
+                    process.times.append(process.answer()["seconds"])
                 rates[variant].append(60 * len(groups[variant]) / (time.perf_counter() - started))
         reports = {variant: [{**p.loaded, **p.ask("report")} for p in group] for variant, group in groups.items()}
     finally:
