@@ -14,6 +14,7 @@ key                            value                             TTL            
 ``idem:{sha256 of key}``       JSON {job_id, fingerprint}        record_ttl_s         api
 ``workers``                    hash worker id -> JSON heartbeat  none (expiry inside) worker
 ``stats:service_s``            EWMA of inference seconds         none                 worker
+``events:{id}`` (channel)      pub/sub: the job's new state      -                    every state change
 =============================  ================================  ===================  ======================
 
 The Celery queue itself is the Redis list ``QUEUE_NAME`` (and its priority lists), on the broker.
@@ -41,6 +42,11 @@ def input_key(job_id: str) -> str:
 
 def result_key(job_id: str) -> str:
     return f"{PREFIX}result:{job_id}"
+
+
+def events_channel(job_id: str) -> str:
+    """Pub/sub channel on which every state change of the job is announced (message: the new state)."""
+    return f"{PREFIX}events:{job_id}"
 
 
 def dedup_key(digest: str) -> str:

@@ -13,7 +13,7 @@ import redis.asyncio
 
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
-from jobstore.keys import QUEUED_KEY, dedup_key, input_key, job_key, result_key
+from jobstore.keys import QUEUED_KEY, dedup_key, events_channel, input_key, job_key, result_key
 from jobstore.records import JobRecord
 from jobstore.states import JobState
 
@@ -41,6 +41,12 @@ def add_mark_running(pipe: Pipe, record: JobRecord, started_at: float, *, deadli
     # A running job keeps its record for a full TTL (and a record that expired meanwhile gets one).
     pipe.expire(job_key(record.id), record.record_ttl_s)
     pipe.zrem(QUEUED_KEY, record.id)
+    add_publish(pipe, record.id, JobState.RUNNING)
+
+
+def add_publish(pipe: Pipe, job_id: str, state: JobState) -> None:
+    """Announce a state change to the job's event streams (after the change, in the same pipeline)."""
+    pipe.publish(events_channel(job_id), state.value)
 
 
 def add_mark_succeeded(
@@ -64,6 +70,7 @@ def add_mark_succeeded(
         pipe.set(dedup_key(digest), record.id, ex=min(record.record_ttl_s, record.result_ttl_s))
     pipe.delete(input_key(record.id))
     pipe.zrem(QUEUED_KEY, record.id)
+    add_publish(pipe, record.id, JobState.SUCCEEDED)
 
 
 def add_requeue(pipe: Pipe, record: JobRecord) -> None:
@@ -71,6 +78,7 @@ def add_requeue(pipe: Pipe, record: JobRecord) -> None:
     pipe.hset(job_key(record.id), "state", JobState.QUEUED.value)
     pipe.hdel(job_key(record.id), "deadline_at")
     pipe.zadd(QUEUED_KEY, {record.id: record.created_at})
+    add_publish(pipe, record.id, JobState.QUEUED)
 
 
 def add_mark_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str) -> None:
@@ -85,6 +93,7 @@ def add_mark_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str)
     pipe.expire(job_key(record.id), record.record_ttl_s)
     pipe.delete(input_key(record.id))
     pipe.zrem(QUEUED_KEY, record.id)
+    add_publish(pipe, record.id, JobState.FAILED)
 
 
 def add_prune_waiting(pipe: Pipe, max_age_s: float) -> None:
