@@ -47,6 +47,10 @@ class JobRecord(BaseModel):
     error_code: ErrorCode | None = None
     error_detail: str | None = None
     request_id: str | None = None
+    # Who submitted it (api.clients.ClientIdentity.id): the job is visible to this client only.
+    client: str | None = None
+    # Where the job's end is announced (a signed POST), if the client asked for it.
+    callback_url: str | None = None
 
     @property
     def dedup_digests(self) -> list[str]:
