@@ -1,8 +1,7 @@
 """The gateway's parts, built once per app from its settings and its Redis client (``app.state.gateway``).
 
 Routes get each part through ``api.deps``; tests replace a part by assigning another object.
-``aclose()`` closes every connection the parts hold (the job store, the broker client the
-/metrics scrape reads queue lengths with, the Celery producer).
+``aclose()`` closes every connection the parts hold (the job store, the Celery producer).
 """
 
 from __future__ import annotations
@@ -25,22 +24,13 @@ class Gateway:
     def __init__(self, settings: ApiSettings, client: redis.asyncio.Redis, celery: Celery) -> None:
         self.settings = settings
         self.redis = client
-        # The Celery queue lives on the broker: the job-store client itself unless ANIMEGAN_BROKER_URL
-        # names another Redis. Connections open on first use, so this costs nothing until a scrape.
-        self.broker_redis = (
-            client
-            if settings.broker == settings.redis_url
-            else redis.asyncio.Redis.from_url(settings.broker, socket_connect_timeout=2, socket_timeout=2)
-        )
         self.images = ImageNormalizer(settings)
         self.reader = JobReader(client)
         self.admission = Admission(settings, client, self.reader)
-        self.dedup = Deduplicator(settings, client, self.reader)
+        self.dedup = Deduplicator(client, self.reader)
         self.sender = TaskSender(celery)
-        self.submitter = JobSubmitter(settings, client, self.dedup, self.sender)
+        self.submitter = JobSubmitter(settings, client, self.reader, self.admission, self.sender)
 
     async def aclose(self) -> None:
-        if self.broker_redis is not self.redis:
-            await self.broker_redis.aclose()
         await self.redis.aclose()
         self.sender.close()

@@ -20,6 +20,9 @@ slug                       status  when
 ``job-not-ready``          409     result asked for before the job succeeded (+ Retry-After)
 ``job-failed``             409     result asked for a failed job (the job's error is the detail)
 ``idempotency-key-in-use`` 409     the first request with this key is still being accepted
+``job-running``            409     DELETE of a job a worker is computing now (+ Retry-After)
+``client-quota``           429     the client has ANIMEGAN_MAX_QUEUED_PER_CLIENT jobs queued or running
+                                   (+ Retry-After)
 ``queue-full``             503     backpressure: queue at ANIMEGAN_MAX_QUEUE_DEPTH (+ Retry-After)
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
@@ -59,6 +62,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "job-not-ready": (409, "Job not ready"),
     "job-failed": (409, "Job failed"),
     "idempotency-key-in-use": (409, "Idempotency key in use"),
+    "job-running": (409, "Job running"),
+    "client-quota": (429, "Too many jobs of this client"),
     "queue-full": (503, "Queue full"),
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),

@@ -1,4 +1,8 @@
-"""What Redis says at scrape time: Celery queue length, live workers, Redis memory; and their gauges."""
+"""What Redis says at scrape time: the queue depth, live workers, Redis memory; and their gauges.
+
+The queue depth is the job store's ``waiting`` list: the one definition admission, /readyz, this
+gauge and the chart's KEDA trigger share (Celery's own list holds tokens, not jobs).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,7 @@ from prometheus_client.registry import Collector
 
 from api.config import ApiSettings
 from jobstore.heartbeats import live_heartbeats
-from jobstore.keys import QUEUE_NAME, WORKERS_KEY
-
-# Kombu's Redis transport keeps one list per priority step: the queue name, then name + sep + step.
-_PRIORITY_SEPARATOR = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)
+from jobstore.keys import QUEUE_NAME, WAITING_KEY, WORKERS_KEY
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,8 @@ class StoreFigures:
     worker_processes: int
 
 
-def celery_queue_keys(queue: str = QUEUE_NAME) -> list[str]:
-    return [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS)]
-
-
-async def read_store_figures(store: redis.asyncio.Redis, broker: redis.asyncio.Redis) -> StoreFigures:
-    async with broker.pipeline(transaction=False) as pipe:
-        for key in celery_queue_keys():
-            pipe.llen(key)
-        depth = sum(int(n) for n in await pipe.execute())
+async def read_store_figures(store: redis.asyncio.Redis) -> StoreFigures:
+    depth = int(await store.llen(WAITING_KEY))
     memory = await store.info("memory")
     workers = live_heartbeats(await store.hgetall(WORKERS_KEY))
     return StoreFigures(
@@ -61,7 +54,7 @@ class StoreCollector(Collector):
         if self.figures is None:
             return
         depth = GaugeMetricFamily(
-            "animegan_queue_depth", "Messages waiting in the Celery queue (Redis list length).", labels=["queue"]
+            "animegan_queue_depth", "Jobs waiting for a worker (the job store's waiting list).", labels=["queue"]
         )
         depth.add_metric([QUEUE_NAME], self.figures.queue_depth)
         yield depth

@@ -1,8 +1,10 @@
-"""Creating a job: claim its identity, store input and record in one transaction, send its task.
+"""Creating a job: one atomic ADMIT (limits, dedup, idempotency, enqueue), then its message.
 
-An identical request already in the store answers instead (``deduplicated``). Redis and broker
-failures become ``broker-unavailable`` problems; a job whose task could not be sent is marked
-failed, so no record waits for a message that does not exist.
+The job store's ADMIT script (``jobstore.queue``) decides everything at once: the client's
+Idempotency-Key replays, the client's identical job answers (deduplicated), a full queue or an
+exhausted client quota refuses, or the input and record are stored and the job queued. Redis and
+broker failures become ``broker-unavailable`` problems; a job whose message could not be sent is
+marked failed, so no record waits for a message that does not exist.
 """
 
 from __future__ import annotations
@@ -11,20 +13,24 @@ import logging
 from dataclasses import dataclass
 
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
+from api import idempotency
+from api.admission import Admission
+from api.clients import ClientIdentity
 from api.config import ApiSettings
-from api.dedup import Deduplicator
 from api.images import NormalizedImage
-from api.problems import broker_unavailable
+from api.job_reader import JobReader
+from api.problems import ApiError, broker_unavailable
 from api.task_sender import TaskSender
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.ids import new_job_id
-from jobstore.keys import dedup_key
+from jobstore.keys import job_key
+from jobstore.queue import AsyncQueueScripts, admit_call, parse_admitted
 from jobstore.records import JobRecord
 from jobstore.states import JobState
-from jobstore.transitions import add_create, add_mark_failed
+from jobstore.transitions import add_delete, add_mark_failed
 
 logger = logging.getLogger(__name__)
 
@@ -32,50 +38,75 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Submission:
     record: JobRecord
-    deduplicated: bool
+    deduplicated: bool = False
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What the client asked for, besides the image."""
+
+    client: ClientIdentity
+    style: str
+    fmt: str
+    upload_digest: str
+    request_id: str | None = None
+    idempotency_key: str | None = None
 
 
 class JobSubmitter:
-    """Turns a normalized image into a queued job (or the identical job that already exists)."""
+    """Turns a normalized image into a queued job (or the client's identical job that already exists)."""
 
     def __init__(
-        self, settings: ApiSettings, client: redis.asyncio.Redis, dedup: Deduplicator, sender: TaskSender
+        self,
+        settings: ApiSettings,
+        client: redis.asyncio.Redis,
+        reader: JobReader,
+        admission: Admission,
+        sender: TaskSender,
     ) -> None:
         self.settings = settings
         self.redis = client
-        self.dedup = dedup
+        self.scripts = AsyncQueueScripts(client)
+        self.reader = reader
+        self.admission = admission
         self.sender = sender
 
-    async def submit(
-        self, image: NormalizedImage, *, style: str, fmt: str, upload_digest: str, request_id: str | None
-    ) -> Submission:
-        """Create the job, or find the one with the same pixels, style and format; then send its task."""
-        job_id = new_job_id()
+    async def submit(self, image: NormalizedImage, request: JobRequest) -> Submission:
+        """Admit the job atomically; then send its message (only for a job this call created)."""
+        record = self.new_record(new_job_id(), image, request)
+        keys, args = admit_call(
+            record, image.raw_rgb, self.admission.limits, request.idempotency_key, request.upload_digest
+        )
         try:
-            existing = await self.dedup.claim(image.digest, job_id)
-            if existing is not None:
-                await self.dedup.point(upload_digest, existing.id)
-                return Submission(existing, deduplicated=True)
-            record = self.new_record(job_id, image, style=style, fmt=fmt, request_id=request_id)
-            record = record.model_copy(update={"upload_digest": upload_digest})
-            pipe = self.redis.pipeline()
-            add_create(pipe, record, image.raw_rgb)
-            await pipe.execute()
+            admitted = parse_admitted(await self.scripts.admit(keys=keys, args=args))
         except RedisError:
             raise broker_unavailable("storing the job") from None
-        await self._send(record)
-        return Submission(record, deduplicated=False)
+        if admitted.outcome == "created":
+            await self._send(record)
+            return Submission(record)
+        if admitted.outcome == "queue-full":
+            raise await self.admission.queue_full(admitted.count)
+        if admitted.outcome == "client-quota":
+            raise await self.admission.client_quota(request.client, admitted.count)
+        if admitted.outcome == "idempotency-key-reused":
+            raise idempotency.reused()
+        existing = await self.reader.read(admitted.job_id, request.client.id)
+        if existing is None:
+            raise ApiError("idempotency-key-in-use", "The first request with this key is still being accepted; retry.")
+        return Submission(
+            existing, deduplicated=admitted.outcome == "deduplicated", replayed=admitted.outcome == "replayed"
+        )
 
-    def new_record(
-        self, job_id: str, image: NormalizedImage, *, style: str, fmt: str, request_id: str | None
-    ) -> JobRecord:
+    def new_record(self, job_id: str, image: NormalizedImage, request: JobRequest) -> JobRecord:
         """The queued record of a new job, with this gateway's TTLs."""
         return JobRecord(
             id=job_id,
             state=JobState.QUEUED,
-            style=style,
-            format=fmt,
+            style=request.style,
+            format=request.fmt,
             digest=image.digest,
+            upload_digest=request.upload_digest,
             created_at=now(),
             width=image.width,
             height=image.height,
@@ -84,7 +115,8 @@ class JobSubmitter:
             input_ttl_s=self.settings.input_ttl_s,
             result_ttl_s=self.settings.result_ttl_s,
             record_ttl_s=self.settings.record_ttl_s,
-            request_id=request_id,
+            request_id=request.request_id,
+            client=request.client.id,
         )
 
     async def _send(self, record: JobRecord) -> None:
@@ -99,7 +131,30 @@ class JobSubmitter:
         try:
             pipe = self.redis.pipeline()
             add_mark_failed(pipe, record, ErrorCode.BROKER_UNAVAILABLE, "The job could not be queued.")
-            pipe.delete(*(dedup_key(d) for d in record.dedup_digests))
             await pipe.execute()
         except RedisError:
             logger.warning("could not mark the unsent job failed", extra={"job_id": record.id})
+
+    async def delete(self, record: JobRecord) -> JobRecord | None:
+        """Forget a job unless a worker runs it now (DELETE /jobs/{id}): record, input, result, dedup entries.
+
+        Returns None once deleted (or already gone), else the running record. Atomic against a
+        worker claiming the job meanwhile (WATCH on its record).
+        """
+        key = job_key(record.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.hgetall(key)
+                    if not raw:
+                        return None
+                    current = JobRecord.from_hash(raw)
+                    if current.state is JobState.RUNNING:
+                        return current
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    add_delete(pipe, current)
+                    await pipe.execute()
+                    return None
+                except WatchError:
+                    continue

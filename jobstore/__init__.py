@@ -9,8 +9,8 @@ concept, so a reader finds a key, a state or a transition by its name:
 - ``states``, ``errors``: the job states and the codes a failed job carries;
 - ``records``: the job record and its hash (de)serialisation;
 - ``fingerprints``: request and upload digests (deduplication, idempotency);
-- ``transitions``: the commands that change a job's state, added to a sync or async pipeline;
-- ``deadlines``: when a running attempt is stale;
+- ``queue``: the fair queue's scripts: atomic admission, round-robin claims, leases, positions;
+- ``transitions``: the commands that end a job, added to a sync or async pipeline;
 - ``heartbeats``, ``service_time``: what workers announce, and the wait estimate built on it;
 - ``idempotency``: the value stored under an Idempotency-Key;
 - ``settings``: the settings the gateway and the workers both read.

@@ -8,10 +8,19 @@ key                            value                             TTL            
 ``job:{id}``                   hash, the JobRecord fields        record_ttl_s         api creates, worker
 ``input:{id}``                 normalized input, raw RGB bytes   input_ttl_s          api; worker deletes
 ``result:{id}``                encoded output image              result_ttl_s         worker, SET NX (once)
-``queued``                     sorted set id -> enqueue time     none (members pruned) api adds, worker removes
-``dedup:{sha256}``             job id of an identical request    record/result TTL    api, worker refreshes
-                               (by pixels, and by upload bytes)
-``idem:{sha256 of key}``       JSON {job_id, fingerprint}        record_ttl_s         api
+``waiting``                    list of job ids, arrival order    none (members removed) api adds, worker claims
+                               (the queue depth: LLEN, KEDA's list)
+``cq:{client}``                list: one client's waiting jobs   none (emptied)       api adds, worker claims
+``round``                      list: clients with waiting jobs,  none                 api adds, worker rotates
+                               in round-robin order
+``active:{client}``            set: the client's jobs queued or  record_ttl_s         api adds, terminal removes
+                               running (the per-client quota)
+``leases``                     sorted set running id -> expiry   none (members removed) worker claims, renews
+``dedup:{client}:{sha256}``    job id of an identical request    record/result TTL    api, worker refreshes
+                               of the same client (by pixels,
+                               and by upload bytes)
+``idem:{client}:{sha256}``     JSON {job_id, fingerprint}        record_ttl_s         api
+``sweeper``                    lock: the worker sweeping now     a few seconds        worker
 ``workers``                    hash worker id -> JSON heartbeat  none (expiry inside) worker
 ``stats:service_s``            EWMA of inference seconds         none                 worker
 ``events:{id}`` (channel)      pub/sub: the job's new state      -                    every state change
@@ -27,7 +36,10 @@ import hashlib
 TASK_NAME = "animegan.stylize"
 QUEUE_NAME = "animegan"
 PREFIX = "animegan:"
-QUEUED_KEY = f"{PREFIX}queued"
+WAITING_KEY = f"{PREFIX}waiting"
+ROUND_KEY = f"{PREFIX}round"
+LEASES_KEY = f"{PREFIX}leases"
+SWEEPER_LOCK_KEY = f"{PREFIX}sweeper"
 WORKERS_KEY = f"{PREFIX}workers"
 SERVICE_TIME_KEY = f"{PREFIX}stats:service_s"
 
@@ -49,10 +61,19 @@ def events_channel(job_id: str) -> str:
     return f"{PREFIX}events:{job_id}"
 
 
-def dedup_key(digest: str) -> str:
-    return f"{PREFIX}dedup:{digest}"
+def client_queue_key(client: str) -> str:
+    return f"{PREFIX}cq:{client}"
 
 
-def idempotency_key(client_key: str) -> str:
+def client_active_key(client: str) -> str:
+    return f"{PREFIX}active:{client}"
+
+
+def dedup_key(client: str, digest: str) -> str:
+    # Scoped to the client: an identical upload from someone else never finds (or reveals) this job.
+    return f"{PREFIX}dedup:{client}:{digest}"
+
+
+def idempotency_key(client: str, idempotency: str) -> str:
     # Hashed: the client's key may be long or hold characters we do not want in key names.
-    return f"{PREFIX}idem:{hashlib.sha256(client_key.encode()).hexdigest()}"
+    return f"{PREFIX}idem:{client}:{hashlib.sha256(idempotency.encode()).hexdigest()}"

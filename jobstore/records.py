@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict
 from jobstore.errors import ErrorCode
 from jobstore.states import JobState
 
+# The client of jobs written without a gateway (tools, tests).
+LOCAL_CLIENT = "local"
+
 # What HGETALL returns (bytes without decode_responses; the client types allow str too).
 RawHash = Mapping[bytes | str, bytes | str] | Mapping[bytes, bytes]
 
@@ -34,9 +37,6 @@ class JobRecord(BaseModel):
     record_ttl_s: int
     attempts: int = 0
     started_at: float | None = None
-    # While running: when the attempt must have ended (the hard time limit plus a margin). A job
-    # still running after it lost its worker without trace, and is failed as worker-lost.
-    deadline_at: float | None = None
     finished_at: float | None = None
     queue_s: float | None = None
     inference_s: float | None = None
@@ -48,7 +48,9 @@ class JobRecord(BaseModel):
     error_detail: str | None = None
     request_id: str | None = None
     # Who submitted it (api.clients.ClientIdentity.id): the job is visible to this client only.
-    client: str | None = None
+    client: str = LOCAL_CLIENT
+    # While running: the worker process holding its lease (``host:pid``).
+    holder: str | None = None
     # Where the job's end is announced (a signed POST), if the client asked for it.
     callback_url: str | None = None
 

@@ -49,9 +49,9 @@ from jobstore.fingerprints import request_digest
 from jobstore.heartbeats import live_heartbeats
 from jobstore.ids import new_job_id
 from jobstore.keys import WORKERS_KEY
+from jobstore.queue import Limits, QueueScripts, admit_call, parse_admitted
 from jobstore.records import JobRecord
 from jobstore.states import JobState
-from jobstore.transitions import add_create
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -378,18 +378,22 @@ def write_queued_job(
     raw: bytes | None = None,
     ttl_s: int = 60,
     age_s: float = 0.0,
+    owner: str = "local",
 ) -> JobRecord:
-    """Store ``image`` as a queued job exactly as the gateway does (record, input, queue entry, dedup keys).
+    """Store ``image`` as a queued job exactly as the gateway does (the job store's ADMIT script).
 
-    ``raw`` replaces the pixel bytes (a corrupt input); ``age_s`` backdates the job's creation.
+    ``raw`` replaces the pixel bytes (a corrupt input); ``age_s`` backdates the job's creation;
+    ``owner`` is the client the job belongs to (its line in the fair queue).
     """
     data = image.tobytes() if raw is None else raw
+    job_id = new_job_id()
     record = JobRecord(
-        id=new_job_id(),
+        id=job_id,
         state=JobState.QUEUED,
         style=style,
         format=fmt,
-        digest=request_digest(data, image.width, image.height, style, fmt),
+        # Salted with the id: every call queues a job of its own, even for the same pixels.
+        digest=request_digest(data + job_id.encode(), image.width, image.height, style, fmt),
         created_at=now() - age_s,
         width=image.width,
         height=image.height,
@@ -398,16 +402,17 @@ def write_queued_job(
         input_ttl_s=ttl_s,
         result_ttl_s=ttl_s,
         record_ttl_s=ttl_s,
+        client=owner,
     )
-    pipe = client.pipeline()
-    add_create(pipe, record, data)
-    pipe.execute()
+    keys, args = admit_call(record, data, Limits(10_000, 10_000), None, record.digest)
+    admitted = parse_admitted(QueueScripts(client).admit(keys=keys, args=args))
+    assert admitted.outcome == "created", admitted
     return record
 
 
 @pytest.fixture(scope="session")
 def queue_job() -> Callable[..., JobRecord]:
-    """``queue_job(client, image, style=, fmt=, raw=, ttl_s=, age_s=)`` -> the JobRecord it stored (queued)."""
+    """``queue_job(client, image, style=, fmt=, raw=, ttl_s=, age_s=, owner=)`` -> the JobRecord it stored (queued)."""
     return write_queued_job
 
 

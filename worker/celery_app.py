@@ -19,6 +19,7 @@ from jobstore.keys import QUEUE_NAME
 from worker import metrics, runtime
 from worker.config import WorkerSettings, load_worker_settings
 from worker.log import configure_logging
+from worker.sweeper import SweeperStep
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def create_celery(settings: WorkerSettings | None = None) -> Celery:
     )
     app.conf.animegan_settings = settings
     app.steps["worker"].add(metrics.ProcessStatsStep)
+    app.steps["worker"].add(SweeperStep)
     return app
 
 

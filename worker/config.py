@@ -24,6 +24,12 @@ class WorkerSettings(SharedSettings):
     task_time_limit_s: int = Field(default=330, ge=1)
     visibility_timeout_s: int = Field(default=3600, ge=1)
     max_attempts: int = Field(default=3, ge=1)
+    # A running job is leased for lease_s and renewed every quarter of it; a lease nobody renewed
+    # (its process vanished) is handed back by the sweeper, which looks every sweep_interval_s.
+    lease_s: float = Field(default=20.0, ge=1.0)
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    # How long a job's Redis writes are retried before the job is handed back through its lease.
+    store_retry_s: float = Field(default=30.0, ge=0)
     max_memory_per_child_mb: int = Field(default=2048, ge=0)
     max_tasks_per_child: int = Field(default=0, ge=0)
     output_quality: int = Field(default=92, ge=1, le=100)

@@ -64,6 +64,12 @@ JOB_PEAK_RSS = Histogram(
     namespace="animegan",
     buckets=PEAK_RSS_BUCKETS,
 )
+HANDBACKS = Counter(
+    "jobs_handed_back",
+    "Running jobs whose worker process vanished, by what became of them (requeued, exhausted).",
+    ["outcome"],
+    namespace="animegan",
+)
 MODEL_LOAD = Gauge(
     "model_load_seconds", "Seconds the last model load took.", namespace="animegan", multiprocess_mode="max"
 )
@@ -92,6 +98,8 @@ def init_labels(styles: list[str]) -> None:
         JOB_DURATION.labels(style)
         for outcome in OUTCOMES:
             JOBS.labels(style, outcome)
+    for outcome in ("requeued", "exhausted"):
+        HANDBACKS.labels(outcome)
 
 
 def init_main_process(styles: list[str], max_memory_per_child_mb: int) -> None:
@@ -114,6 +122,11 @@ def start_process_stats(component: str, interval_s: float | None = None) -> Proc
     else:
         _process_stats.start(interval_s)
     return _process_stats
+
+
+def observe_handback(outcome: str) -> None:
+    """A running job whose process vanished: requeued, or failed out of attempts (exhausted)."""
+    HANDBACKS.labels(outcome).inc()
 
 
 def observe_queue_wait(seconds: float) -> None:

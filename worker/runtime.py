@@ -21,13 +21,15 @@ from redis.retry import Retry
 
 from jobstore.clock import now
 from jobstore.heartbeats import Heartbeat, live_heartbeats
-from jobstore.keys import WORKERS_KEY
+from jobstore.keys import QUEUE_NAME, TASK_NAME, WORKERS_KEY
+from jobstore.queue import QueueScripts
 from jobstore.records import as_text
 from worker import metrics
 from worker.config import WorkerSettings, available_cores
 
 if TYPE_CHECKING:
     from inference.pipeline import Stylizer
+    from worker.sweeper import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +44,12 @@ class Runtime:
         self.settings = settings
         self.concurrency = concurrency or settings.concurrency
         self.threads = settings.threads or max(1, available_cores() // self.concurrency)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = holder_of(os.getpid())
         self._stylizers: dict[str, Stylizer] = {}
         self._load_lock = threading.Lock()
         self._redis: redis.Redis | None = None
+        self._scripts: QueueScripts | None = None
+        self._sweeper: Sweeper | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -63,6 +67,34 @@ class Runtime:
                 retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
         return self._redis
+
+    @property
+    def scripts(self) -> QueueScripts:
+        if self._scripts is None:
+            self._scripts = QueueScripts(self.redis)
+        return self._scripts
+
+    def sweeper_for_main(self) -> Sweeper:
+        """This process's sweeper (the main worker process runs its thread; started by ``start_sweeper``)."""
+        if self._sweeper is None:
+            from worker.sweeper import Sweeper
+
+            # Its own client, quick to give up: the sweep runs on the main process's event loop.
+            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+            self._sweeper = Sweeper(
+                client,
+                self.send_token,
+                holder=self.worker_id,
+                interval_s=self.settings.sweep_interval_s,
+                max_attempts=self.settings.max_attempts,
+            )
+        return self._sweeper
+
+    def send_token(self, job_id: str) -> None:
+        """Send one message for a waiting job (``job_id`` only names it in the log)."""
+        from celery import current_app
+
+        current_app.send_task(TASK_NAME, args=[job_id], queue=QUEUE_NAME)
 
     def pin_cpu(self, index: int) -> None:
         """Give pool child ``index`` a core of its own when there is one child per core."""
@@ -153,6 +185,11 @@ class Runtime:
             self.redis.hdel(WORKERS_KEY, *stale)
 
 
+def holder_of(pid: int) -> str:
+    """The lease holder name of process ``pid`` on this host (what its Runtime.worker_id is)."""
+    return f"{socket.gethostname()}:{pid}"
+
+
 _runtime: Runtime | None = None
 
 
@@ -165,7 +202,7 @@ def init_runtime(settings: WorkerSettings, *, concurrency: int | None = None) ->
 def get_runtime() -> Runtime:
     """This process's runtime; threaded/solo pools and tests get one built from the environment."""
     global _runtime
-    if _runtime is None or _runtime.worker_id != f"{socket.gethostname()}:{os.getpid()}":
+    if _runtime is None or _runtime.worker_id != holder_of(os.getpid()):
         from worker.config import load_worker_settings
 
         settings = _runtime.settings if _runtime is not None else load_worker_settings()

@@ -1,4 +1,8 @@
-"""POST /stylize, GET /jobs/{job_id}, GET /jobs/{job_id}/result."""
+"""POST /stylize, GET /jobs/{job_id}, GET /jobs/{job_id}/result, DELETE /jobs/{job_id}.
+
+Every job belongs to the client that submitted it (``api.clients.client_of``): another client's
+job answers 404 exactly like an unknown one.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ from fastapi import APIRouter, Header, Request, Response
 
 from api import idempotency, metrics
 from api.admission import Admission
+from api.clients import ClientIdentity, client_of
 from api.config import ApiSettings
 from api.deps import AdmissionDep, GatewayDep, JobReaderDep, SettingsDep
 from api.gateway import Gateway
 from api.job_reader import JobReader
 from api.problems import ApiError
 from api.schemas import Job
-from api.submission import Submission
+from api.submission import JobRequest, Submission
 from api.upload import Upload, read_upload
 from inference.imageio import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS, sniff_format
 from jobstore.fingerprints import upload_digest
@@ -54,7 +59,7 @@ _STYLIZE_BODY: dict[str, Any] = {
     status_code=202,
     response_model=Job,
     openapi_extra=_STYLIZE_BODY,
-    responses=dict.fromkeys((400, 409, 413, 415, 422, 503), _PROBLEM),
+    responses=dict.fromkeys((400, 409, 413, 415, 422, 429, 503), _PROBLEM),
 )
 async def create_job(
     request: Request,
@@ -72,6 +77,7 @@ async def create_job(
 
 async def _accept(request: Request, response: Response, gateway: Gateway, key: str | None) -> Job:
     settings = gateway.settings
+    client = client_of(request)
     upload = await read_upload(request, settings.max_upload_bytes)
     style, fmt = _choose(upload, settings)
     if upload.image and sniff_format(upload.image) is None:
@@ -79,16 +85,15 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
     # Hashing a few MB releases the GIL: off the event loop it runs beside other requests.
     fingerprint = await anyio.to_thread.run_sync(upload_digest, upload.image, style, fmt, settings.max_side)
     if key is not None:
-        earlier = await idempotency.lookup(gateway.redis, idempotency.check_key(key), fingerprint)
+        earlier = await idempotency.lookup(gateway.redis, client.id, idempotency.check_key(key), fingerprint)
         if earlier is not None:
-            return await _replay(response, gateway, earlier)
-    submission = await _submit(
-        gateway, upload.image, style, fmt, fingerprint, getattr(request.state, "request_id", None)
+            return await _replay(response, gateway, earlier, client)
+    job_request = JobRequest(
+        client, style, fmt, fingerprint, getattr(request.state, "request_id", None), idempotency_key=key
     )
-    if key is not None:
-        other = await idempotency.claim(gateway.redis, key, fingerprint, submission.record.id, settings.record_ttl_s)
-        if other is not None and other != submission.record.id:
-            return await _replay(response, gateway, other)
+    submission = await _submit(gateway, upload.image, job_request)
+    if submission.replayed:
+        return await _replay(response, gateway, submission.record.id, client)
     metrics.observe_submitted(len(upload.image), deduplicated=submission.deduplicated)
     if submission.deduplicated:
         response.headers["X-Deduplicated"] = "true"
@@ -97,16 +102,15 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
     )
 
 
-async def _submit(
-    gateway: Gateway, data: bytes, style: str, fmt: str, fingerprint: str, request_id: str | None
-) -> Submission:
-    """A repeated upload is answered before decoding; a full queue refuses only new work."""
-    existing = await gateway.dedup.find_existing(fingerprint)
-    if existing is not None:
-        return Submission(existing, deduplicated=True)
-    await gateway.admission.check_capacity()
-    image = await gateway.images.normalize(data, style=style, fmt=fmt)
-    return await gateway.submitter.submit(image, style=style, fmt=fmt, upload_digest=fingerprint, request_id=request_id)
+async def _submit(gateway: Gateway, data: bytes, job_request: JobRequest) -> Submission:
+    """A repeated upload is answered before decoding; a full queue or quota refuses before decoding."""
+    if job_request.idempotency_key is None:
+        existing = await gateway.dedup.find_existing(job_request.client.id, job_request.upload_digest)
+        if existing is not None:
+            return Submission(existing, deduplicated=True)
+    await gateway.admission.precheck(job_request.client)
+    image = await gateway.images.normalize(data, style=job_request.style, fmt=job_request.fmt)
+    return await gateway.submitter.submit(image, job_request)
 
 
 def _choose(upload: Upload, settings: ApiSettings) -> tuple[str, str]:
@@ -123,8 +127,8 @@ def _invalid(field: str, detail: str) -> NoReturn:
     raise ApiError("validation-error", detail, extra={"errors": [{"loc": ["body", field], "msg": detail}]})
 
 
-async def _replay(response: Response, gateway: Gateway, job_id: str) -> Job:
-    record = await gateway.reader.read(job_id)
+async def _replay(response: Response, gateway: Gateway, job_id: str, client: ClientIdentity) -> Job:
+    record = await gateway.reader.read(job_id, client.id)
     if record is None:
         raise ApiError("idempotency-key-in-use", "The first request with this key is still being accepted; retry.")
     response.headers["Idempotent-Replayed"] = "true"
@@ -153,10 +157,15 @@ def _not_found(job_id: str, settings_ttl: int) -> ApiError:
 
 @router.get("/jobs/{job_id}", response_model=Job, responses={404: _PROBLEM})
 async def read_job(
-    job_id: str, response: Response, reader: JobReaderDep, admission: AdmissionDep, settings: SettingsDep
+    job_id: str,
+    request: Request,
+    response: Response,
+    reader: JobReaderDep,
+    admission: AdmissionDep,
+    settings: SettingsDep,
 ) -> Job:
     """Status of a job: queued, running, succeeded or failed."""
-    record = await reader.read(job_id)
+    record = await reader.read(job_id, client_of(request).id)
     if record is None:
         raise _not_found(job_id, settings.record_ttl_s)
     return await _describe(response, reader, admission, record)
@@ -172,10 +181,10 @@ async def read_job(
     },
 )
 async def read_job_result(
-    job_id: str, reader: JobReaderDep, admission: AdmissionDep, settings: SettingsDep
+    job_id: str, request: Request, reader: JobReaderDep, admission: AdmissionDep, settings: SettingsDep
 ) -> Response:
     """The stylized image once the job succeeded; 409 with Retry-After before that."""
-    record = await reader.read(job_id)
+    record = await reader.read(job_id, client_of(request).id)
     if record is None:
         raise _not_found(job_id, settings.record_ttl_s)
     if record.state is JobState.FAILED:
@@ -190,3 +199,22 @@ async def read_job_result(
     filename = f"{record.id}{FILE_EXTENSIONS[record.format]}"
     headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "private, max-age=300"}
     return Response(content=data, media_type=CONTENT_TYPES[record.format], headers=headers)
+
+
+@router.delete("/jobs/{job_id}", status_code=204, response_class=Response, responses={404: _PROBLEM, 409: _PROBLEM})
+async def delete_job(job_id: str, request: Request, gateway: GatewayDep) -> Response:
+    """Forget a job now: a finished job's result and record, or a queued job (cancelled).
+
+    Frees the store's memory before the result TTL. A job a worker is computing answers 409 with
+    Retry-After (delete it once it ends).
+    """
+    record = await gateway.reader.read(job_id, client_of(request).id)
+    if record is None:
+        raise _not_found(job_id, gateway.settings.record_ttl_s)
+    running = await gateway.submitter.delete(record)
+    if running is not None:
+        hint = await _poll_hint(gateway.admission, running, None)
+        raise ApiError(
+            "job-running", f"A worker is running the job; retry in {hint} s.", headers={"Retry-After": str(hint)}
+        )
+    return Response(status_code=204)

@@ -30,7 +30,7 @@ async def read_metrics(gateway: GatewayDep) -> Response:
     # A scrape must not fail because Redis is down: the Redis-derived families are left out then.
     with contextlib.suppress(RedisError, OSError, TimeoutError):
         async with asyncio.timeout(SCRAPE_REDIS_TIMEOUT_S):
-            figures = await read_store_figures(gateway.redis, gateway.broker_redis)
+            figures = await read_store_figures(gateway.redis)
     metrics.sample_process()
     body, content_type = exposition(StoreCollector(figures, gateway.settings))
     return Response(content=body, media_type=content_type)

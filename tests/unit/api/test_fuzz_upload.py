@@ -19,13 +19,14 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 from api.admission import Admission
+from api.clients import ClientIdentity
 from api.config import ApiSettings
 from api.dedup import Deduplicator
 from api.gateway import Gateway
 from api.images import NormalizedImage
 from api.job_reader import JobReader
 from api.main import create_app
-from api.submission import JobSubmitter, Submission
+from api.submission import JobRequest, JobSubmitter, Submission
 from jobstore.ids import new_job_id
 from jobstore.records import JobRecord
 
@@ -47,14 +48,14 @@ CONTENT_TYPES = ["image/jpeg", "image/png", "text/html", "application/octet-stre
 class NoDuplicates(Deduplicator):
     """No earlier job ever answers."""
 
-    async def find_existing(self, upload_digest: str) -> JobRecord | None:
+    async def find_existing(self, client: str, upload_digest: str) -> JobRecord | None:
         return None
 
 
 class OpenAdmission(Admission):
     """The queue is never full and every wait is a second."""
 
-    async def check_capacity(self) -> None:
+    async def precheck(self, client: ClientIdentity) -> None:
         return None
 
     async def estimate_wait_s(self, jobs_ahead: int) -> float:
@@ -64,11 +65,8 @@ class OpenAdmission(Admission):
 class MemorySubmitter(JobSubmitter):
     """Builds the record a real submission would store, and stores nothing."""
 
-    async def submit(
-        self, image: NormalizedImage, *, style: str, fmt: str, upload_digest: str, request_id: str | None
-    ) -> Submission:
-        record = self.new_record(new_job_id(), image, style=style, fmt=fmt, request_id=request_id)
-        return Submission(record, deduplicated=False)
+    async def submit(self, image: NormalizedImage, request: JobRequest) -> Submission:
+        return Submission(self.new_record(new_job_id(), image, request))
 
 
 class FirstInLine(JobReader):
@@ -82,9 +80,9 @@ def _app() -> Any:
     app = create_app(SETTINGS)
     gateway: Gateway = app.state.gateway
     gateway.reader = FirstInLine(gateway.redis)
-    gateway.dedup = NoDuplicates(SETTINGS, gateway.redis, gateway.reader)
+    gateway.dedup = NoDuplicates(gateway.redis, gateway.reader)
     gateway.admission = OpenAdmission(SETTINGS, gateway.redis, gateway.reader)
-    gateway.submitter = MemorySubmitter(SETTINGS, gateway.redis, gateway.dedup, gateway.sender)
+    gateway.submitter = MemorySubmitter(SETTINGS, gateway.redis, gateway.reader, gateway.admission, gateway.sender)
     return app
 
 

@@ -49,10 +49,3 @@ def test_without_redis_only_the_limit_and_redis_up_zero_are_exported() -> None:
     names = {family.name for family in registry.collect()}
     assert names == {"animegan_redis_up", "animegan_queue_depth_limit"}
     assert registry.get_sample_value("animegan_redis_up") == 0
-
-
-def test_the_queue_is_every_priority_list_of_kombus_redis_transport() -> None:
-    from kombu.transport.redis import PRIORITY_STEPS, Channel
-
-    expected = ["animegan"] + [f"animegan{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
-    assert store_figures.celery_queue_keys() == expected

@@ -12,9 +12,14 @@ from jobstore.heartbeats import Heartbeat, live_heartbeats
 from jobstore.idempotency import decode_idempotency, encode_idempotency
 from jobstore.ids import is_job_id, new_job_id
 from jobstore.keys import (
-    QUEUED_KEY,
+    LEASES_KEY,
+    ROUND_KEY,
     SERVICE_TIME_KEY,
+    SWEEPER_LOCK_KEY,
+    WAITING_KEY,
     WORKERS_KEY,
+    client_active_key,
+    client_queue_key,
     dedup_key,
     idempotency_key,
     input_key,
@@ -71,15 +76,22 @@ def test_keys_live_under_the_animegan_prefix() -> None:
         job_key("x"),
         input_key("x"),
         result_key("x"),
-        dedup_key("d"),
-        idempotency_key("any key with spaces / and :colons"),
-        QUEUED_KEY,
+        dedup_key("key:alice", "d"),
+        dedup_key("key:bob", "d"),
+        idempotency_key("key:alice", "any key with spaces / and :colons"),
+        idempotency_key("key:bob", "any key with spaces / and :colons"),
+        client_queue_key("key:alice"),
+        client_active_key("key:alice"),
+        WAITING_KEY,
+        ROUND_KEY,
+        LEASES_KEY,
+        SWEEPER_LOCK_KEY,
         WORKERS_KEY,
         SERVICE_TIME_KEY,
     ]
     assert all(k.startswith("animegan:") for k in keys)
     assert len(set(keys)) == len(keys)
-    assert " " not in idempotency_key("any key with spaces")
+    assert " " not in idempotency_key("key:alice", "any key with spaces")
 
 
 def test_request_digest_depends_on_pixels_size_style_and_format() -> None:

@@ -1,0 +1,323 @@
+"""The fair job queue: atomic admission, round-robin claims across clients, leases.
+
+Every change that must be all-or-nothing runs as one Lua script, so concurrent gateways and
+workers never see half of it:
+
+- ``ADMIT`` (gateway): replays an Idempotency-Key, answers from the client's own identical job
+  (dedup), checks the global depth and the client's quota, and only then stores the input and the
+  record and queues the job: 100 concurrent submits never pass either limit.
+- ``CLAIM`` (worker): takes the next job round-robin across the clients with waiting jobs (each
+  client's jobs in order), marks it running and leases it to the claiming process. A Celery
+  message is only a token ("one job is waiting"): whichever job is fairest runs, and a token
+  that finds nothing (a duplicate delivery, a job already cancelled) is dropped unrun.
+- ``RENEW`` (worker, every few seconds while a job runs) and ``EXPIRE`` (the sweeper, for a lease
+  nobody renewed: its process is gone) put a job whose worker vanished back at the head of its
+  client's line, or report it exhausted once it has used its attempts.
+- ``POSITION`` (gateway): how many jobs start before this one under round-robin, assuming no
+  newcomer: ``i`` of the client's own plus, of every other client, ``min(its jobs, i)`` and one
+  more if that client's turn comes first.
+
+Redis Cluster is not supported: the scripts name keys derived from the client and job ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.commands.core import AsyncScript, Script
+
+from jobstore.keys import (
+    LEASES_KEY,
+    PREFIX,
+    ROUND_KEY,
+    WAITING_KEY,
+    client_active_key,
+    client_queue_key,
+    dedup_key,
+    idempotency_key,
+    input_key,
+    job_key,
+)
+from jobstore.records import JobRecord, as_text
+
+# Shared by the scripts: key names built the way jobstore.keys builds them.
+_LUA_KEYS = f"""
+local P = '{PREFIX}'
+local function job_k(id) return P .. 'job:' .. id end
+local function cq_k(client) return P .. 'cq:' .. client end
+local function active_k(client) return P .. 'active:' .. client end
+local function publish(id, state) redis.call('PUBLISH', P .. 'events:' .. id, state) end
+"""
+
+ADMIT = (
+    _LUA_KEYS
+    + """
+-- KEYS: waiting, cq, round, active, job, input, dedup(pixels), dedup(upload), [idem]
+-- ARGV: id, client, max_depth, max_per_client, input_ttl, record_ttl, raw, fingerprint, idem_value, fields...
+local id, client, record_ttl = ARGV[1], ARGV[2], ARGV[6]
+local function can_answer(other)
+  local state = redis.call('HGET', job_k(other), 'state')
+  if not state or state == 'failed' then return false end
+  if state == 'succeeded' then return redis.call('EXISTS', P .. 'result:' .. other) == 1 end
+  return true
+end
+local function remember(answer)
+  redis.call('SET', KEYS[8], answer, 'EX', record_ttl)
+  if KEYS[9] then redis.call('SET', KEYS[9], string.gsub(ARGV[9], '{JOB}', answer), 'EX', record_ttl) end
+end
+if KEYS[9] then
+  local stored = redis.call('GET', KEYS[9])
+  if stored then
+    local seen = cjson.decode(stored)
+    if seen['fingerprint'] ~= ARGV[8] then return {'idempotency-key-reused', ''} end
+    return {'replayed', seen['job_id']}
+  end
+end
+for _, key in ipairs({KEYS[7], KEYS[8]}) do
+  local other = redis.call('GET', key)
+  if other and can_answer(other) then
+    remember(other)
+    return {'deduplicated', other}
+  end
+end
+local depth = redis.call('LLEN', KEYS[1])
+if depth >= tonumber(ARGV[3]) then return {'queue-full', '', tostring(depth)} end
+-- Members whose job ended without a terminal write (record expired) free their slot here.
+for _, other in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local state = redis.call('HGET', job_k(other), 'state')
+  if state ~= 'queued' and state ~= 'running' then redis.call('SREM', KEYS[4], other) end
+end
+local mine = redis.call('SCARD', KEYS[4])
+if mine >= tonumber(ARGV[4]) then return {'client-quota', '', tostring(mine)} end
+redis.call('SET', KEYS[6], ARGV[7], 'EX', ARGV[5])
+redis.call('HSET', KEYS[5], unpack(ARGV, 10))
+redis.call('EXPIRE', KEYS[5], record_ttl)
+redis.call('RPUSH', KEYS[1], id)
+redis.call('RPUSH', KEYS[2], id)
+if not redis.call('LPOS', KEYS[3], client) then redis.call('RPUSH', KEYS[3], client) end
+redis.call('SADD', KEYS[4], id)
+redis.call('EXPIRE', KEYS[4], record_ttl)
+redis.call('SET', KEYS[7], id, 'EX', record_ttl)
+remember(id)
+return {'created', id, tostring(depth + 1)}
+"""
+)
+
+CLAIM = (
+    _LUA_KEYS
+    + """
+-- KEYS: waiting, round, leases.  ARGV: holder, now, lease_until, max_attempts
+-- Bounded: each pass drops a stale entry (a job that expired or ended while waiting).
+for _ = 1, 1000 do
+  local client = redis.call('LPOP', KEYS[2])
+  if not client then return false end
+  local id = redis.call('LPOP', cq_k(client))
+  if redis.call('LLEN', cq_k(client)) > 0 then redis.call('RPUSH', KEYS[2], client) end
+  if id then
+    redis.call('LREM', KEYS[1], 1, id)
+    local key = job_k(id)
+    if redis.call('HGET', key, 'state') == 'queued' then
+      local attempts = tonumber(redis.call('HGET', key, 'attempts') or '0') + 1
+      if attempts > tonumber(ARGV[4]) then return {'exhausted', id} end
+      redis.call('HSET', key, 'state', 'running', 'attempts', tostring(attempts), 'started_at', ARGV[2],
+        'holder', ARGV[1])
+      if redis.call('HEXISTS', key, 'queue_s') == 0 then
+        local waited = tonumber(ARGV[2]) - tonumber(redis.call('HGET', key, 'created_at'))
+        redis.call('HSET', key, 'queue_s', tostring(math.max(0, waited)))
+      end
+      redis.call('EXPIRE', key, redis.call('HGET', key, 'record_ttl_s'))
+      redis.call('ZADD', KEYS[3], ARGV[3], id)
+      publish(id, 'running')
+      return {'claimed', id}
+    end
+  end
+end
+return false
+"""
+)
+
+RENEW = """
+-- KEYS: leases, job.  ARGV: id, holder, lease_until.  1 while the lease is still ours.
+if redis.call('HGET', KEYS[2], 'holder') ~= ARGV[2] or redis.call('HGET', KEYS[2], 'state') ~= 'running' then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"""
+
+EXPIRE = (
+    _LUA_KEYS
+    + """
+-- KEYS: waiting, round, leases.  ARGV: id, now, max_attempts, [holder].
+-- Hands back a running job whose lease passed (or, with a holder, whose process is known dead).
+local id = ARGV[1]
+local key = job_k(id)
+local until_ = redis.call('ZSCORE', KEYS[3], id)
+if not until_ then return {'gone', ''} end
+if ARGV[4] then
+  if redis.call('HGET', key, 'holder') ~= ARGV[4] then return {'kept', ''} end
+elseif tonumber(until_) > tonumber(ARGV[2]) then
+  return {'kept', ''}
+end
+redis.call('ZREM', KEYS[3], id)
+if redis.call('HGET', key, 'state') ~= 'running' then return {'gone', ''} end
+local attempts = tonumber(redis.call('HGET', key, 'attempts') or '0')
+if attempts >= tonumber(ARGV[3]) then return {'exhausted', tostring(attempts)} end
+local client = redis.call('HGET', key, 'client')
+redis.call('HSET', key, 'state', 'queued')
+redis.call('HDEL', key, 'holder', 'started_at')
+-- Back at the head of the line, its client's turn next: the job had its turn and lost it to a crash.
+redis.call('LPUSH', KEYS[1], id)
+redis.call('LPUSH', cq_k(client), id)
+redis.call('LREM', KEYS[2], 0, client)
+redis.call('LPUSH', KEYS[2], client)
+publish(id, 'queued')
+return {'requeued', tostring(attempts)}
+"""
+)
+
+POSITION = (
+    _LUA_KEYS
+    + """
+-- KEYS: round.  ARGV: id, client.  1 for the next job to start; false when not waiting.
+local own = redis.call('LPOS', cq_k(ARGV[2]), ARGV[1])
+if not own then return false end
+local ahead = own
+local before = true
+for _, other in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if other == ARGV[2] then
+    before = false
+  else
+    local extra = before and 1 or 0
+    ahead = ahead + math.min(redis.call('LLEN', cq_k(other)), own + extra)
+  end
+end
+return ahead + 1
+"""
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What admission enforces: the global queue depth and each client's jobs queued or running."""
+
+    max_depth: int
+    max_per_client: int
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What ADMIT decided: ``outcome`` is created, deduplicated, replayed, queue-full,
+    client-quota or idempotency-key-reused; ``job_id`` the job that answers (empty when
+    refused); ``count`` the depth (created, queue-full) or the client's jobs (client-quota)."""
+
+    outcome: str
+    job_id: str
+    count: int = 0
+
+
+def admit_call(
+    record: JobRecord, raw_rgb: bytes, limits: Limits, idempotency: str | None, fingerprint: str
+) -> tuple[list[str], list[bytes | str | int]]:
+    """KEYS and ARGV of ADMIT for a new job (its record names the client and both digests)."""
+    client = record.client
+    keys = [
+        WAITING_KEY,
+        client_queue_key(client),
+        ROUND_KEY,
+        client_active_key(client),
+        job_key(record.id),
+        input_key(record.id),
+        dedup_key(client, record.digest),
+        dedup_key(client, record.upload_digest or fingerprint),
+    ]
+    idem_value = ""
+    if idempotency is not None:
+        keys.append(idempotency_key(client, idempotency))
+        # The script substitutes the job that answers (this one, or the identical one found).
+        idem_value = f'{{"job_id": "{{JOB}}", "fingerprint": "{fingerprint}"}}'
+    fields: list[bytes | str | int] = [x for pair in record.to_hash().items() for x in pair]
+    args: list[bytes | str | int] = [
+        record.id,
+        client,
+        limits.max_depth,
+        limits.max_per_client,
+        record.input_ttl_s,
+        record.record_ttl_s,
+        raw_rgb,
+        fingerprint,
+        idem_value,
+        *fields,
+    ]
+    return keys, args
+
+
+def parse_admitted(reply: Sequence[bytes | str]) -> Admitted:
+    outcome, job_id, *rest = (as_text(x) for x in reply)
+    return Admitted(outcome, job_id, int(rest[0]) if rest and rest[0] else 0)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What CLAIM took: ``outcome`` claimed (now running, leased) or exhausted (out of attempts)."""
+
+    outcome: str
+    job_id: str
+
+
+def claim_call(holder: str, at: float, lease_s: float, max_attempts: int) -> tuple[list[str], list[str | float | int]]:
+    return [WAITING_KEY, ROUND_KEY, LEASES_KEY], [holder, repr(at), repr(at + lease_s), max_attempts]
+
+
+def parse_claimed(reply: Sequence[bytes | str] | None) -> Claimed | None:
+    if not reply:
+        return None
+    outcome, job_id = (as_text(x) for x in reply)
+    return Claimed(outcome, job_id)
+
+
+def renew_call(job_id: str, holder: str, until: float) -> tuple[list[str], list[str]]:
+    return [LEASES_KEY, job_key(job_id)], [job_id, holder, repr(until)]
+
+
+def expire_call(
+    job_id: str, at: float, max_attempts: int, holder: str | None = None
+) -> tuple[list[str], list[str | int]]:
+    args: list[str | int] = [job_id, repr(at), max_attempts, *([holder] if holder else [])]
+    return [WAITING_KEY, ROUND_KEY, LEASES_KEY], args
+
+
+def position_call(record: JobRecord) -> tuple[list[str], list[str]]:
+    return position_call_for(record.id, record.client)
+
+
+def position_call_for(job_id: str, client: str) -> tuple[list[str], list[str]]:
+    return [ROUND_KEY], [job_id, client]
+
+
+class QueueScripts:
+    """The scripts registered on one blocking client (the workers, tools, tests)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.admit: Script = client.register_script(ADMIT)
+        self.claim: Script = client.register_script(CLAIM)
+        self.renew: Script = client.register_script(RENEW)
+        self.expire: Script = client.register_script(EXPIRE)
+        self.position: Script = client.register_script(POSITION)
+
+
+class AsyncQueueScripts:
+    """The scripts registered on one asyncio client (the gateway)."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.admit: AsyncScript = client.register_script(ADMIT)
+        self.position: AsyncScript = client.register_script(POSITION)
+
+
+def ids(reply: Any) -> list[str]:
+    """Job ids from a list reply (ZRANGE, LRANGE)."""
+    return [as_text(x) for x in reply]
