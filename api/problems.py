@@ -14,12 +14,14 @@ slug                       status  when
 ``invalid-image``          422     undecodable, truncated or empty image
 ``too-many-pixels``        422     the header declares more than ANIMEGAN_MAX_PIXELS (bomb)
 ``idempotency-key-reused`` 422     an Idempotency-Key seen before with a different request
+``unauthorized``           401     a keys file is set and no valid ``Authorization: Bearer`` key was sent
 ``job-not-found``          404     unknown or expired job id
 ``request-timeout``        408     the body did not arrive within ANIMEGAN_UPLOAD_TIMEOUT_S
 ``result-expired``         404     the job succeeded but its result has expired
 ``job-not-ready``          409     result asked for before the job succeeded (+ Retry-After)
 ``job-failed``             409     result asked for a failed job (the job's error is the detail)
 ``idempotency-key-in-use`` 409     the first request with this key is still being accepted
+``rate-limited``           429     the client is over ANIMEGAN_RATE_LIMIT (+ Retry-After)
 ``queue-full``             503     backpressure: queue at ANIMEGAN_MAX_QUEUE_DEPTH (+ Retry-After)
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
@@ -53,12 +55,14 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-image": (422, "Invalid image"),
     "too-many-pixels": (422, "Too many pixels"),
     "idempotency-key-reused": (422, "Idempotency key reused"),
+    "unauthorized": (401, "Unauthorized"),
     "job-not-found": (404, "Job not found"),
     "request-timeout": (408, "Request timeout"),
     "result-expired": (404, "Result expired"),
     "job-not-ready": (409, "Job not ready"),
     "job-failed": (409, "Job failed"),
     "idempotency-key-in-use": (409, "Idempotency key in use"),
+    "rate-limited": (429, "Rate limited"),
     "queue-full": (503, "Queue full"),
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),
