@@ -33,6 +33,7 @@ _COMMANDS = {
     "serve": _Command("animegan.serve", "main_serve", "run the whole service here: Redis, worker and API"),
     "api": _Command("animegan.serve", "main_api", "run the HTTP API process"),
     "worker": _Command("animegan.serve", "main_worker", "run a Celery worker process"),
+    "keys": _Command("animegan.keys_cli", "main", "make API keys for ANIMEGAN_API_KEYS_FILE (new NAME)"),
     "loadtest": _Command("loadtest.runner", "main", "drive a running service with a load test"),
 }
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import NoDecode
 
+from api.api_keys import KeysFileError, read_keys_file
+from api.rate_rule import RateRule, parse_rate
 from jobstore.settings import SharedSettings, describe_errors
 
 MiB = 1024 * 1024
@@ -28,6 +33,52 @@ class ApiSettings(SharedSettings):
     max_concurrent_uploads: int = Field(default=8, ge=1)
     # A 5 MiB upload over a 1 Mbit/s link takes about 42 s: room for slow clients, none for a trickle.
     upload_timeout_s: float = Field(default=60.0, gt=0)
+    # Multi-tenant edge (README "Public deployment"): keys, the addresses of trusted proxies, the
+    # per-client request rate, where /metrics is served, whether the API docs are served at all.
+    api_keys_file: Path | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Off by default: without keys a client is an address, and one address may be a whole office
+    # behind NAT, a load test or a test suite polling at 10 Hz. README "Public deployment" sets
+    # 120/minute (2/s sustained, bursts of 120: a page following a job needs about 5 requests plus
+    # at most one poll a second).
+    rate_limit: str = "off"
+    api_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    api_metrics_host: str = "0.0.0.0"  # the metrics port is for the internal network: all interfaces
+    docs: bool = True
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _check_keys_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                read_keys_file(value)
+            except KeysFileError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ip_network(str(entry), strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @property
+    def rate_rule(self) -> RateRule | None:
+        """The per-client request rate, or None when ANIMEGAN_RATE_LIMIT is empty or ``off``."""
+        return parse_rate(self.rate_limit)
 
 
 def load_api_settings() -> ApiSettings:

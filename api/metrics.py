@@ -28,6 +28,8 @@ REJECTION_REASONS = {
     "too-many-uploads": "too_many_uploads",
     "queue-full": "queue_full",
     "broker-unavailable": "broker_unavailable",
+    "unauthorized": "unauthorized",
+    "rate-limited": "rate_limited",
 }
 UPLOAD_BUCKETS = (16e3, 64e3, 256e3, 512e3, 1e6, 2e6, 4e6, 8e6, 16e6, 32e6)
 SAMPLE_INTERVAL_S = 5.0
@@ -39,7 +41,17 @@ HTTP_DURATION = Histogram(
     "http_request_duration_seconds", "Seconds to answer an HTTP request.", ["method", "route"], namespace="animegan"
 )
 JOBS_SUBMITTED = Counter("jobs_submitted", "Jobs accepted and queued.", namespace="animegan")
-REJECTIONS = Counter("rejections", "Uploads refused, by reason.", ["reason"], namespace="animegan")
+REJECTIONS = Counter("rejections", "Requests refused, by reason.", ["reason"], namespace="animegan")
+# The same refusals by client: a key's name or "anonymous", never an address (bounded by the keys file).
+CLIENT_REJECTIONS = Counter(
+    "client_rejections",
+    "Requests refused, by reason and client (key name).",
+    ["reason", "client"],
+    namespace="animegan",
+)
+RATE_LIMIT_ERRORS = Counter(
+    "rate_limit_errors", "Requests let through unchecked because Redis could not be asked.", namespace="animegan"
+)
 DEDUP_HITS = Counter(
     "dedup_hits", "Uploads answered by an identical earlier job instead of a new one.", namespace="animegan"
 )
@@ -65,11 +77,18 @@ def observe_submitted(upload_bytes: int, *, deduplicated: bool) -> None:
         JOBS_SUBMITTED.inc()
 
 
-def observe_rejection(slug: str) -> None:
-    """Count a refused upload under its reason; problems that refuse no upload are ignored."""
+def observe_rejection(slug: str, *, client: str | None = None) -> None:
+    """Count a refused request under its reason (and ``client``, a ClientIdentity.label, if given);
+    problems that refuse nothing are ignored."""
     reason = REJECTION_REASONS.get(slug)
     if reason is not None:
         REJECTIONS.labels(reason).inc()
+        if client is not None:
+            CLIENT_REJECTIONS.labels(reason, client).inc()
+
+
+def observe_rate_limit_error() -> None:
+    RATE_LIMIT_ERRORS.inc()
 
 
 def sample_process() -> None:

@@ -14,6 +14,7 @@ slug                       status  when
 ``invalid-image``          422     undecodable, truncated or empty image
 ``too-many-pixels``        422     the header declares more than ANIMEGAN_MAX_PIXELS (bomb)
 ``idempotency-key-reused`` 422     an Idempotency-Key seen before with a different request
+``unauthorized``           401     a keys file is set and no valid ``Authorization: Bearer`` key was sent
 ``job-not-found``          404     unknown or expired job id
 ``request-timeout``        408     the body did not arrive within ANIMEGAN_UPLOAD_TIMEOUT_S
 ``result-expired``         404     the job succeeded but its result has expired
@@ -23,6 +24,7 @@ slug                       status  when
 ``job-running``            409     DELETE of a job a worker is computing now (+ Retry-After)
 ``client-quota``           429     the client has ANIMEGAN_MAX_QUEUED_PER_CLIENT jobs queued or running
                                    (+ Retry-After)
+``rate-limited``           429     the client is over ANIMEGAN_RATE_LIMIT (+ Retry-After)
 ``queue-full``             503     backpressure: queue at ANIMEGAN_MAX_QUEUE_DEPTH (+ Retry-After)
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
@@ -56,6 +58,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-image": (422, "Invalid image"),
     "too-many-pixels": (422, "Too many pixels"),
     "idempotency-key-reused": (422, "Idempotency key reused"),
+    "unauthorized": (401, "Unauthorized"),
     "job-not-found": (404, "Job not found"),
     "request-timeout": (408, "Request timeout"),
     "result-expired": (404, "Result expired"),
@@ -64,6 +67,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "idempotency-key-in-use": (409, "Idempotency key in use"),
     "job-running": (409, "Job running"),
     "client-quota": (429, "Too many jobs of this client"),
+    "rate-limited": (429, "Rate limited"),
     "queue-full": (503, "Queue full"),
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),

@@ -5,7 +5,9 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   form: $("form"), controls: $("controls"), drop: $("drop"), input: $("image"), hint: $("image-hint"),
   chosen: $("chosen"), thumb: $("thumb"), chosenName: $("chosen-name"), chosenSize: $("chosen-size"),
-  style: $("style"), styleDescription: $("style-description"), format: $("format"),
+  style: $("style"), styleDescription: $("style-description"), format: $("format"), mode: $("mode"),
+  keyForm: $("key-form"), keyTitle: $("key-title"), key: $("key"), keyMessage: $("key-message"),
+  keyCancel: $("key-cancel"),
   error: $("error"), progress: $("progress"), progressTitle: $("progress-title"), status: $("status"),
   result: $("result"), resultTitle: $("result-title"), compare: $("compare"), before: $("before"),
   after: $("after"), slider: $("slider"), resultInfo: $("result-info"), download: $("download"), again: $("again"),
@@ -20,6 +22,82 @@ let photo = null; // { file, url } of the chosen photo; the url is an object URL
 let resultUrl = null; // object URL of the finished picture
 let run = 0; // increases on every submission and reset, so callbacks of an older job do nothing
 let stopFollowing = () => {};
+
+// ---- the API key (only when the service asks for one) ---------------------------------------
+// Kept for this tab only (sessionStorage), sent as Authorization: Bearer on every call once known.
+const KEY_STORAGE = "animegan.apiKey";
+let apiKey = readStoredKey();
+let keyAnswer = null; // resolves the pending askForKey() promise: a key, or null when cancelled
+let keyPrompt = null; // that promise, shared by every call that met a 401 meanwhile
+
+function readStoredKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return ""; // storage disabled: the key lives as long as the page
+  }
+}
+
+function storeKey(key) {
+  apiKey = key;
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // storage disabled: keep the key in memory only
+  }
+}
+
+function withKey(options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (apiKey) headers.set("Authorization", `Bearer ${apiKey}`);
+  return { ...options, headers };
+}
+
+// fetch() for every call to the service: a 401 asks for the key, then the call is made again with it.
+async function api(url, options = {}) {
+  for (;;) {
+    const response = await fetch(url, withKey(options));
+    if (response.status !== 401) return response;
+    const rejected = Boolean(apiKey) && /invalid_token/.test(response.headers.get("WWW-Authenticate") || "");
+    if (rejected) storeKey("");
+    const key = await askForKey(rejected ? "That key was not accepted. Please check it and try again." : "");
+    if (key === null) return response;
+  }
+}
+
+function askForKey(message) {
+  ui.keyMessage.textContent = message;
+  if (!keyPrompt) {
+    keyPrompt = new Promise((resolve) => (keyAnswer = resolve));
+    ui.keyForm.hidden = false;
+    ui.key.value = "";
+    ui.key.focus();
+  }
+  return keyPrompt;
+}
+
+function answerKey(key) {
+  ui.keyForm.hidden = true;
+  const resolve = keyAnswer;
+  keyPrompt = keyAnswer = null;
+  if (resolve) resolve(key);
+}
+
+function wireKeyForm() {
+  ui.keyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = ui.key.value.trim();
+    if (!key) {
+      ui.keyMessage.textContent = "Please enter the key.";
+      ui.key.focus();
+      return;
+    }
+    storeKey(key);
+    answerKey(key);
+  });
+  ui.keyCancel.addEventListener("click", () => answerKey(null));
+}
 
 // ---- small formatting helpers -------------------------------------------------------------
 function formatBytes(n) {
@@ -71,6 +149,13 @@ async function describeFailure(response) {
   const wait = retryAfterSeconds(response);
   const later = wait === null ? "in a little while" : `in ${formatSeconds(wait)}`;
   switch (slug || response.status) {
+    case "unauthorized":
+    case 401:
+      return ["This service needs an API key. Reload the page to enter one."];
+    case "rate-limited":
+      return [`You are sending requests too quickly. Please try again ${later}.`];
+    case "client-quota":
+      return [`You already have as many photos waiting as the service allows. Please try again ${later}.`];
     case "image-too-large":
     case 413:
       return ["This photo is too large.", limitSentence() || detail];
@@ -113,7 +198,7 @@ const NETWORK_ERROR = "Could not reach the server. Check your connection and try
 async function loadStyles() {
   let body;
   try {
-    const response = await fetch("/styles", { headers: { Accept: "application/json" } });
+    const response = await api("/styles", { headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(String(response.status));
     body = await response.json();
   } catch {
@@ -222,7 +307,9 @@ function fail(lines) {
 }
 
 // Server-Sent Events first; on repeated failure (or without EventSource) poll GET /jobs/{id}.
+// EventSource cannot send a header: with a key the stream is read through fetch() instead.
 function follow(jobId, token) {
+  if (apiKey) return followWithKey(jobId, token);
   if (!("EventSource" in window)) return poll(jobId, token, 0);
   const source = new EventSource(`/jobs/${encodeURIComponent(jobId)}/events`);
   let failures = 0;
@@ -245,6 +332,61 @@ function follow(jobId, token) {
   });
 }
 
+// One "event:"/"data:" block of a text/event-stream; comments (keep-alives) give no type.
+function parseEvent(block) {
+  let type = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const [field, ...rest] = line.split(":");
+    const value = rest.join(":").replace(/^ /, "");
+    if (field === "event") type = value;
+    else if (field === "data") data.push(value);
+  }
+  return data.length ? { type, data: data.join("\n") } : null;
+}
+
+// Applies one event; true when the job is over (or gone) and the stream should stop.
+function onStreamEvent(event, token) {
+  if (event.type === "expired") {
+    fail(["The job expired before it finished. Please submit the photo again."]);
+    return true;
+  }
+  const job = JSON.parse(event.data);
+  const over = TERMINAL.has(job.status);
+  applyJob(job, token);
+  return over;
+}
+
+async function followWithKey(jobId, token) {
+  const controller = new AbortController();
+  let over = false;
+  stopFollowing = () => controller.abort();
+  try {
+    const url = `/jobs/${encodeURIComponent(jobId)}/events`;
+    const response = await api(url, { headers: { Accept: "text/event-stream" }, cache: "no-store", signal: controller.signal });
+    if (!response.ok || !response.body) throw new Error(String(response.status));
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    while (!over) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value.replaceAll("\r\n", "\n");
+      let end;
+      while (!over && (end = buffer.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (event && token === run) over = onStreamEvent(event, token);
+      }
+    }
+    if (over) controller.abort();
+  } catch {
+    if (over || controller.signal.aborted) return;
+  }
+  // The stream ended or failed before the job did: follow it by polling instead.
+  if (!over && token === run) poll(jobId, token, 0);
+}
+
 function poll(jobId, token, delayMs) {
   let timer = 0;
   let failures = 0;
@@ -260,7 +402,7 @@ function poll(jobId, token, delayMs) {
     if (token !== run) return;
     let response;
     try {
-      response = await fetch(`/jobs/${encodeURIComponent(jobId)}`, { cache: "no-store" });
+      response = await api(`/jobs/${encodeURIComponent(jobId)}`, { cache: "no-store" });
     } catch {
       if (!retry(null)) fail([NETWORK_ERROR]);
       return;
@@ -304,9 +446,10 @@ async function submit(event) {
   data.append("image", photo.file, photo.file.name);
   if (ui.style.value) data.append("style", ui.style.value);
   if (ui.format.value) data.append("format", ui.format.value);
+  data.append("mode", ui.mode.value);
   let response;
   try {
-    response = await fetch("/stylize", { method: "POST", body: data, headers: { Accept: "application/json" } });
+    response = await api("/stylize", { method: "POST", body: data, headers: { Accept: "application/json" } });
   } catch {
     if (token === run) fail([NETWORK_ERROR]);
     return;
@@ -326,7 +469,7 @@ async function showResult(job, token) {
   setStep("succeeded", "Done. Loading the picture…");
   let response;
   try {
-    response = await fetch(`/jobs/${encodeURIComponent(job.id)}/result`);
+    response = await api(`/jobs/${encodeURIComponent(job.id)}/result`);
   } catch {
     if (token === run) fail([NETWORK_ERROR]);
     return;
@@ -406,5 +549,6 @@ ui.style.addEventListener("change", describeStyle);
 ui.again.addEventListener("click", reset);
 wireDropZone();
 wireCompare();
+wireKeyForm();
 setSlider(50);
 loadStyles();

@@ -34,6 +34,7 @@ from playwright.sync_api import (
 )
 
 from animegan.redis_server import RedisServer
+from api.api_keys import key_digest
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.keys import job_key
@@ -88,6 +89,20 @@ def workerless_stack(spawn_module_api: Callable[..., Any]) -> Iterator[Stack]:
         api = spawn_module_api(server.url, ANIMEGAN_MAX_QUEUE_DEPTH="2", **PAGE_SETTINGS)
         yield Stack(url=api.base, redis_url=server.url)
         api.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed_stack(
+    worker_redis_url: str, spawn_module_api: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
+) -> Stack:
+    """The whole service behind an API key (the session's worker, an API process with a keys file)."""
+    keys = tmp_path_factory.mktemp("keys") / "keys"
+    keys.write_text(f"# the page test\npage-test {key_digest(PAGE_KEY)}\n")
+    api = spawn_module_api(worker_redis_url, ANIMEGAN_API_KEYS_FILE=str(keys), **PAGE_SETTINGS)
+    return Stack(url=api.base, redis_url=worker_redis_url)
+
+
+PAGE_KEY = "agk_the-browser-tests-key"
 
 
 @pytest.fixture
@@ -168,6 +183,19 @@ document.addEventListener("DOMContentLoaded", () => {
   const status = document.getElementById("status");
   new MutationObserver(() => window.__statuses.push(status.textContent)).observe(status, {childList: true});
 });
+"""
+
+
+# Records the text fields of every form the page sends with fetch().
+RECORD_FORMS = """
+window.__forms = [];
+const sendForm = window.fetch;
+window.fetch = (url, options) => {
+  if (options && options.body instanceof FormData) {
+    window.__forms.push(Object.fromEntries([...options.body].filter(([, v]) => typeof v === "string")));
+  }
+  return sendForm(url, options);
+};
 """
 
 
@@ -362,13 +390,12 @@ def test_keyboard_reaches_every_control_and_opens_the_file_picker(
     page, errors = phone
     _load(page, idle_service.url)
     order = []
-    for _ in range(5):
+    for _ in range(6):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
-    assert order == ["skip", "image", "style", "format", "submit"]
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Shift+Tab")
+    assert order == ["skip", "image", "style", "mode", "format", "submit"]
+    for _ in range(4):
+        page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.id") == "image"
     chooser = _open_file_chooser_by_keyboard(page)
     chooser.set_files(samples_dir / "chelsea.jpg")
@@ -447,3 +474,53 @@ def _jpeg(path: Path, variant: int) -> bytes:
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=95)
     return buffer.getvalue()
+
+
+def test_page_asks_for_a_key_once_then_submits_with_it_and_follows_the_stream(
+    keyed_stack: Stack, desktop: tuple[Page, PageErrors], samples_dir: Path, tmp_path: Path
+) -> None:
+    page, errors = desktop
+    calls: list[tuple[str, str, str | None]] = []
+    page.on("request", lambda r: calls.append((r.method, r.url, r.headers.get("authorization"))))
+    page.add_init_script(RECORD_FORMS)
+    page.goto(keyed_stack.url)
+    key_form = page.locator("#key-form")
+    expect(key_form).to_be_visible()  # GET /styles answered 401
+    assert page.evaluate("document.activeElement.id") == "key"
+    _shot(page, "desktop-key-asked")
+
+    page.get_by_label("API key", exact=True).fill("agk_a-wrong-key")
+    page.get_by_role("button", name="Use this key").click()
+    expect(page.locator("#key-message")).to_contain_text("That key was not accepted")
+    expect(key_form).to_be_visible()
+    page.get_by_label("API key", exact=True).fill(PAGE_KEY)
+    page.get_by_role("button", name="Use this key").click()
+    expect(key_form).to_be_hidden()
+    expect(page.locator("#style")).to_have_value("hayao")
+    assert page.evaluate("sessionStorage.getItem('animegan.apiKey')") == PAGE_KEY
+
+    page.get_by_label("Kind of photo").select_option("portrait")
+    # Pixels of its own: an identical upload from an earlier test would be answered from that job.
+    portrait = tmp_path / "portrait.jpg"
+    portrait.write_bytes(_jpeg(samples_dir / "astronaut.jpg", 7))
+    _stylize(page, portrait)
+    # Chromium hands Playwright no body for an upload made of a file: the page's fetch() shows the fields.
+    assert page.evaluate("window.__forms") == [{"style": "hayao", "mode": "portrait"}]
+    assert _natural_size(page, "#after")[0] > 0
+    right = f"Bearer {PAGE_KEY}"
+    after_key = calls[next(i for i, (_, _, auth) in enumerate(calls) if auth == right) :]
+    service_calls = [c for c in after_key if c[1].startswith(keyed_stack.url) and "/static/" not in c[1]]
+    service_calls = [c for c in service_calls if c[1] != f"{keyed_stack.url}/"]
+    assert service_calls, calls
+    assert all(auth == right for _, _, auth in service_calls), service_calls
+    # Followed through the event stream read by fetch() (EventSource cannot send the key), not polling.
+    followed = [url for _, url, _ in service_calls if re.search(r"/jobs/[\w-]+(/events)?$", url)]
+    assert len(followed) == 1
+    assert followed[0].endswith("/events")
+
+    # The key is kept for the tab: a reload asks for nothing.
+    page.reload()
+    expect(page.locator("#style")).to_have_value("hayao")
+    expect(key_form).to_be_hidden()
+    _shot(page, "desktop-key-result")
+    assert errors.messages == []
