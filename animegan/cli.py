@@ -34,6 +34,7 @@ _COMMANDS = {
     "api": _Command("animegan.serve", "main_api", "run the HTTP API process"),
     "worker": _Command("animegan.serve", "main_worker", "run a Celery worker process"),
     "loadtest": _Command("loadtest.runner", "main", "drive a running service with a load test"),
+    "submit": _Command("animegan.submit_cli", "main", "stylize files on a running service and save the results"),
 }
 
 

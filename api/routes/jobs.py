@@ -18,6 +18,7 @@ from api.problems import ApiError
 from api.schemas import Job
 from api.submission import Submission
 from api.upload import Upload, read_upload
+from inference.crops import DEFAULT_MODE, MODES, PORTRAIT_SIDE, CropBox, CropError, parse_crop
 from inference.imageio import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS, sniff_format
 from jobstore.fingerprints import upload_digest
 from jobstore.records import JobRecord
@@ -41,6 +42,20 @@ _STYLIZE_BODY: dict[str, Any] = {
                         "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
                         "style": {"type": "string", "description": "A name from GET /styles."},
                         "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+                        "mode": {
+                            "type": "string",
+                            "enum": list(MODES),
+                            "default": DEFAULT_MODE,
+                            "description": "scene: the whole photo; portrait: one square at "
+                            f"{PORTRAIT_SIDE}x{PORTRAIT_SIDE} (what the face styles were trained on).",
+                        },
+                        "crop": {
+                            "type": "string",
+                            "pattern": r"^\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*$",
+                            "examples": ["120,40,600,600"],
+                            "description": "Portrait mode only: the square x,y,w,h (w = h) in the upright "
+                            "original's pixels; default the centre square.",
+                        },
                     },
                 }
             }
@@ -74,16 +89,19 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
     settings = gateway.settings
     upload = await read_upload(request, settings.max_upload_bytes)
     style, fmt = _choose(upload, settings)
+    mode, crop = _framing(upload)
     if upload.image and sniff_format(upload.image) is None:
         raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
     # Hashing a few MB releases the GIL: off the event loop it runs beside other requests.
-    fingerprint = await anyio.to_thread.run_sync(upload_digest, upload.image, style, fmt, settings.max_side)
+    fingerprint = await anyio.to_thread.run_sync(
+        upload_digest, upload.image, style, fmt, settings.max_side, mode, None if crop is None else str(crop)
+    )
     if key is not None:
         earlier = await idempotency.lookup(gateway.redis, idempotency.check_key(key), fingerprint)
         if earlier is not None:
             return await _replay(response, gateway, earlier)
     submission = await _submit(
-        gateway, upload.image, style, fmt, fingerprint, getattr(request.state, "request_id", None)
+        gateway, upload.image, style, fmt, fingerprint, getattr(request.state, "request_id", None), mode=mode, crop=crop
     )
     if key is not None:
         other = await idempotency.claim(gateway.redis, key, fingerprint, submission.record.id, settings.record_ttl_s)
@@ -98,14 +116,22 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
 
 
 async def _submit(
-    gateway: Gateway, data: bytes, style: str, fmt: str, fingerprint: str, request_id: str | None
+    gateway: Gateway,
+    data: bytes,
+    style: str,
+    fmt: str,
+    fingerprint: str,
+    request_id: str | None,
+    *,
+    mode: str = DEFAULT_MODE,
+    crop: CropBox | None = None,
 ) -> Submission:
     """A repeated upload is answered before decoding; a full queue refuses only new work."""
     existing = await gateway.dedup.find_existing(fingerprint)
     if existing is not None:
         return Submission(existing, deduplicated=True)
     await gateway.admission.check_capacity()
-    image = await gateway.images.normalize(data, style=style, fmt=fmt)
+    image = await gateway.images.normalize(data, style=style, fmt=fmt, mode=mode, crop=crop)
     return await gateway.submitter.submit(image, style=style, fmt=fmt, upload_digest=fingerprint, request_id=request_id)
 
 
@@ -117,6 +143,21 @@ def _choose(upload: Upload, settings: ApiSettings) -> tuple[str, str]:
     if fmt not in OUTPUT_FORMATS:
         _invalid("format", f"Unknown format {fmt[:16]!r}; choose one of {', '.join(OUTPUT_FORMATS)}.")
     return style, fmt
+
+
+def _framing(upload: Upload) -> tuple[str, CropBox | None]:
+    """The mode, and the portrait box when one was sent (whether it fits is known once decoded)."""
+    mode = (upload.mode or DEFAULT_MODE).lower()
+    if mode not in MODES:
+        _invalid("mode", f"Unknown mode {mode[:16]!r}; choose one of {', '.join(MODES)}.")
+    if upload.crop is None:
+        return mode, None
+    if mode != "portrait":
+        _invalid("crop", "A crop box applies to portrait mode only; send mode=portrait with it.")
+    try:
+        return mode, parse_crop(upload.crop)
+    except CropError as exc:
+        _invalid("crop", str(exc))
 
 
 def _invalid(field: str, detail: str) -> NoReturn:
