@@ -35,6 +35,7 @@ _COMMANDS = {
     "worker": _Command("animegan.serve", "main_worker", "run a Celery worker process"),
     "keys": _Command("animegan.keys_cli", "main", "make API keys for ANIMEGAN_API_KEYS_FILE (new NAME)"),
     "loadtest": _Command("loadtest.runner", "main", "drive a running service with a load test"),
+    "submit": _Command("animegan.submit_cli", "main", "stylize files on a running service and save the results"),
 }
 
 

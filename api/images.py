@@ -1,8 +1,9 @@
-"""Image normalisation at the gateway: decode, orient, downscale and hash an upload off the event loop.
+"""Image normalisation at the gateway: decode, orient, frame, downscale and hash an upload off the event loop.
 
 At most ANIMEGAN_DECODE_CONCURRENCY decoded images exist at once (a semaphore), so the gateway's
 memory stays bounded whatever the number of uploads in flight. Decoding uses the runtime-free
-``inference.imageio``; its errors become problems here.
+``inference.imageio``; its errors become problems here. Scene mode queues the whole photo
+downscaled to ANIMEGAN_MAX_SIDE; portrait mode queues one square at 512x512 (``inference.crops``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import anyio
 from api.config import ApiSettings
 from api.problems import ApiError
 from inference import errors as inference_errors
-from inference.imageio import decode_image
+from inference.crops import DEFAULT_MODE, CropBox, CropError
+from inference.imageio import DecodedImage, decode_image, decode_portrait
 from jobstore.fingerprints import request_digest
 
 
@@ -26,6 +28,8 @@ class NormalizedImage:
     original_width: int
     original_height: int
     digest: str  # jobstore.fingerprints.request_digest of these pixels, style and format
+    mode: str = DEFAULT_MODE  # "scene" or "portrait"
+    crop: str | None = None  # the portrait box as x,y,w,h; None for the centre square (or scene)
 
 
 class ImageNormalizer:
@@ -36,11 +40,18 @@ class ImageNormalizer:
         self.max_pixels = settings.max_pixels
         self._decode_slots = anyio.Semaphore(settings.decode_concurrency)
 
-    async def normalize(self, data: bytes, *, style: str, fmt: str) -> NormalizedImage:
-        """Decode, orient, downscale and hash in a worker thread."""
+    async def normalize(
+        self, data: bytes, *, style: str, fmt: str, mode: str = DEFAULT_MODE, crop: CropBox | None = None
+    ) -> NormalizedImage:
+        """Decode, orient, frame, downscale and hash in a worker thread."""
         async with self._decode_slots:
             try:
-                return await anyio.to_thread.run_sync(self._normalize_sync, data, style, fmt)
+                return await anyio.to_thread.run_sync(self._normalize_sync, data, style, fmt, mode, crop)
+            except CropError as exc:
+                detail = str(exc)
+                raise ApiError(
+                    "validation-error", detail, extra={"errors": [{"loc": ["body", "crop"], "msg": detail}]}
+                ) from None
             except inference_errors.UnsupportedFormatError as exc:
                 raise ApiError("unsupported-media-type", str(exc)) from None
             except inference_errors.ImageTooLargeError as exc:
@@ -48,8 +59,8 @@ class ImageNormalizer:
             except inference_errors.InferenceError as exc:
                 raise ApiError("invalid-image", str(exc)) from None
 
-    def _normalize_sync(self, data: bytes, style: str, fmt: str) -> NormalizedImage:
-        decoded = decode_image(data, max_side=self.max_side, max_pixels=self.max_pixels)
+    def _normalize_sync(self, data: bytes, style: str, fmt: str, mode: str, crop: CropBox | None) -> NormalizedImage:
+        decoded = self._decode(data, mode, crop)
         raw = decoded.image.tobytes()
         return NormalizedImage(
             raw_rgb=raw,
@@ -58,4 +69,11 @@ class ImageNormalizer:
             original_width=decoded.original_width,
             original_height=decoded.original_height,
             digest=request_digest(raw, decoded.width, decoded.height, style, fmt),
+            mode=mode,
+            crop=None if crop is None else str(crop),
         )
+
+    def _decode(self, data: bytes, mode: str, crop: CropBox | None) -> DecodedImage:
+        if mode == "portrait":
+            return decode_portrait(data, crop=crop, max_pixels=self.max_pixels)
+        return decode_image(data, max_side=self.max_side, max_pixels=self.max_pixels)

@@ -23,6 +23,7 @@ from api.images import NormalizedImage
 from api.job_reader import JobReader
 from api.problems import ApiError, broker_unavailable
 from api.task_sender import TaskSender
+from inference.crops import DEFAULT_MODE, CropBox
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.ids import new_job_id
@@ -52,6 +53,8 @@ class JobRequest:
     upload_digest: str
     request_id: str | None = None
     idempotency_key: str | None = None
+    mode: str = DEFAULT_MODE
+    crop: CropBox | None = None
 
 
 class JobSubmitter:
@@ -117,6 +120,8 @@ class JobSubmitter:
             record_ttl_s=self.settings.record_ttl_s,
             request_id=request.request_id,
             client=request.client.id,
+            mode=image.mode,
+            crop=None if image.crop is None else str(image.crop),
         )
 
     async def _send(self, record: JobRecord) -> None:

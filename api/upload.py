@@ -111,10 +111,15 @@ class Upload:
     image: bytes
     style: str | None
     format: str | None
+    mode: str | None = None
+    crop: str | None = None
+    # Passed on as sent (stripped); whoever announces a job's end validates it.
+    callback_url: str | None = None
 
 
 async def read_upload(request: Request, image_limit: int) -> Upload:
-    """Parse the ``image`` file part and the optional ``style`` and ``format`` fields."""
+    """Parse the ``image`` file part and the optional ``style``, ``format``, ``mode``, ``crop`` and
+    ``callback_url`` fields (text, stripped; empty means absent)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError("unsupported-media-type", "Send the image as multipart/form-data with a file part 'image'.")
@@ -131,7 +136,14 @@ async def read_upload(request: Request, image_limit: int) -> Upload:
     await form.close()
     if len(data) > image_limit:
         raise too_large(image_limit)
-    return Upload(image=data, style=_text_field(form.get("style")), format=_text_field(form.get("format")))
+    return Upload(
+        image=data,
+        style=_text_field(form.get("style")),
+        format=_text_field(form.get("format")),
+        mode=_text_field(form.get("mode")),
+        crop=_text_field(form.get("crop")),
+        callback_url=_text_field(form.get("callback_url")),
+    )
 
 
 def _text_field(value: str | UploadFile | None) -> str | None:

@@ -14,11 +14,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference.crops import PORTRAIT_SIDE, CropBox, CropError, parse_crop
 from inference.errors import ImageTooLargeError, InferenceError, PrecisionError, WeightsError
-from inference.imageio import FILE_EXTENSIONS, OUTPUT_FORMATS, decode_image, encode_image
+from inference.imageio import FILE_EXTENSIONS, OUTPUT_FORMATS, DecodedImage, decode_image, decode_portrait, encode_image
 from inference.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
 from inference.weights import (
     DEFAULT_STYLE,
@@ -72,6 +74,18 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
         metavar="N",
         help="downscale so the longest side is at most N (default 1024)",
     )
+    stylize.add_argument(
+        "--portrait",
+        action="store_true",
+        help=f"portrait mode: stylize the centre square (or --crop) at {PORTRAIT_SIDE}x{PORTRAIT_SIDE}, "
+        "as the face styles were trained",
+    )
+    stylize.add_argument(
+        "--crop",
+        type=_crop_box,
+        metavar="X,Y,W,H",
+        help="with --portrait: the square to take (w = h), in each photo's pixels after EXIF orientation",
+    )
     stylize.add_argument("--format", choices=OUTPUT_FORMATS, default="png", help="output format (default png)")
     stylize.add_argument(
         "--threads", type=_positive_int, default=_cpu_count(), metavar="N", help="CPU threads (default: all available)"
@@ -101,6 +115,9 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
 
 def _run_stylize(args: argparse.Namespace) -> int:
     out_dir: Path = args.out
+    if args.crop is not None and not args.portrait:
+        _error("--crop needs --portrait")
+        return USAGE_ERROR
     if out_dir.exists() and not out_dir.is_dir():
         _error(f"--out {out_dir} exists and is not a folder")
         return USAGE_ERROR
@@ -118,7 +135,8 @@ def _run_stylize(args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"cannot create {out_dir}: {exc.strerror or exc}")
         return 1
-    written = _stylize_all(stylizer, inputs, out_dir, fmt=args.format, max_side=args.max_side)
+    framing = _Framing(max_side=args.max_side, portrait=args.portrait, crop=args.crop)
+    written = _stylize_all(stylizer, inputs, out_dir, fmt=args.format, framing=framing)
     failures += len(inputs) - written
     sys.stderr.write(f"{written} written to {out_dir}, {failures} failed\n")
     return 1 if failures else 0
@@ -135,7 +153,21 @@ def _load_stylizer(style: str, args: argparse.Namespace) -> Stylizer:
     return stylizer
 
 
-def _stylize_all(stylizer: Stylizer, inputs: list[Path], out_dir: Path, *, fmt: str, max_side: int) -> int:
+@dataclass(frozen=True)
+class _Framing:
+    """Which pixels of each input are stylized: all of it within max_side, or a portrait square."""
+
+    max_side: int
+    portrait: bool = False
+    crop: CropBox | None = None
+
+    def decode(self, data: bytes) -> DecodedImage:
+        if self.portrait:
+            return decode_portrait(data, crop=self.crop)
+        return decode_image(data, max_side=self.max_side)
+
+
+def _stylize_all(stylizer: Stylizer, inputs: list[Path], out_dir: Path, *, fmt: str, framing: _Framing) -> int:
     """Stylize each input in turn (one image in memory at a time); returns how many were written."""
     from tqdm import tqdm
 
@@ -149,7 +181,7 @@ def _stylize_all(stylizer: Stylizer, inputs: list[Path], out_dir: Path, *, fmt: 
                 )
                 continue
             try:
-                _stylize_file(stylizer, path, target, fmt=fmt, max_side=max_side)
+                _stylize_file(stylizer, path, target, fmt=fmt, framing=framing)
             except InferenceError as exc:
                 tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
                 continue
@@ -160,10 +192,10 @@ def _stylize_all(stylizer: Stylizer, inputs: list[Path], out_dir: Path, *, fmt: 
     return len(sources)
 
 
-def _stylize_file(stylizer: Stylizer, path: Path, target: Path, *, fmt: str, max_side: int) -> None:
+def _stylize_file(stylizer: Stylizer, path: Path, target: Path, *, fmt: str, framing: _Framing) -> None:
     if path.stat().st_size > MAX_INPUT_BYTES:
         raise ImageTooLargeError(f"The file is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB")
-    decoded = decode_image(path.read_bytes(), max_side=max_side)
+    decoded = framing.decode(path.read_bytes())
     result = stylizer.stylize(decoded.image)
     target.write_bytes(encode_image(result, fmt))
 
@@ -235,6 +267,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _crop_box(text: str) -> CropBox:
+    try:
+        return parse_crop(text)
+    except CropError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cpu_count() -> int:

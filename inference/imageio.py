@@ -21,6 +21,9 @@ The rules, as users see them:
 - Images whose longest side exceeds ``max_side`` are downscaled with LANCZOS, aspect kept,
   to exactly ``max_side`` on the longest (oriented) side; images are never upscaled. Large
   JPEGs are decoded at a reduced scale first (libjpeg "draft" mode), then resized exactly.
+- Portrait mode (``decode_portrait``) takes one square instead: the centre square, or a box in
+  the upright original's pixels (``inference.crops``), resampled once to 512x512 (LANCZOS; up
+  or down) straight from the original pixels.
 - Output is a fresh encode: no EXIF, ICC profile, XMP or text from the input is carried over.
 """
 
@@ -28,8 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Final
@@ -37,6 +42,7 @@ from typing import Final
 import numpy as np
 from PIL import ExifTags, Image
 
+from inference.crops import PORTRAIT_SIDE, CropBox, Region, centre_square, stored_region
 from inference.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
 logger = logging.getLogger(__name__)
@@ -118,23 +124,55 @@ def decode_image(data: bytes, *, max_side: int = 1024, max_pixels: int = 40_000_
     """
     if max_side < 1 or max_pixels < 1:
         raise ValueError("max_side and max_pixels must be positive")
+    return _decode(data, max_pixels, lambda width, height: (fit_within(width, height, max_side), None))
+
+
+def decode_portrait(
+    data: bytes, *, crop: CropBox | None = None, side: int = PORTRAIT_SIDE, max_pixels: int = 40_000_000
+) -> DecodedImage:
+    """Decode uploaded bytes into a ``side`` x ``side`` RGB square: ``crop`` of the upright image, or its centre.
+
+    The square is resampled once (LANCZOS) from the original pixels, whatever their size.
+    Raises what ``decode_image`` raises, and CropError when ``crop`` is not inside the image.
+    """
+    if side < 1 or max_pixels < 1:
+        raise ValueError("side and max_pixels must be positive")
+
+    def frame(width: int, height: int) -> tuple[tuple[int, int], CropBox]:
+        box = crop or centre_square(width, height)
+        box.require_inside(width, height)
+        return (side, side), box
+
+    return _decode(data, max_pixels, frame)
+
+
+# Given the upright size: the size to produce, and the upright box to take it from (None: all).
+_Framing = Callable[[int, int], tuple[tuple[int, int], CropBox | None]]
+
+
+def _decode(data: bytes, max_pixels: int, frame: _Framing) -> DecodedImage:
     fmt = _require_allowed_format(data)
     try:
         with Image.open(BytesIO(data), formats=[fmt]) as img:
             width, height = img.size
             _check_size(width, height, max_pixels)
-            target = fit_within(width, height, max_side)
-            box = None
-            if fmt == "JPEG" and min(width // target[0], height // target[1]) >= 2:
-                # libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below the target size.
-                drafted = img.draft("RGB", target)
-                box = drafted[1] if drafted is not None else None
-            img.load()
+            if fmt != "JPEG":
+                # A PNG may carry its EXIF after the pixels: decode (and fail) first. A JPEG's EXIF
+                # precedes them, and its orientation must be known before a reduced-scale decode.
+                img.load()
             orientation = _orientation(img)
+            swaps = orientation in _SWAPS_SIDES
+            upright_target, box = frame(*((height, width) if swaps else (width, height)))
+            target = (upright_target[1], upright_target[0]) if swaps else upright_target
+            region = (0.0, 0.0, float(width), float(height))
+            if box is not None:
+                region = stored_region(box, orientation, width, height)
+            region = _draft(img, fmt, target, region)
+            img.load()
             # Greys stay one channel until after the resize: a quarter of the memory.
             rgb = _to_rgb_or_grey(img)
-            if rgb.size != target:
-                rgb = rgb.resize(target, Image.Resampling.LANCZOS, box=box)
+            if rgb.size != target or region != (0.0, 0.0, float(rgb.width), float(rgb.height)):
+                rgb = rgb.resize(target, Image.Resampling.LANCZOS, box=region)
             if rgb.mode != "RGB":
                 rgb = rgb.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -144,14 +182,36 @@ def decode_image(data: bytes, *, max_side: int = 1024, max_pixels: int = 40_000_
     except _DECODE_ERRORS as exc:
         logger.debug("image decode failed", extra={"format": fmt}, exc_info=True)
         raise InvalidImageError(f"The {fmt} image could not be decoded: {_describe_failure(exc)}.") from exc
-    # The longest side does not change under rotation, so orienting the downscaled image
-    # gives the same result as orienting first, at a fraction of the memory.
+    # Orienting the resampled image gives the same result as orienting first (the resampling is
+    # separable and the region was mapped into the stored grid), at a fraction of the memory.
     if orientation in _ORIENTATION_TRANSPOSE:
         rgb = rgb.transpose(_ORIENTATION_TRANSPOSE[orientation])
-    if orientation in _SWAPS_SIDES:
+    if swaps:
         width, height = height, width
     rgb.info = {}
     return DecodedImage(image=rgb, format=fmt, original_width=width, original_height=height)
+
+
+def _draft(img: Image.Image, fmt: str, target: tuple[int, int], region: Region) -> Region:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the region stays at least ``target`` there.
+
+    Returns the region in the pixels that will be decoded.
+    """
+    if fmt != "JPEG":
+        return region
+    width, height = img.size
+    # The whole frame's size at which the region would be exactly the target.
+    needed = (
+        math.ceil(width * target[0] / (region[2] - region[0])),
+        math.ceil(height * target[1] / (region[3] - region[1])),
+    )
+    if min(width // needed[0], height // needed[1]) < 2:
+        return region
+    drafted = img.draft("RGB", needed)
+    if drafted is None:
+        return region
+    scale = drafted[1][2] / width
+    return region[0] * scale, region[1] * scale, region[2] * scale, region[3] * scale
 
 
 def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:

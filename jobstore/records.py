@@ -53,6 +53,10 @@ class JobRecord(BaseModel):
     holder: str | None = None
     # Where the job's end is announced (a signed POST), if the client asked for it.
     callback_url: str | None = None
+    # How the upload was framed: "portrait" (a square at 512x512; ``crop`` its x,y,w,h in the
+    # upright original, None for the centre square) or "scene" (None on records from before).
+    mode: str | None = None
+    crop: str | None = None
 
     @property
     def dedup_digests(self) -> list[str]:

@@ -23,6 +23,7 @@ from api.problems import ApiError
 from api.schemas import Job
 from api.submission import JobRequest, Submission
 from api.upload import Upload, read_upload
+from inference.crops import DEFAULT_MODE, MODES, PORTRAIT_SIDE, CropBox, CropError, parse_crop
 from inference.imageio import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS, sniff_format
 from jobstore.fingerprints import upload_digest
 from jobstore.records import JobRecord
@@ -46,6 +47,20 @@ _STYLIZE_BODY: dict[str, Any] = {
                         "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
                         "style": {"type": "string", "description": "A name from GET /styles."},
                         "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+                        "mode": {
+                            "type": "string",
+                            "enum": list(MODES),
+                            "default": DEFAULT_MODE,
+                            "description": "scene: the whole photo; portrait: one square at "
+                            f"{PORTRAIT_SIDE}x{PORTRAIT_SIDE} (what the face styles were trained on).",
+                        },
+                        "crop": {
+                            "type": "string",
+                            "pattern": r"^\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*$",
+                            "examples": ["120,40,600,600"],
+                            "description": "Portrait mode only: the square x,y,w,h (w = h) in the upright "
+                            "original's pixels; default the centre square.",
+                        },
                     },
                 }
             }
@@ -80,16 +95,26 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
     client = client_of(request)
     upload = await read_upload(request, settings.max_upload_bytes)
     style, fmt = _choose(upload, settings)
+    mode, crop = _framing(upload)
     if upload.image and sniff_format(upload.image) is None:
         raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
     # Hashing a few MB releases the GIL: off the event loop it runs beside other requests.
-    fingerprint = await anyio.to_thread.run_sync(upload_digest, upload.image, style, fmt, settings.max_side)
+    fingerprint = await anyio.to_thread.run_sync(
+        upload_digest, upload.image, style, fmt, settings.max_side, mode, None if crop is None else str(crop)
+    )
     if key is not None:
         earlier = await idempotency.lookup(gateway.redis, client.id, idempotency.check_key(key), fingerprint)
         if earlier is not None:
             return await _replay(response, gateway, earlier, client)
     job_request = JobRequest(
-        client, style, fmt, fingerprint, getattr(request.state, "request_id", None), idempotency_key=key
+        client,
+        style,
+        fmt,
+        fingerprint,
+        getattr(request.state, "request_id", None),
+        idempotency_key=key,
+        mode=mode,
+        crop=crop,
     )
     submission = await _submit(gateway, upload.image, job_request)
     if submission.replayed:
@@ -109,7 +134,9 @@ async def _submit(gateway: Gateway, data: bytes, job_request: JobRequest) -> Sub
         if existing is not None:
             return Submission(existing, deduplicated=True)
     await gateway.admission.precheck(job_request.client)
-    image = await gateway.images.normalize(data, style=job_request.style, fmt=job_request.fmt)
+    image = await gateway.images.normalize(
+        data, style=job_request.style, fmt=job_request.fmt, mode=job_request.mode, crop=job_request.crop
+    )
     return await gateway.submitter.submit(image, job_request)
 
 
@@ -121,6 +148,21 @@ def _choose(upload: Upload, settings: ApiSettings) -> tuple[str, str]:
     if fmt not in OUTPUT_FORMATS:
         _invalid("format", f"Unknown format {fmt[:16]!r}; choose one of {', '.join(OUTPUT_FORMATS)}.")
     return style, fmt
+
+
+def _framing(upload: Upload) -> tuple[str, CropBox | None]:
+    """The mode, and the portrait box when one was sent (whether it fits is known once decoded)."""
+    mode = (upload.mode or DEFAULT_MODE).lower()
+    if mode not in MODES:
+        _invalid("mode", f"Unknown mode {mode[:16]!r}; choose one of {', '.join(MODES)}.")
+    if upload.crop is None:
+        return mode, None
+    if mode != "portrait":
+        _invalid("crop", "A crop box applies to portrait mode only; send mode=portrait with it.")
+    try:
+        return mode, parse_crop(upload.crop)
+    except CropError as exc:
+        _invalid("crop", str(exc))
 
 
 def _invalid(field: str, detail: str) -> NoReturn:

@@ -76,7 +76,8 @@ def test_telemetry_loads_nothing_above_it_nor_inference_jobstore_or_a_runtime() 
 def test_api_loads_no_worker_and_no_model_runtime_and_only_the_runtime_free_inference_modules() -> None:
     loaded = modules_after_importing_package("api")
     assert_absent(tops(loaded), ("worker", "animegan", *MODEL_RUNTIMES))
-    assert {m for m in loaded if m.startswith("inference.")} <= {"inference.imageio", "inference.errors"}
+    allowed = {"inference.imageio", "inference.crops", "inference.errors"}
+    assert {m for m in loaded if m.startswith("inference.")} <= allowed
 
 
 def test_worker_loads_no_web_layer() -> None:
@@ -89,7 +90,7 @@ def test_inference_loads_nothing_of_the_service() -> None:
     assert_absent(loaded, (*forbidden, "prometheus_client"))
 
 
-@pytest.mark.parametrize("module", ["inference.imageio", "inference.errors"])
+@pytest.mark.parametrize("module", ["inference.imageio", "inference.crops", "inference.errors"])
 def test_gateway_image_modules_import_no_model_runtime_or_service_stack(module: str) -> None:
     assert_absent(loaded_after(f"import {module}"), MODEL_RUNTIMES + SERVICE_STACK)
 
@@ -116,3 +117,33 @@ def test_styles_and_weights_commands_never_load_a_model_runtime() -> None:
 
 def test_api_main_imports_no_model_runtime() -> None:
     assert_absent(loaded_after("import api.main"), MODEL_RUNTIMES)
+
+
+# The client goes into other people's applications: httpx and the standard library only.
+CLIENT_FORBIDDEN = (
+    *MODEL_RUNTIMES,
+    *SERVICE_STACK,
+    "api",
+    "worker",
+    "jobstore",
+    "inference",
+    "numpy",
+    "PIL",
+)
+
+
+def test_the_python_client_loads_only_httpx_and_the_standard_library() -> None:
+    loaded = tops(modules_after_importing_package("animegan.client"))
+    assert_absent(loaded, CLIENT_FORBIDDEN)
+    assert "httpx" in loaded
+
+
+def test_the_submit_command_loads_no_model_runtime_store_or_web_framework() -> None:
+    loaded = loaded_after(
+        "import contextlib, io\n"
+        "from animegan.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['submit', '--help']) == 0\n"
+        "import animegan.submit_cli"
+    )
+    assert_absent(loaded, CLIENT_FORBIDDEN)

@@ -1,0 +1,168 @@
+"""``AsyncClient``: the service's HTTP API from async code (httpx; asyncio or trio, through anyio)."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from animegan.client.errors import ApiError, JobFailedError, JobTimeoutError, ServiceUnreachableError
+from animegan.client.models import Job
+from animegan.client.options import ClientOptions, deadline_after, remaining_s
+from animegan.client.protocol import (
+    CropInput,
+    EventDecoder,
+    ImageInput,
+    RetryBudget,
+    content_of,
+    job_of,
+    job_of_event,
+    poll_delay,
+    stylize_form,
+)
+
+
+class AsyncClient:
+    """Submit photos, follow their jobs and fetch the results.
+
+    ``AsyncClient("http://127.0.0.1:8000", api_key=...)``; use it as ``async with`` (or ``aclose()``)
+    to release its connections. Errors are ``ClientError``s: ``ApiError`` for the service's
+    refusals (with the problem document), ``ServiceUnreachableError`` when it does not answer.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retry_for_s: float = 60.0,
+        poll_interval_s: float = 1.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.options = ClientOptions(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            retry_for_s=retry_for_s,
+            poll_interval_s=poll_interval_s,
+        )
+        # ``transport``: httpx's hook for proxies, retries at the connection level, or instrumentation.
+        self._http = httpx.AsyncClient(
+            base_url=self.options.base_url, headers=self.options.headers(), timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def submit(
+        self,
+        image: ImageInput,
+        style: str | None = None,
+        format: str | None = None,
+        mode: str | None = None,
+        *,
+        crop: CropInput | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """``POST /stylize``: the accepted (or deduplicated) job. A 429/503 answer is retried after its
+        Retry-After while ``retry_for_s`` allows, then raised."""
+        files, data = stylize_form(image, style=style, format=format, mode=mode, crop=crop)
+        headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+        budget = RetryBudget(self.options.retry_for_s)
+        while True:
+            try:
+                return job_of(await self._request("POST", "/stylize", files=files, data=data, headers=headers))
+            except ApiError as exc:
+                delay = budget.delay_before_retry(exc)
+                if delay is None:
+                    raise
+            await anyio.sleep(delay)
+
+    async def job(self, job_id: str) -> Job:
+        """``GET /jobs/{id}``: the job's current state."""
+        return job_of(await self._request("GET", f"/jobs/{quote(job_id, safe='')}"))
+
+    async def result(self, job: Job | str) -> bytes:
+        """``GET /jobs/{id}/result``: the image bytes (ApiError 409 while not finished or when failed)."""
+        url = job.result_url if isinstance(job, Job) else f"/jobs/{quote(job, safe='')}/result"
+        return content_of(await self._request("GET", url))
+
+    async def wait(self, job: Job | str, timeout: float | None = None) -> Job:
+        """Block until the job succeeds or fails and return it; JobTimeoutError after ``timeout`` seconds.
+
+        Follows ``GET /jobs/{id}/events``; if the stream is refused or drops, polls ``GET /jobs/{id}``
+        at the service's Retry-After pace instead.
+        """
+        deadline = deadline_after(timeout)
+        current = job if isinstance(job, Job) else await self.job(job)
+        if current.done:
+            return current
+        current = await self._follow(current, deadline)
+        delay = 0.0
+        while not current.done:
+            left = remaining_s(deadline)
+            if left is not None and left <= 0:
+                raise JobTimeoutError(current, timeout or 0.0)
+            await anyio.sleep(delay if left is None else min(delay, left))
+            response = await self._request("GET", current.status_url)
+            current = job_of(response)
+            delay = poll_delay(response, self.options.poll_interval_s)
+        return current
+
+    async def stylize(
+        self,
+        image: ImageInput,
+        style: str | None = None,
+        format: str | None = None,
+        mode: str | None = None,
+        *,
+        crop: CropInput | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """Submit, wait and fetch in one call: the stylized image's bytes (JobFailedError if it failed)."""
+        job = await self.wait(await self.submit(image, style, format, mode, crop=crop), timeout)
+        if not job.succeeded:
+            raise JobFailedError(job)
+        return await self.result(job)
+
+    async def _follow(self, job: Job, deadline: float | None) -> Job:
+        """The job's states from its event stream until it ends; the last state seen if the stream does not last."""
+        read_s = self.options.stream_read_timeout(remaining_s(deadline))
+        try:
+            async with self._http.stream(
+                "GET",
+                self.options.events_url(job),
+                headers={"Accept": "text/event-stream"},
+                timeout=httpx.Timeout(self.options.timeout, read=read_s),
+            ) as response:
+                if not self.options.is_event_stream(response):
+                    return job
+                decoder = EventDecoder()
+                async for line in response.aiter_lines():
+                    event = decoder.feed(line)
+                    seen = job_of_event(event) if event is not None else None
+                    job = seen or job
+                    if job.done or (deadline is not None and time.monotonic() >= deadline):
+                        return job
+        except httpx.TransportError:
+            pass  # refused, reset or silent: polling takes over
+        return job
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServiceUnreachableError(f"{self.options.base_url} did not answer: {exc!r}") from exc
