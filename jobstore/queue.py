@@ -303,6 +303,7 @@ class QueueScripts:
     """The scripts registered on one blocking client (the workers, tools, tests)."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self.client = client
         self.admit: Script = client.register_script(ADMIT)
         self.claim: Script = client.register_script(CLAIM)
         self.renew: Script = client.register_script(RENEW)

@@ -70,7 +70,8 @@ class Runtime:
 
     @property
     def scripts(self) -> QueueScripts:
-        if self._scripts is None:
+        """The job store's scripts on this process's client (registered again if the client changed)."""
+        if self._scripts is None or self._scripts.client is not self.redis:
             self._scripts = QueueScripts(self.redis)
         return self._scripts
 

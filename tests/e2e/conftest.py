@@ -5,6 +5,8 @@
 - ``jobs``: a client's view (submit, poll until the job ends) and the store's view (the record,
   waiting until a given attempt runs) of the jobs of a stack.
 - ``pool``: the pool children of a worker process, and killing them or the whole worker.
+- ``result_writes``: counts writes to result keys from Redis keyspace notifications (a SET NX that
+  sets nothing sends none, so the count is the number of times a stored result changed).
 
 Restarting is the conftest fixtures' part: ``spawn_worker`` again, ``ApiProcess.start()`` again,
 ``durable_redis.start()`` again.
@@ -17,10 +19,12 @@ import itertools
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -28,7 +32,7 @@ import pytest
 import redis
 from PIL import Image
 
-from jobstore.keys import job_key
+from jobstore.keys import job_key, result_key
 from jobstore.records import JobRecord
 from jobstore.states import JobState
 
@@ -138,3 +142,46 @@ def jobs() -> Jobs:
 @pytest.fixture(scope="session")
 def pool() -> Pool:
     return Pool()
+
+
+class ResultWrites:
+    """Counts writes to result keys from Redis keyspace notifications (``set`` events)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.db = int(parts.path.strip("/") or 0)
+        self.client = redis.Redis.from_url(url)
+        self.events: list[str] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> ResultWrites:
+        self.client.config_set("notify-keyspace-events", "K$")
+        self.pubsub = self.client.pubsub()
+        self.pubsub.psubscribe(f"__keyspace@{self.db}__:{result_key('*')}")
+        self.pubsub.get_message(timeout=5)  # the subscription confirmation
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+        return self
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self.pubsub.get_message(timeout=0.2)
+            if message and message["type"] == "pmessage" and message["data"] == b"set":
+                self.events.append(message["channel"].decode().rsplit(":", 1)[-1])
+
+    def count(self, job_id: str) -> int:
+        time.sleep(0.5)  # notifications are asynchronous: let the listener drain
+        return self.events.count(job_id)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.pubsub.close()
+        self.client.config_set("notify-keyspace-events", "")
+        self.client.close()
+
+
+@pytest.fixture
+def result_writes(redis_url: str) -> Iterator[ResultWrites]:
+    with ResultWrites(redis_url) as writes:
+        yield writes

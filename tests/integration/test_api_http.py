@@ -25,7 +25,7 @@ from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.heartbeats import Heartbeat
 from jobstore.ids import is_job_id, new_job_id
-from jobstore.keys import QUEUED_KEY, SERVICE_TIME_KEY, WORKERS_KEY, input_key, job_key, result_key
+from jobstore.keys import SERVICE_TIME_KEY, WAITING_KEY, WORKERS_KEY, input_key, job_key, result_key
 from jobstore.records import JobRecord
 from jobstore.service_time import estimate_wait_s
 from jobstore.states import JobState
@@ -259,7 +259,7 @@ def test_bad_images_and_fields_are_422(start_api: ApiFactory, redis_url: str, ph
     missing = httpx.post(f"{base}/stylize", files={"picture": ("p.jpg", image, "image/jpeg")})
     _problem(missing, 422, "validation-error")
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(QUEUED_KEY) == 0  # nothing bad reached the queue
+        assert client.llen(WAITING_KEY) == 0  # nothing bad reached the queue
 
 
 def test_full_queue_is_503_with_retry_after_from_depth_and_service_time(
@@ -276,7 +276,7 @@ def test_full_queue_is_503_with_retry_after_from_depth_and_service_time(
     assert int(response.headers["retry-after"]) == math.ceil(estimate_wait_s(2, 10.0, 1)) == 30
     assert body["queue_depth"] == 2
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(QUEUED_KEY) == 2
+        assert client.llen(WAITING_KEY) == 2
 
 
 def test_unreachable_broker_is_503_and_the_job_is_not_left_queued(
@@ -287,7 +287,7 @@ def test_unreachable_broker_is_503_and_the_job_is_not_left_queued(
     _problem(response, 503, "broker-unavailable")
     assert response.headers["retry-after"]
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(QUEUED_KEY) == 0
+        assert client.llen(WAITING_KEY) == 0
         failed = [JobRecord.from_hash(client.hgetall(k)) for k in client.scan_iter(job_key("*"))]  # type: ignore[arg-type]
     assert [(r.state, r.error_code) for r in failed] == [(JobState.FAILED, ErrorCode.BROKER_UNAVAILABLE)]
 
@@ -326,7 +326,7 @@ def test_identical_request_while_queued_gets_the_same_job(start_api: ApiFactory,
     other_format = _post(base, image, data={"format": "jpeg"})
     assert other_format.json()["id"] != first.json()["id"]
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(QUEUED_KEY) == 2
+        assert client.llen(WAITING_KEY) == 2
 
 
 def test_same_pixels_in_another_file_are_deduplicated_too(start_api: ApiFactory, redis_url: str, photo: Photo) -> None:

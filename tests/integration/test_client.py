@@ -27,9 +27,10 @@ from api.main import create_app
 from api.routes.events import StreamLimits, get_stream_limits
 from inference.imageio import decode_image
 from jobstore.clock import now
-from jobstore.keys import QUEUED_KEY, SERVICE_TIME_KEY, job_key, result_key
+from jobstore.keys import SERVICE_TIME_KEY, job_key, result_key
+from jobstore.queue import QueueScripts, claim_call
 from jobstore.records import JobRecord
-from jobstore.transitions import add_mark_running, add_mark_succeeded
+from jobstore.transitions import add_mark_succeeded
 
 ApiFactory = Callable[..., str]
 Photo = Callable[[], bytes]
@@ -158,9 +159,8 @@ def finish_later(redis_url: str, job_id: str, after_s: float) -> threading.Threa
     def run() -> None:
         with redis.Redis.from_url(redis_url) as store:
             time.sleep(after_s / 2)
-            pipe = store.pipeline()
-            add_mark_running(pipe, JobRecord.from_hash(store.hgetall(job_key(job_id))), now())
-            pipe.execute()
+            keys, args = claim_call("test:1", now(), 60, 3)
+            assert QueueScripts(store).claim(keys=keys, args=args) == [b"claimed", job_id.encode()]
             time.sleep(after_s / 2)
             store.set(result_key(job_id), b"result bytes")
             pipe = store.pipeline()
@@ -209,7 +209,7 @@ def test_submit_retries_a_full_queue_after_its_retry_after_within_its_budget(
             assert still_full.value.status == 503
             assert 1.9 <= time.monotonic() - started < 2.5
 
-            threading.Timer(1.5, lambda: store.zrem(QUEUED_KEY, blocker.id)).start()
+            threading.Timer(1.5, lambda: httpx.delete(f"{base}/jobs/{blocker.id}")).start()
             started = time.monotonic()
             with Client(base, retry_for_s=10) as patient:
                 accepted = patient.submit(photo())

@@ -197,21 +197,24 @@ def test_worker_and_gateway_export_every_family_and_pass_promtool(
     assert value(after, "animegan_job_peak_rss_bytes_count") == 3
 
 
-def test_queue_depth_is_the_length_of_the_celery_queue(
+def test_queue_depth_counts_waiting_jobs_the_same_way_admission_and_readyz_do(
     redis_url: str, start_api: Any, photo: Callable[[], bytes]
 ) -> None:
-    # No worker listens on this database: every accepted job stays in the broker's list.
-    base = start_api(redis_url=redis_url)
+    # No worker listens on this database: every accepted job stays waiting.
+    base = start_api(redis_url=redis_url, max_queue_depth=3)
     for _ in range(3):
         assert submit(base, photo()).status_code == 202
-    # Kombu keeps a Redis list per priority step: messages sent with a priority count too.
+    # Stray messages (a duplicate delivery, a re-sent token) are not jobs: they do not count.
     celery = create_celery_client(ApiSettings(redis_url=redis_url))
     for priority in (5, 9):
         celery.send_task(TASK_NAME, args=["no-such-job"], queue=QUEUE_NAME, priority=priority)
     celery.close()
     text, samples = scrape(f"{base}/metrics")
     promtool_check(text)  # this process is not in multiprocess mode: the default registry is served
-    assert value(samples, "animegan_queue_depth", queue="animegan") == 5
+    assert value(samples, "animegan_queue_depth", queue="animegan") == 3
+    refused = submit(base, photo())
+    assert refused.status_code == 503
+    assert refused.json()["queue_depth"] == 3
     assert value(samples, "animegan_worker_processes") == 0
     assert value(samples, "animegan_redis_up") == 1
 
