@@ -26,6 +26,9 @@ class ApiSettings(SharedSettings):
     max_concurrent_uploads: int = Field(default=8, ge=1)
     # A 5 MiB upload over a 1 Mbit/s link takes about 42 s: room for slow clients, none for a trickle.
     upload_timeout_s: float = Field(default=60.0, gt=0)
+    # Open GET /jobs/{id}/events streams per gateway process, and per client within it.
+    max_event_streams: int = Field(default=1000, ge=1)
+    max_event_streams_per_client: int = Field(default=20, ge=1)
 
 
 def load_api_settings() -> ApiSettings:

@@ -2,7 +2,7 @@
 
 Routes get each part through ``api.deps``; tests replace a part by assigning another object.
 ``aclose()`` closes every connection the parts hold (the job store, the broker client the
-/metrics scrape reads queue lengths with, the Celery producer).
+/metrics scrape reads queue lengths with, the Celery producer, the event streams' pub/sub).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from celery import Celery
 from api.admission import Admission
 from api.config import ApiSettings
 from api.dedup import Deduplicator
+from api.event_hub import EventHub
 from api.images import ImageNormalizer
 from api.job_reader import JobReader
 from api.submission import JobSubmitter
@@ -38,8 +39,11 @@ class Gateway:
         self.dedup = Deduplicator(settings, client, self.reader)
         self.sender = TaskSender(celery)
         self.submitter = JobSubmitter(settings, client, self.dedup, self.sender)
+        # Event streams' pub/sub connection (opened on the first stream) and their caps.
+        self.events = EventHub(settings)
 
     async def aclose(self) -> None:
+        await self.events.aclose()
         if self.broker_redis is not self.redis:
             await self.broker_redis.aclose()
         await self.redis.aclose()

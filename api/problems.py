@@ -20,6 +20,7 @@ slug                       status  when
 ``job-not-ready``          409     result asked for before the job succeeded (+ Retry-After)
 ``job-failed``             409     result asked for a failed job (the job's error is the detail)
 ``idempotency-key-in-use`` 409     the first request with this key is still being accepted
+``too-many-streams``       429     ANIMEGAN_MAX_EVENT_STREAMS(_PER_CLIENT) event streams open (+ Retry-After)
 ``queue-full``             503     backpressure: queue at ANIMEGAN_MAX_QUEUE_DEPTH (+ Retry-After)
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
@@ -59,6 +60,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "job-not-ready": (409, "Job not ready"),
     "job-failed": (409, "Job failed"),
     "idempotency-key-in-use": (409, "Idempotency key in use"),
+    "too-many-streams": (429, "Too many event streams"),
     "queue-full": (503, "Queue full"),
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),
