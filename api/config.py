@@ -80,6 +80,10 @@ class ApiSettings(SharedSettings):
         """The per-client request rate, or None when ANIMEGAN_RATE_LIMIT is empty or ``off``."""
         return parse_rate(self.rate_limit)
 
+    # Open GET /jobs/{id}/events streams per gateway process, and per client within it.
+    max_event_streams: int = Field(default=1000, ge=1)
+    max_event_streams_per_client: int = Field(default=20, ge=1)
+
 
 def load_api_settings() -> ApiSettings:
     """Read the environment; a bad value stops the process with one line naming the variable."""

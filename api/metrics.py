@@ -1,7 +1,7 @@
 """Gateway metric families and the small functions the rest of the gateway records through.
 
 The gateway counts what it sees: HTTP requests (``api.http_metrics`` times them), accepted
-uploads and their size, rejections by reason, deduplicated requests. Its own RSS and disk IO
+uploads and their size, rejections by reason, deduplicated requests, open event streams. Its own RSS and disk IO
 (``telemetry``) are refreshed at every scrape and every ``SAMPLE_INTERVAL_S``. What Redis knows
 is read at scrape time (``api.store_figures``); the exposition is ``api.routes.metrics``.
 """
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry.process_stats import ProcessStats
 
@@ -58,6 +58,13 @@ DEDUP_HITS = Counter(
 UPLOAD_BYTES = Histogram(
     "upload_bytes", "Size of accepted image uploads in bytes.", namespace="animegan", buckets=UPLOAD_BUCKETS
 )
+# No client label: clients are unbounded; the per-client cap is enforced, not exported.
+EVENT_STREAMS = Gauge(
+    "event_streams_open",
+    "GET /jobs/{id}/events streams open in a gateway process.",
+    namespace="animegan",
+    multiprocess_mode="livesum",
+)
 for _reason in sorted(set(REJECTION_REASONS.values())):
     REJECTIONS.labels(_reason)
 
@@ -89,6 +96,11 @@ def observe_rejection(slug: str, *, client: str | None = None) -> None:
 
 def observe_rate_limit_error() -> None:
     RATE_LIMIT_ERRORS.inc()
+
+
+def observe_event_streams(delta: int) -> None:
+    """An event stream opened (+1) or ended (-1)."""
+    EVENT_STREAMS.inc(delta)
 
 
 def sample_process() -> None:

@@ -25,6 +25,7 @@ slug                       status  when
 ``client-quota``           429     the client has ANIMEGAN_MAX_QUEUED_PER_CLIENT jobs queued or running
                                    (+ Retry-After)
 ``rate-limited``           429     the client is over ANIMEGAN_RATE_LIMIT (+ Retry-After)
+``too-many-streams``       429     ANIMEGAN_MAX_EVENT_STREAMS(_PER_CLIENT) event streams open (+ Retry-After)
 ``queue-full``             503     backpressure: queue at ANIMEGAN_MAX_QUEUE_DEPTH (+ Retry-After)
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
@@ -68,6 +69,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "job-running": (409, "Job running"),
     "client-quota": (429, "Too many jobs of this client"),
     "rate-limited": (429, "Rate limited"),
+    "too-many-streams": (429, "Too many event streams"),
     "queue-full": (503, "Queue full"),
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),

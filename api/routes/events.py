@@ -1,4 +1,4 @@
-"""GET /jobs/{job_id}/events: a job's state changes as Server-Sent Events.
+"""GET /jobs/{job_id}/events: a job's state changes as Server-Sent Events, pushed, not polled.
 
 The stream starts with the job's current state, then sends one event per change; every event's
 name is the job's status (``queued``, ``running``, ``succeeded``, ``failed``) and its data is the
@@ -6,29 +6,44 @@ JSON body GET /jobs/{job_id} would answer at that moment (so a queued job's even
 ``queue_position``, and a new position is a new ``queued`` event). The stream ends after a
 terminal state, or with an ``expired`` event (a problem document) if the record disappears.
 
-It reads the job record every ``poll_s`` (one HGETALL, plus a ZRANK while queued): the job store
-publishes nothing, and a poll that cheap keeps the gateway stateless. Comment lines keep idle
-proxies from closing the connection, and the stream ends after ``max_duration_s`` so no connection
-lives forever; EventSource clients reconnect by themselves and get the current state first.
-An unknown id is a 404 problem before any stream starts.
+Changes arrive through the process's ``EventHub`` (the job store publishes every state change):
+the stream subscribes before its first read, then reads the record again (one HGETALL) only when
+a notice arrives. Nothing announces a new queue position (it moves when another job starts), so
+while queued the stream re-reads every ``position_refresh_s``. A running job whose worker vanished
+is handed back (``queued``) or failed by the workers' sweeper, which publishes that too. Another
+client's job is a 404, exactly like an unknown one. Comment lines keep idle proxies from
+closing the connection, and the stream ends after ``max_duration_s`` so no connection lives
+forever; EventSource clients reconnect by themselves and get the current state first.
+
+Before any stream starts: 429 ``too-many-streams`` past the per-process or per-client cap
+(``EventHub.slots``; the slot is held until the stream ends or the client goes), 404 for an
+unknown id, 503 when Redis is unreachable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from redis.exceptions import RedisError
 
-from api.deps import JobReaderDep, SettingsDep
+from api.clients import client_of
+from api.config import ApiSettings
+from api.deps import GatewayDep, JobReaderDep, SettingsDep
+from api.event_hub import Feed
 from api.job_reader import JobReader
-from api.problems import PROBLEMS, TYPE_PREFIX, ApiError
+from api.problems import PROBLEMS, TYPE_PREFIX, ApiError, broker_unavailable
 from api.schemas import Job
+from jobstore.ids import is_job_id
+from jobstore.records import JobRecord
+from jobstore.states import JobState
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +54,8 @@ router = APIRouter(tags=["jobs"])
 class StreamLimits:
     """Timing of one event stream (a dependency, so tests can shorten it)."""
 
-    poll_s: float = 0.5
+    # Queue positions move without a message; a browser should see "you are next" within seconds.
+    position_refresh_s: float = 2.0
     heartbeat_s: float = 10.0
     max_duration_s: float = 300.0
     # Sent as the stream's ``retry:`` field: how long EventSource waits before reconnecting.
@@ -50,19 +66,56 @@ def get_stream_limits() -> StreamLimits:
     return StreamLimits()
 
 
-async def read_current_job(job_id: str, reader: JobReaderDep, settings: SettingsDep) -> Job:
-    """The job as GET /jobs/{job_id} shows it, or a 404 problem (raised before the stream starts)."""
-    job = await read_job_now(reader, job_id)
-    if job is None:
-        detail = f"No job {job_id[:64]!r}; jobs are forgotten {settings.record_ttl_s} s after they end."
-        raise ApiError("job-not-found", detail)
-    return job
+@dataclass(frozen=True)
+class Snapshot:
+    """The job as GET /jobs/{id} shows it, and the record it was built from."""
+
+    job: Job
+    record: JobRecord
 
 
-async def read_job_now(reader: JobReader, job_id: str) -> Job | None:
-    """The same body GET /jobs/{job_id} answers now, or None if the job is unknown or expired."""
-    record = await reader.read(job_id)
-    return None if record is None else Job.from_record(record, position=await reader.position(record))
+@dataclass(frozen=True)
+class OpenStream:
+    feed: Feed
+    first: Snapshot
+    client: str
+
+
+async def read_snapshot(reader: JobReader, job_id: str, client: str) -> Snapshot | None:
+    """The client's job now (one HGETALL, plus its position while queued), or None if it is unknown,
+    expired or another client's."""
+    record = await reader.read(job_id, client)
+    if record is None:
+        return None
+    return Snapshot(Job.from_record(record, position=await reader.position(record)), record)
+
+
+def _not_found(job_id: str, settings: ApiSettings) -> ApiError:
+    detail = f"No job {job_id[:64]!r}; jobs are forgotten {settings.record_ttl_s} s after they end."
+    return ApiError("job-not-found", detail)
+
+
+async def open_stream(
+    job_id: str, request: Request, gateway: GatewayDep, settings: SettingsDep
+) -> AsyncIterator[OpenStream]:
+    """Admit (429), subscribe, read the job (404); the slot and subscription last until the stream ends."""
+    hub = gateway.events
+    client_id = client_of(request).id
+    hub.slots.claim(client_id)
+    try:
+        if not is_job_id(job_id):
+            raise _not_found(job_id, settings)
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                feed = await stack.enter_async_context(hub.follow(job_id))
+            except TimeoutError as exc:
+                raise broker_unavailable("subscribing to the job's events") from exc
+            first = await read_snapshot(gateway.reader, job_id, client_id)
+            if first is None:
+                raise _not_found(job_id, settings)
+            yield OpenStream(feed, first, client_id)
+    finally:
+        hub.slots.release(client_id)
 
 
 def _expired(job_id: str) -> ServerSentEvent:
@@ -77,36 +130,56 @@ def _expired(job_id: str) -> ServerSentEvent:
     return ServerSentEvent(event="expired", data=problem)
 
 
+def _next_read_in(snapshot: Snapshot, limits: StreamLimits) -> float:
+    """Seconds until the stream must read the job although no notice came."""
+    record = snapshot.record
+    if record.state is JobState.QUEUED:
+        return limits.position_refresh_s
+    return math.inf
+
+
 @router.get(
     "/jobs/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={404: {"content": {"application/problem+json": {}}}},
+    responses={
+        404: {"content": {"application/problem+json": {}}},
+        429: {"content": {"application/problem+json": {}}},
+    },
 )
 async def follow_job(
     job_id: str,
     reader: JobReaderDep,
-    first: Annotated[Job, Depends(read_current_job)],
+    stream: Annotated[OpenStream, Depends(open_stream)],
     limits: Annotated[StreamLimits, Depends(get_stream_limits)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Follow a job: its current state, then every change, as Server-Sent Events."""
     clock = anyio.current_time
-    started = last_sent = clock()
+    ends_at = clock() + limits.max_duration_s
+    feed = stream.feed
     sent: str | None = None
-    job: Job | None = first
-    while job is not None:
-        body = job.model_dump_json()
+    beat_at = clock() + limits.heartbeat_s
+    snapshot: Snapshot | None = stream.first
+    while snapshot is not None:
+        body = snapshot.job.model_dump_json()
         if body != sent:
             retry = limits.reconnect_ms if sent is None else None
-            yield ServerSentEvent(event=job.status.value, raw_data=body, retry=retry)
-            sent, last_sent = body, clock()
-        if job.status.terminal or clock() - started >= limits.max_duration_s:
+            yield ServerSentEvent(event=snapshot.job.status.value, raw_data=body, retry=retry)
+            sent, beat_at = body, clock() + limits.heartbeat_s
+        if snapshot.job.status.terminal:
             return
-        if clock() - last_sent >= limits.heartbeat_s:
-            yield ServerSentEvent(comment="keep-alive")
-            last_sent = clock()
-        await anyio.sleep(limits.poll_s)
+        read_at = clock() + _next_read_in(snapshot, limits)
+        # Wait for a notice, a due read, the end of the stream's life; keep the line alive meanwhile.
+        while not await feed.wait(min(read_at, beat_at, ends_at) - clock()) and clock() < read_at:
+            if clock() >= ends_at:
+                return
+            if clock() >= beat_at:
+                yield ServerSentEvent(comment="keep-alive")
+                beat_at = clock() + limits.heartbeat_s
+        if feed.lost:
+            logger.warning("job store unreachable; ending the event stream", extra={"job_id": job_id})
+            return
         try:
-            job = await read_job_now(reader, job_id)
+            snapshot = await read_snapshot(reader, job_id, stream.client)
         except RedisError:
             # Ending the stream makes EventSource reconnect; the reconnect answers 503 while Redis is down.
             logger.warning("job store unreachable; ending the event stream", extra={"job_id": job_id})

@@ -1,7 +1,9 @@
 """GET /jobs/{id}/events against real Redis and a real uvicorn socket.
 
 Jobs are submitted through POST /stylize on a database no worker listens on, then moved through
-their states with the job store's own transitions (jobstore.transitions), exactly as a worker moves them.
+their states with the job store's own transitions (jobstore.transitions), exactly as a worker moves
+them; one test follows a job through the session's real worker. Redis MONITOR shows which reads a
+stream makes: pushed changes, not polling.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from api.routes.events import StreamLimits, get_stream_limits
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.keys import job_key, result_key
+from jobstore.queue import QueueScripts, claim_call
 from jobstore.records import JobRecord
-from jobstore.transitions import add_mark_failed, add_mark_running, add_mark_succeeded
+from jobstore.transitions import add_mark_failed, add_mark_succeeded
 
-FAST = StreamLimits(poll_s=0.05, heartbeat_s=60.0, max_duration_s=60.0)
+FAST = StreamLimits(position_refresh_s=0.05, heartbeat_s=60.0, max_duration_s=60.0)
+# No timed read within a test's life: whatever the stream reports must have been pushed.
+PUSH_ONLY = StreamLimits(position_refresh_s=3600.0, heartbeat_s=60.0, max_duration_s=120.0)
 
 
 @contextmanager
@@ -105,9 +110,9 @@ class Jobs:
         return JobRecord.from_hash(self.redis.hgetall(job_key(job_id)))
 
     def running(self, job_id: str) -> None:
-        pipe = self.redis.pipeline()
-        add_mark_running(pipe, self.record(job_id), now())
-        pipe.execute()
+        """Claim the job as a worker does (the job store's CLAIM script; the only job waiting)."""
+        keys, args = claim_call("test:1", now(), 60.0, 3)
+        assert QueueScripts(self.redis).claim(keys=keys, args=args) == [b"claimed", job_id.encode()]
 
     def succeeded(self, job_id: str) -> None:
         self.redis.set(result_key(job_id), b"\x89PNG result bytes")
@@ -205,7 +210,7 @@ def test_job_that_expires_while_followed_ends_with_an_expired_event(api: httpx.C
 
 
 def test_idle_stream_sends_heartbeats_and_ends_after_its_lifetime(redis_url: str, photo: Callable[[], bytes]) -> None:
-    limits = StreamLimits(poll_s=0.05, heartbeat_s=0.2, max_duration_s=1.0)
+    limits = StreamLimits(position_refresh_s=0.05, heartbeat_s=0.2, max_duration_s=1.0)
     with serving(redis_url, limits) as url, httpx.Client(base_url=url, timeout=10) as client:
         job_id = Jobs(client, redis_url, photo).submit()
         with follow(client, job_id) as (_, events):
@@ -216,3 +221,82 @@ def test_idle_stream_sends_heartbeats_and_ends_after_its_lifetime(redis_url: str
     assert all(not e.data for e in heartbeats)
     # Still queued: the client is expected to reconnect, and gets the current state first again.
     assert all(e.name != "succeeded" for e in received)
+
+
+def test_stream_follows_a_real_worker_to_its_result_by_push(worker_redis_url: str, photo: Callable[[], bytes]) -> None:
+    with serving(worker_redis_url, PUSH_ONLY) as url, httpx.Client(base_url=url, timeout=60) as client:
+        job_id = Jobs(client, worker_redis_url, photo).submit()
+        with follow(client, job_id) as (_, events):
+            received = list(events)  # the stream ends by itself after the terminal state
+        assert [e.name for e in received][-2:] == ["running", "succeeded"]
+        assert {e.name for e in received} <= {"queued", "running", "succeeded"}
+        assert received[-1].json() == client.get(f"/jobs/{job_id}").json()
+        assert received[-1].json()["output"]["width"] == 128
+        assert client.get(f"/jobs/{job_id}/result").status_code == 200
+
+
+class CommandLog:
+    """The commands Redis runs on one database, seen through MONITOR from a thread."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.url = redis_url
+        self.db = int(redis_url.rsplit("/", 1)[1])
+        self.commands: list[str] = []
+        self._stop = threading.Event()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "MONITOR did not start"
+
+    def _run(self, ready: threading.Event) -> None:
+        with redis.Redis.from_url(self.url) as client, client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if self._stop.is_set():
+                    return
+                if command["db"] == self.db:
+                    self.commands.append(command["command"])
+
+    def count(self, command: str) -> int:
+        return sum(1 for c in list(self.commands) if c == command)
+
+    def close(self) -> None:
+        self._stop.set()
+        with redis.Redis.from_url(self.url) as client:
+            client.ping()  # wakes the monitor so it sees the stop
+        self._thread.join(10)
+
+
+@pytest.fixture
+def command_log(redis_url: str) -> Iterator[CommandLog]:
+    log = CommandLog(redis_url)
+    yield log
+    log.close()
+
+
+def test_idle_stream_reads_only_at_the_position_refresh_and_not_at_all_while_running(
+    redis_url: str, photo: Callable[[], bytes], command_log: CommandLog
+) -> None:
+    limits = StreamLimits(position_refresh_s=1.0, heartbeat_s=60.0, max_duration_s=60.0)
+    with serving(redis_url, limits) as url, httpx.Client(base_url=url, timeout=10) as client:
+        jobs = Jobs(client, redis_url, photo)
+        job_id = jobs.submit()
+        read = f"HGETALL {job_key(job_id)}"
+        with follow(client, job_id) as (_, events):
+            assert next(events).name == "queued"
+            opened = command_log.count(read)
+            time.sleep(3.5)
+            refreshes = command_log.count(read) - opened
+            # One read a second while queued; the old 0.5 s poll would have made 7.
+            assert 2 <= refreshes <= 4, command_log.commands
+
+            jobs.running(job_id)
+            assert next(events).name == "running"
+            time.sleep(0.3)  # the read behind the event has been logged by now
+            after_change = command_log.count(read)
+            time.sleep(3.0)
+            assert command_log.count(read) == after_change, "a running job with no change must not be read"
+
+            jobs.succeeded(job_id)
+            assert next(events).name == "succeeded"
+        jobs.redis.close()
