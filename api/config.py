@@ -7,11 +7,12 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from jobstore.settings import SharedSettings, describe_errors
+from jobstore.webhook_settings import WebhookSettings
 
 MiB = 1024 * 1024
 
 
-class ApiSettings(SharedSettings):
+class ApiSettings(SharedSettings, WebhookSettings):
     """Settings of the gateway (``animegan api`` / ``uvicorn --factory api.main:create_app``)."""
 
     default_format: Literal["png", "jpeg", "webp"] = "png"

@@ -14,6 +14,7 @@ slug                       status  when
 ``invalid-image``          422     undecodable, truncated or empty image
 ``too-many-pixels``        422     the header declares more than ANIMEGAN_MAX_PIXELS (bomb)
 ``idempotency-key-reused`` 422     an Idempotency-Key seen before with a different request
+``callback-url-refused``   422     callback_url not http(s), too long, private host, or webhooks off
 ``job-not-found``          404     unknown or expired job id
 ``request-timeout``        408     the body did not arrive within ANIMEGAN_UPLOAD_TIMEOUT_S
 ``result-expired``         404     the job succeeded but its result has expired
@@ -56,6 +57,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-image": (422, "Invalid image"),
     "too-many-pixels": (422, "Too many pixels"),
     "idempotency-key-reused": (422, "Idempotency key reused"),
+    "callback-url-refused": (422, "Callback URL refused"),
     "job-not-found": (404, "Job not found"),
     "request-timeout": (408, "Request timeout"),
     "result-expired": (404, "Result expired"),

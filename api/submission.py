@@ -52,6 +52,7 @@ class JobRequest:
     upload_digest: str
     request_id: str | None = None
     idempotency_key: str | None = None
+    callback_url: str | None = None
 
 
 class JobSubmitter:
@@ -117,6 +118,7 @@ class JobSubmitter:
             record_ttl_s=self.settings.record_ttl_s,
             request_id=request.request_id,
             client=request.client.id,
+            callback_url=request.callback_url,
         )
 
     async def _send(self, record: JobRecord) -> None:

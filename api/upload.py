@@ -111,6 +111,7 @@ class Upload:
     image: bytes
     style: str | None
     format: str | None
+    callback_url: str | None = None
 
 
 async def read_upload(request: Request, image_limit: int) -> Upload:
@@ -131,7 +132,12 @@ async def read_upload(request: Request, image_limit: int) -> Upload:
     await form.close()
     if len(data) > image_limit:
         raise too_large(image_limit)
-    return Upload(image=data, style=_text_field(form.get("style")), format=_text_field(form.get("format")))
+    return Upload(
+        image=data,
+        style=_text_field(form.get("style")),
+        format=_text_field(form.get("format")),
+        callback_url=_text_field(form.get("callback_url")),
+    )
 
 
 def _text_field(value: str | UploadFile | None) -> str | None:

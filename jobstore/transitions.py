@@ -28,6 +28,7 @@ from jobstore.keys import (
 )
 from jobstore.records import JobRecord
 from jobstore.states import JobState
+from jobstore.webhooks import WebhookEvent, add_schedule_webhook
 
 Pipe = redis.client.Pipeline | redis.asyncio.client.Pipeline
 
@@ -66,6 +67,7 @@ def add_mark_succeeded(
     for digest in record.dedup_digests:
         pipe.set(dedup_key(record.client, digest), record.id, ex=min(record.record_ttl_s, record.result_ttl_s))
     _add_leave(pipe, record)
+    add_schedule_webhook(pipe, record, WebhookEvent.JOB_SUCCEEDED)
     add_publish(pipe, record.id, JobState.SUCCEEDED)
 
 
@@ -80,6 +82,7 @@ def add_mark_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str)
     pipe.hset(job_key(record.id), mapping=fields)  # type: ignore[arg-type]
     pipe.expire(job_key(record.id), record.record_ttl_s)
     _add_leave(pipe, record)
+    add_schedule_webhook(pipe, record, WebhookEvent.JOB_FAILED)
     add_publish(pipe, record.id, JobState.FAILED)
 
 

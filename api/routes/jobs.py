@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from api import idempotency, metrics
 from api.admission import Admission
+from api.callbacks import check_callback_url
 from api.clients import ClientIdentity, client_of
 from api.config import ApiSettings
 from api.deps import AdmissionDep, GatewayDep, JobReaderDep, SettingsDep
@@ -80,6 +81,7 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
     client = client_of(request)
     upload = await read_upload(request, settings.max_upload_bytes)
     style, fmt = _choose(upload, settings)
+    callback_url = await check_callback_url(upload.callback_url, settings)
     if upload.image and sniff_format(upload.image) is None:
         raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
     # Hashing a few MB releases the GIL: off the event loop it runs beside other requests.
@@ -89,7 +91,13 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
         if earlier is not None:
             return await _replay(response, gateway, earlier, client)
     job_request = JobRequest(
-        client, style, fmt, fingerprint, getattr(request.state, "request_id", None), idempotency_key=key
+        client,
+        style,
+        fmt,
+        fingerprint,
+        getattr(request.state, "request_id", None),
+        idempotency_key=key,
+        callback_url=callback_url,
     )
     submission = await _submit(gateway, upload.image, job_request)
     if submission.replayed:
