@@ -16,7 +16,7 @@ from celery import Celery, signals
 from celery.utils.log import current_process_index
 
 from jobstore.keys import QUEUE_NAME
-from worker import metrics, runtime, webhooks
+from worker import metrics, runtime, webhook_process
 from worker.config import WorkerSettings, load_worker_settings
 from worker.log import configure_logging
 from worker.sweeper import SweeperStep
@@ -75,7 +75,7 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
     metrics.init_main_process(settings.styles, settings.max_memory_per_child_mb)
     if settings.metrics_port:
         metrics.start_metrics_server(settings.metrics_port)
-    webhooks.start_sender(settings)
+    webhook_process.start_sender(settings)
 
 
 def check_weights(settings: WorkerSettings) -> None:
@@ -129,7 +129,7 @@ def _on_worker_ready(sender: Any, **_: Any) -> None:
 
 def _on_worker_shutdown(**_: Any) -> None:
     runtime.get_runtime().stop_heartbeat()
-    webhooks.stop_sender(_settings().webhook_lease_s)
+    webhook_process.stop_sender(_settings().webhook_lease_s)
 
 
 signals.setup_logging.connect(_setup_logging)

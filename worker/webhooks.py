@@ -6,10 +6,10 @@ Why a process and not a thread of the Celery main process: that process forks th
 A process of its own shares nothing with the pool, costs one small interpreter (no model, no
 torch), and can be restarted on its own.
 
-``start_sender`` runs ``python -m worker.webhooks`` from the worker's ``worker_init`` hook, with
-the worker's environment; ``stop_sender`` ends it at the worker's shutdown, letting attempts in
-flight finish. The sender also exits when its parent worker is gone (SIGKILL included), so it never
-outlives it. Without ANIMEGAN_WEBHOOK_SECRET no sender starts (the gateway then refuses
+``worker.webhook_process.start_sender`` runs ``python -m worker.webhooks`` from the worker's
+``worker_init`` hook, with the worker's environment; ``stop_sender`` ends it at the worker's
+shutdown, letting attempts in flight finish. The sender also exits when its parent worker is gone
+(SIGKILL included), so it never outlives it. Without ANIMEGAN_WEBHOOK_SECRET no sender starts (the gateway then refuses
 callbacks). Several workers run several senders against one Redis: a delivery is claimed
 atomically with a lease (``jobstore.webhooks``), so no attempt is sent twice at once, and one
 whose sender died mid-send is retried when the lease ends.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from types import FrameType
@@ -43,8 +42,6 @@ from worker.log import configure_logging
 from worker.webhook_delivery import AttemptResult, Outcome, WebhookPoster
 
 logger = logging.getLogger(__name__)
-
-STOP_GRACE_S = 5.0
 
 
 class WebhookSender:
@@ -67,6 +64,10 @@ class WebhookSender:
             except redis.RedisError:
                 logger.warning("webhook sender: Redis unavailable; retrying", exc_info=True)
                 busy = False
+            except Exception:
+                # A bug must not silently end this thread; the claimed delivery is retried after its lease.
+                logger.exception("webhook sender: unexpected error")
+                busy = False
             if not busy:
                 stop.wait(self.settings.webhook_poll_interval_s)
 
@@ -80,9 +81,15 @@ class WebhookSender:
 
     def attempt(self, delivery: Delivery) -> None:
         if delivery.body is None:
-            body = self.render(delivery.job_id)
+            try:
+                body = self.render(delivery.job_id)
+            except ValueError:  # a record this version cannot read: retrying cannot help
+                logger.exception("webhook body could not be rendered", extra={"job_id": delivery.job_id})
+                body = None
             if body is None:
-                self._end(delivery, AttemptResult(Outcome.FAILED, error="the job's record has expired"), last=True)
+                self._end(
+                    delivery, AttemptResult(Outcome.FAILED, error="the job's record is gone or unreadable"), last=True
+                )
                 return
             delivery = self.store.store_body(delivery, body)
         assert delivery.body is not None
@@ -153,34 +160,6 @@ def serve(settings: WorkerSettings, parent_pid: int | None = None) -> None:
         thread.join(settings.webhook_lease_s)
     poster.close()
     client.close()
-
-
-_process: subprocess.Popen[bytes] | None = None
-
-
-def start_sender(settings: WorkerSettings) -> subprocess.Popen[bytes] | None:
-    """Start this worker's sender process (none without a secret: nothing could be signed)."""
-    global _process
-    if not settings.webhooks_enabled:
-        logger.info("webhooks off: ANIMEGAN_WEBHOOK_SECRET is unset")
-        return None
-    command = [sys.executable, "-m", "worker.webhooks", "--parent", str(os.getpid())]
-    _process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    return _process
-
-
-def stop_sender(timeout_s: float = 30.0) -> None:
-    """End the sender started by ``start_sender``: SIGTERM, then SIGKILL if it does not finish in time."""
-    global _process
-    process, _process = _process, None
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(STOP_GRACE_S)
 
 
 def main(argv: list[str] | None = None) -> None:

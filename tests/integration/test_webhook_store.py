@@ -120,3 +120,29 @@ def test_the_body_is_kept_from_the_first_attempt_and_an_ended_delivery_leaves_th
         assert due_ids(client) == []
         assert store.read(again.id)["state"] == "given_up"
         assert 0 < client.ttl(webhook_key(again.id)) <= 120
+
+
+def test_a_delivery_whose_job_record_expired_is_given_up_without_sending(
+    redis_url: str, queue_job: Callable[..., JobRecord]
+) -> None:
+    from worker.config import WorkerSettings
+    from worker.webhook_delivery import WebhookPoster
+    from worker.webhooks import WebhookSender
+
+    settings = WorkerSettings(redis_url=redis_url, webhook_secret="0123456789abcdef0123", webhook_keep_s=60)  # type: ignore[arg-type]
+    with redis.Redis.from_url(redis_url) as client:
+        record = queue_job(client, Image.new("RGB", (8, 8))).model_copy(update={"callback_url": CALLBACK})
+        finished(client, record)
+        client.delete(job_key(record.id))
+        poster = WebhookPoster(settings)
+        try:
+            sender = WebhookSender(settings, client, poster)
+            assert sender.run_once()
+            assert not sender.run_once()  # nothing else is due
+        finally:
+            poster.close()
+        [delivery_id] = [k.decode().rsplit(":", 1)[1] for k in client.keys(webhook_key("*"))]
+        stored = DeliveryStore(client, keep_s=60).read(delivery_id)
+        assert (stored["state"], stored["attempt"]) == ("given_up", "1")
+        assert "gone" in stored["last_error"]
+        assert due_ids(client) == []

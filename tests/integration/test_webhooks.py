@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -315,3 +316,15 @@ def test_callback_is_refused_when_the_gateway_has_no_secret(
     assert response.json()["type"] == "/problems/callback-url-refused"
     assert "ANIMEGAN_WEBHOOK_SECRET" in response.json()["detail"]
     assert submit(base, photo(), None).status_code == 202  # jobs without a callback are unaffected
+
+
+def test_the_sender_process_ends_with_its_worker_even_when_the_worker_is_killed(
+    redis_url: str, spawn_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    worker = spawn_worker(redis_url, **WEBHOOK_ENV)
+    senders = [p for p in psutil.Process(worker.pid).children() if "worker.webhooks" in " ".join(p.cmdline())]
+    assert len(senders) == 1
+    os.kill(worker.pid, signal.SIGKILL)  # the Celery main process only: no shutdown hook runs
+    worker.wait(10)
+    senders[0].wait(10)  # raises psutil.TimeoutExpired if the sender outlived its worker
+    assert not senders[0].is_running()
