@@ -43,6 +43,8 @@ from worker.webhook_delivery import AttemptResult, Outcome, WebhookPoster
 
 logger = logging.getLogger(__name__)
 
+REDIS_RETRY_S = 5.0
+
 
 class WebhookSender:
     """Claims, sends and settles deliveries; ``run`` is the loop of one sender thread."""
@@ -61,8 +63,9 @@ class WebhookSender:
                 return
             try:
                 busy = self.run_once()
-            except redis.RedisError:
-                logger.warning("webhook sender: Redis unavailable; retrying", exc_info=True)
+            except redis.RedisError as exc:
+                logger.warning("webhook sender: Redis unavailable (%s); retrying in %g s", exc, REDIS_RETRY_S)
+                stop.wait(REDIS_RETRY_S)
                 busy = False
             except Exception:
                 # A bug must not silently end this thread; the claimed delivery is retried after its lease.
@@ -160,6 +163,7 @@ def serve(settings: WorkerSettings, parent_pid: int | None = None) -> None:
         thread.join(settings.webhook_lease_s)
     poster.close()
     client.close()
+    logger.info("webhook sender stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
