@@ -12,11 +12,12 @@ from pydantic_settings import NoDecode
 from api.api_keys import KeysFileError, read_keys_file
 from api.rate_rule import RateRule, parse_rate
 from jobstore.settings import SharedSettings, describe_errors
+from jobstore.webhook_settings import WebhookSettings
 
 MiB = 1024 * 1024
 
 
-class ApiSettings(SharedSettings):
+class ApiSettings(SharedSettings, WebhookSettings):
     """Settings of the gateway (``animegan api`` / ``uvicorn --factory api.main:create_app``)."""
 
     default_format: Literal["png", "jpeg", "webp"] = "png"

@@ -15,6 +15,7 @@ slug                       status  when
 ``too-many-pixels``        422     the header declares more than ANIMEGAN_MAX_PIXELS (bomb)
 ``idempotency-key-reused`` 422     an Idempotency-Key seen before with a different request
 ``unauthorized``           401     a keys file is set and no valid ``Authorization: Bearer`` key was sent
+``callback-url-refused``   422     callback_url not http(s), too long, private host, or webhooks off
 ``job-not-found``          404     unknown or expired job id
 ``request-timeout``        408     the body did not arrive within ANIMEGAN_UPLOAD_TIMEOUT_S
 ``result-expired``         404     the job succeeded but its result has expired
@@ -60,6 +61,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "too-many-pixels": (422, "Too many pixels"),
     "idempotency-key-reused": (422, "Idempotency key reused"),
     "unauthorized": (401, "Unauthorized"),
+    "callback-url-refused": (422, "Callback URL refused"),
     "job-not-found": (404, "Job not found"),
     "request-timeout": (408, "Request timeout"),
     "result-expired": (404, "Result expired"),

@@ -1,108 +1,27 @@
-"""Response models of the HTTP API (DESIGN.md's contract), built from job records."""
+"""Response models of the HTTP API (DESIGN.md's contract), built from job records.
+
+The job models live in ``jobstore.job_view`` (the workers' webhooks post the same body) and are
+re-exported here unchanged.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from pydantic import BaseModel, Field
 
-from jobstore.errors import error_title
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.job_view import Job, JobError, JobInput, JobLinks, JobOutput, JobTimings
 
-
-class JobLinks(BaseModel):
-    status: str = Field(description="This job's status URL.")
-    result: str = Field(description="Where the image is once the job succeeded.")
-
-
-class JobInput(BaseModel):
-    width: int = Field(description="Width after downscaling, as queued for the model.")
-    height: int
-    original_width: int = Field(description="Width of the upload, after EXIF orientation.")
-    original_height: int
-
-
-class JobOutput(BaseModel):
-    format: str = Field(description="png, jpeg or webp.")
-    width: int | None = None
-    height: int | None = None
-    bytes: int | None = Field(default=None, description="Size of the encoded result.")
-    precision: str | None = Field(default=None, description="What the generator computed in: fp32 or bf16.")
-
-
-class JobTimings(BaseModel):
-    queue_s: float | None = Field(
-        default=None, description="Seconds from acceptance to the first start (ms precision)."
-    )
-    inference_s: float | None = Field(default=None, description="Seconds spent in the generator (ms precision).")
-
-
-class JobError(BaseModel):
-    type: str = Field(description="Problem type URI, /problems/<slug>.")
-    title: str
-    detail: str
-
-
-class Job(BaseModel):
-    id: str
-    status: JobState
-    style: str
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    queue_position: int | None = Field(default=None, description="1 = next to start; null once started.")
-    input: JobInput
-    output: JobOutput
-    timings: JobTimings
-    error: JobError | None = None
-    links: JobLinks
-    deduplicated: bool = Field(default=False, description="True when an identical earlier request's job answers.")
-
-    @classmethod
-    def from_record(cls, record: JobRecord, *, position: int | None = None, deduplicated: bool = False) -> Job:
-        error = None
-        if record.error_code is not None:
-            error = JobError(
-                type=f"/problems/{record.error_code.value}",
-                title=error_title(record.error_code),
-                detail=record.error_detail or error_title(record.error_code),
-            )
-        return cls(
-            id=record.id,
-            status=record.state,
-            style=record.style,
-            created_at=datetime.fromtimestamp(record.created_at, UTC),
-            started_at=_time(record.started_at),
-            finished_at=_time(record.finished_at),
-            queue_position=position,
-            input=JobInput(
-                width=record.width,
-                height=record.height,
-                original_width=record.original_width,
-                original_height=record.original_height,
-            ),
-            output=JobOutput(
-                format=record.format,
-                width=record.output_width,
-                height=record.output_height,
-                bytes=record.output_bytes,
-                precision=record.precision,
-            ),
-            timings=JobTimings(queue_s=_milliseconds(record.queue_s), inference_s=_milliseconds(record.inference_s)),
-            error=error,
-            links=JobLinks(status=f"/jobs/{record.id}", result=f"/jobs/{record.id}/result"),
-            deduplicated=deduplicated,
-        )
-
-
-def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _milliseconds(seconds: float | None) -> float | None:
-    """Timings are shown to the millisecond: finer digits are noise, not measurement."""
-    return None if seconds is None else round(seconds, 3)
+__all__ = [
+    "Health",
+    "Job",
+    "JobError",
+    "JobInput",
+    "JobLinks",
+    "JobOutput",
+    "JobTimings",
+    "Readiness",
+    "Style",
+    "Styles",
+]
 
 
 class Style(BaseModel):

@@ -55,6 +55,7 @@ class JobRequest:
     idempotency_key: str | None = None
     mode: str = DEFAULT_MODE
     crop: CropBox | None = None
+    callback_url: str | None = None
 
 
 class JobSubmitter:
@@ -122,6 +123,7 @@ class JobSubmitter:
             client=request.client.id,
             mode=image.mode,
             crop=None if image.crop is None else str(image.crop),
+            callback_url=request.callback_url,
         )
 
     async def _send(self, record: JobRecord) -> None:

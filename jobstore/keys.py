@@ -24,6 +24,11 @@ key                            value                             TTL            
 ``workers``                    hash worker id -> JSON heartbeat  none (expiry inside) worker
 ``stats:service_s``            EWMA of inference seconds         none                 worker
 ``events:{id}`` (channel)      pub/sub: the job's new state      -                    every state change
+``webhook:{delivery id}``      hash, one webhook delivery        pending: 7 days;     scheduled with the
+                               (event, url, job, attempt, body,  ended: ..._WEBHOOK_  terminal state change;
+                               last error; jobstore.webhooks)    KEEP_S               worker sender updates
+``webhooks:due``               sorted set delivery id -> unix    none (members        same; a claim moves
+                               time it is due (or lease ends)    removed at the end)  the time to the lease end
 =============================  ================================  ===================  ======================
 
 The Celery queue itself is the Redis list ``QUEUE_NAME`` (and its priority lists), on the broker.
@@ -42,6 +47,7 @@ LEASES_KEY = f"{PREFIX}leases"
 SWEEPER_LOCK_KEY = f"{PREFIX}sweeper"
 WORKERS_KEY = f"{PREFIX}workers"
 SERVICE_TIME_KEY = f"{PREFIX}stats:service_s"
+WEBHOOKS_DUE_KEY = f"{PREFIX}webhooks:due"
 
 
 def job_key(job_id: str) -> str:
@@ -77,3 +83,7 @@ def dedup_key(client: str, digest: str) -> str:
 def idempotency_key(client: str, idempotency: str) -> str:
     # Hashed: the client's key may be long or hold characters we do not want in key names.
     return f"{PREFIX}idem:{client}:{hashlib.sha256(idempotency.encode()).hexdigest()}"
+
+
+def webhook_key(delivery_id: str) -> str:
+    return f"{PREFIX}webhook:{delivery_id}"

@@ -57,7 +57,8 @@ ADMIT = (
     _LUA_KEYS
     + """
 -- KEYS: waiting, cq, round, active, job, input, dedup(pixels), dedup(upload), [idem]
--- ARGV: id, client, max_depth, max_per_client, input_ttl, record_ttl, raw, fingerprint, idem_value, fields...
+-- ARGV: id, client, max_depth, max_per_client, input_ttl, record_ttl, raw, fingerprint, idem_value, dedup (1/0),
+--       fields...
 local id, client, record_ttl = ARGV[1], ARGV[2], ARGV[6]
 local function can_answer(other)
   local state = redis.call('HGET', job_k(other), 'state')
@@ -66,7 +67,7 @@ local function can_answer(other)
   return true
 end
 local function remember(answer)
-  redis.call('SET', KEYS[8], answer, 'EX', record_ttl)
+  if ARGV[10] == '1' then redis.call('SET', KEYS[8], answer, 'EX', record_ttl) end
   if KEYS[9] then redis.call('SET', KEYS[9], string.gsub(ARGV[9], '{JOB}', answer), 'EX', record_ttl) end
 end
 if KEYS[9] then
@@ -77,7 +78,8 @@ if KEYS[9] then
     return {'replayed', seen['job_id']}
   end
 end
-for _, key in ipairs({KEYS[7], KEYS[8]}) do
+-- A job announced to its own callback never answers for another request, nor is answered by one.
+for _, key in ipairs(ARGV[10] == '1' and {KEYS[7], KEYS[8]} or {}) do
   local other = redis.call('GET', key)
   if other and can_answer(other) then
     remember(other)
@@ -94,14 +96,14 @@ end
 local mine = redis.call('SCARD', KEYS[4])
 if mine >= tonumber(ARGV[4]) then return {'client-quota', '', tostring(mine)} end
 redis.call('SET', KEYS[6], ARGV[7], 'EX', ARGV[5])
-redis.call('HSET', KEYS[5], unpack(ARGV, 10))
+redis.call('HSET', KEYS[5], unpack(ARGV, 11))
 redis.call('EXPIRE', KEYS[5], record_ttl)
 redis.call('RPUSH', KEYS[1], id)
 redis.call('RPUSH', KEYS[2], id)
 if not redis.call('LPOS', KEYS[3], client) then redis.call('RPUSH', KEYS[3], client) end
 redis.call('SADD', KEYS[4], id)
 redis.call('EXPIRE', KEYS[4], record_ttl)
-redis.call('SET', KEYS[7], id, 'EX', record_ttl)
+if ARGV[10] == '1' then redis.call('SET', KEYS[7], id, 'EX', record_ttl) end
 remember(id)
 return {'created', id, tostring(depth + 1)}
 """
@@ -251,6 +253,7 @@ def admit_call(
         raw_rgb,
         fingerprint,
         idem_value,
+        0 if record.callback_url else 1,
         *fields,
     ]
     return keys, args

@@ -28,6 +28,7 @@ from jobstore.keys import (
 )
 from jobstore.records import JobRecord
 from jobstore.states import JobState
+from jobstore.webhooks import WebhookEvent, add_schedule_webhook
 
 Pipe = redis.client.Pipeline | redis.asyncio.client.Pipeline
 
@@ -62,10 +63,12 @@ def add_mark_succeeded(
     pipe.hset(job_key(record.id), mapping=fields)  # type: ignore[arg-type]
     pipe.expire(job_key(record.id), record.record_ttl_s)
     pipe.expire(result_key(record.id), record.result_ttl_s)
-    # An identical request of the same client is answered from this job while record and result exist.
-    for digest in record.dedup_digests:
+    # An identical request of the same client is answered from this job while record and result
+    # exist (not a job with a callback: its end is announced to its own request only).
+    for digest in [] if record.callback_url else record.dedup_digests:
         pipe.set(dedup_key(record.client, digest), record.id, ex=min(record.record_ttl_s, record.result_ttl_s))
     _add_leave(pipe, record)
+    add_schedule_webhook(pipe, record, WebhookEvent.JOB_SUCCEEDED)
     add_publish(pipe, record.id, JobState.SUCCEEDED)
 
 
@@ -80,6 +83,7 @@ def add_mark_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str)
     pipe.hset(job_key(record.id), mapping=fields)  # type: ignore[arg-type]
     pipe.expire(job_key(record.id), record.record_ttl_s)
     _add_leave(pipe, record)
+    add_schedule_webhook(pipe, record, WebhookEvent.JOB_FAILED)
     add_publish(pipe, record.id, JobState.FAILED)
 
 

@@ -16,7 +16,7 @@ from celery import Celery, signals
 from celery.utils.log import current_process_index
 
 from jobstore.keys import QUEUE_NAME
-from worker import metrics, runtime
+from worker import metrics, runtime, webhook_process
 from worker.config import WorkerSettings, load_worker_settings
 from worker.log import configure_logging
 from worker.sweeper import SweeperStep
@@ -66,7 +66,8 @@ def _setup_logging(**_: Any) -> None:
 
 
 def _on_worker_init(sender: Any, **_: Any) -> None:
-    """Main process, before the pool starts: remember the pool size, check the weights, serve metrics."""
+    """Main process, before the pool starts: remember the pool size, check the weights, serve metrics,
+    start the webhook sender."""
     settings = _settings(sender.app)
     runtime.init_runtime(settings, concurrency=int(sender.concurrency or settings.concurrency))
     check_weights(settings)
@@ -74,6 +75,7 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
     metrics.init_main_process(settings.styles, settings.max_memory_per_child_mb)
     if settings.metrics_port:
         metrics.start_metrics_server(settings.metrics_port)
+    webhook_process.start_sender(settings)
 
 
 def check_weights(settings: WorkerSettings) -> None:
@@ -127,6 +129,7 @@ def _on_worker_ready(sender: Any, **_: Any) -> None:
 
 def _on_worker_shutdown(**_: Any) -> None:
     runtime.get_runtime().stop_heartbeat()
+    webhook_process.stop_sender(_settings().webhook_lease_s)
 
 
 signals.setup_logging.connect(_setup_logging)

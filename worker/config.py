@@ -5,14 +5,19 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from jobstore.settings import SharedSettings, describe_errors
+from jobstore.webhook_settings import WebhookSettings
+
+# Seconds before each delivery attempt, counted from the previous one: six tries over about an hour.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE_S = [0.0, 30.0, 120.0, 480.0, 1200.0, 1800.0]
 
 
-class WorkerSettings(SharedSettings):
+class WorkerSettings(SharedSettings, WebhookSettings):
     """Settings of a worker process (``animegan worker`` / ``celery -A worker.celery_app worker``)."""
 
     weights_dir: Path | None = None
@@ -37,6 +42,31 @@ class WorkerSettings(SharedSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # auto: bf16 where the CPU runs it natively (AVX512_BF16, AMX), else fp32 (inference.precision).
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Webhook sender (worker/webhooks.py): one per worker, in a process of its own.
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S)
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_concurrency: int = Field(default=4, ge=1, le=64)
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    webhook_keep_s: int = Field(default=86400, ge=1)
+
+    @field_validator("webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return [float(s) for s in value.split(",") if s.strip()]
+            except ValueError:
+                raise ValueError(f"{value!r} is not a comma-separated list of seconds (e.g. 0,30,120)") from None
+        return value
+
+    @field_validator("webhook_retry_schedule_s", mode="after")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if not 1 <= len(value) <= 20 or any(not 0 <= s <= 86400 for s in value):
+            raise ValueError("give 1 to 20 comma-separated delays in seconds, each 0 to 86400 (e.g. 0,30,120)")
+        return value
 
     @model_validator(mode="after")
     def _check_limits(self) -> Self:
@@ -46,6 +76,11 @@ class WorkerSettings(SharedSettings):
         if self.task_time_limit_s * 2 > self.visibility_timeout_s:
             raise ValueError("visibility_timeout_s must be at least twice task_time_limit_s")
         return self
+
+    @property
+    def webhook_lease_s(self) -> float:
+        """How long a claimed delivery is held: one resolution and one POST, with room to record it."""
+        return self.webhook_resolve_timeout_s + self.webhook_timeout_s + 30.0
 
     @property
     def concurrency(self) -> int:

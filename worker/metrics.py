@@ -88,6 +88,16 @@ ENGINE = Gauge(
     multiprocess_mode="livemax",
 )
 
+WEBHOOK_EVENTS = ("job.succeeded", "job.failed")
+WEBHOOK_OUTCOMES = ("delivered", "retried", "given_up", "refused")
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries",
+    "Webhook delivery attempts by event and outcome: delivered (2xx), retried (failed, tried again later), "
+    "given_up (failed on the last try), refused (the host resolved to a forbidden address).",
+    ["event", "outcome"],
+    namespace="animegan",
+)
+
 _process_stats: ProcessStats | None = None
 
 
@@ -127,6 +137,16 @@ def start_process_stats(component: str, interval_s: float | None = None) -> Proc
 def observe_handback(outcome: str) -> None:
     """A running job whose process vanished: requeued, or failed out of attempts (exhausted)."""
     HANDBACKS.labels(outcome).inc()
+
+
+def init_webhook_labels() -> None:
+    for event in WEBHOOK_EVENTS:
+        for outcome in WEBHOOK_OUTCOMES:
+            WEBHOOK_DELIVERIES.labels(event, outcome)
+
+
+def observe_webhook(event: str, outcome: str) -> None:
+    WEBHOOK_DELIVERIES.labels(event, outcome).inc()
 
 
 def observe_queue_wait(seconds: float) -> None:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from api import idempotency, metrics
 from api.admission import Admission
+from api.callbacks import check_callback_url
 from api.clients import ClientIdentity, client_of
 from api.config import ApiSettings
 from api.deps import AdmissionDep, GatewayDep, JobReaderDep, SettingsDep
@@ -47,6 +48,12 @@ _STYLIZE_BODY: dict[str, Any] = {
                         "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
                         "style": {"type": "string", "description": "A name from GET /styles."},
                         "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+                        "callback_url": {
+                            "type": "string",
+                            "format": "uri",
+                            "maxLength": 2048,
+                            "description": "Where the job's end is POSTed, signed (README: Webhooks).",
+                        },
                         "mode": {
                             "type": "string",
                             "enum": list(MODES),
@@ -96,6 +103,7 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
     upload = await read_upload(request, settings.max_upload_bytes)
     style, fmt = _choose(upload, settings)
     mode, crop = _framing(upload)
+    callback_url = await check_callback_url(upload.callback_url, settings)
     if upload.image and sniff_format(upload.image) is None:
         raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
     # Hashing a few MB releases the GIL: off the event loop it runs beside other requests.
@@ -115,6 +123,7 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
         idempotency_key=key,
         mode=mode,
         crop=crop,
+        callback_url=callback_url,
     )
     submission = await _submit(gateway, upload.image, job_request)
     if submission.replayed:
@@ -129,7 +138,7 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
 
 async def _submit(gateway: Gateway, data: bytes, job_request: JobRequest) -> Submission:
     """A repeated upload is answered before decoding; a full queue or quota refuses before decoding."""
-    if job_request.idempotency_key is None:
+    if job_request.idempotency_key is None and job_request.callback_url is None:
         existing = await gateway.dedup.find_existing(job_request.client.id, job_request.upload_digest)
         if existing is not None:
             return Submission(existing, deduplicated=True)
