@@ -22,7 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from jobstore.keys import QUEUE_NAME
+from jobstore.keys import WAITING_KEY
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "animegan"
 KUBERNETES_VERSION = "1.30"
@@ -238,7 +238,16 @@ def test_every_settings_field_can_reach_the_container(
     known = settings_env.known()
     assert {name for name in passed if name.startswith("ANIMEGAN_")} <= known
     # Optional settings are left unset unless configured; each has a value that sets it.
-    optional = {"ANIMEGAN_BROKER_URL", "ANIMEGAN_STYLES", "ANIMEGAN_WEIGHTS_DIR", "ANIMEGAN_THREADS"}
+    optional = {
+        "ANIMEGAN_BROKER_URL",
+        "ANIMEGAN_STYLES",
+        "ANIMEGAN_WEIGHTS_DIR",
+        "ANIMEGAN_THREADS",
+        "ANIMEGAN_API_KEYS_FILE",
+        "ANIMEGAN_API_METRICS_PORT",
+        "ANIMEGAN_TRUSTED_PROXIES",
+        "ANIMEGAN_WEBHOOK_SECRET",
+    }
     assert settings - optional <= passed, f"not passed to {role}: {sorted(settings - optional - passed)}"
 
 
@@ -250,7 +259,16 @@ def test_optional_settings_are_passed_when_configured(helm_template: Any) -> Non
         "redis.enabled=false,externalRedis.url=redis://r:6379/0,externalRedis.brokerUrl=redis://b:6379/0",
         "--set",
         "worker.threads=3",
+        "--set",
+        "config.apiKeysFile=/etc/animegan/keys,config.apiMetricsPort=9200,config.webhookSecret=0123456789abcdef",
+        "--set-string",
+        "config.trustedProxies=10.0.0.0/8",
     )
+    api = resolved_env(one(objects, "Deployment", "api"), objects)
+    assert api["ANIMEGAN_API_KEYS_FILE"] == "/etc/animegan/keys"
+    assert api["ANIMEGAN_API_METRICS_PORT"] == "9200"
+    assert api["ANIMEGAN_TRUSTED_PROXIES"] == "10.0.0.0/8"
+    assert api["ANIMEGAN_WEBHOOK_SECRET"] == "0123456789abcdef"
     worker = resolved_env(one(objects, "Deployment", "worker"), objects)
     assert worker["ANIMEGAN_WEIGHTS_DIR"] == "/weights"
     assert worker["ANIMEGAN_STYLES"] == "face_paint_512_v2,paprika"
@@ -342,7 +360,7 @@ def test_keda_scenario_scales_workers_on_the_celery_queue(helm_template: Any) ->
     assert scaled["spec"]["scaleTargetRef"]["name"] == one(objects, "Deployment", "worker")["metadata"]["name"]
     trigger = scaled["spec"]["triggers"][0]
     assert trigger["type"] == "redis"
-    assert trigger["metadata"]["listName"] == QUEUE_NAME
+    assert trigger["metadata"]["listName"] == WAITING_KEY  # the one queue depth (jobstore.keys)
     assert trigger["metadata"]["address"] == "rel-animegan-redis.animegan.svc:6379"
     assert all(isinstance(value, str) for value in trigger["metadata"].values())
     assert scaled["spec"]["minReplicaCount"] >= 1
