@@ -21,6 +21,8 @@ key                            value                             TTL            
                                and by upload bytes)
 ``idem:{client}:{sha256}``     JSON {job_id, fingerprint}        record_ttl_s         api
 ``sweeper``                    lock: the worker sweeping now     a few seconds        worker
+``rate:{client}``              GCRA arrival time of the client's until the burst refills api
+                               requests (ANIMEGAN_RATE_LIMIT)
 ``workers``                    hash worker id -> JSON heartbeat  none (expiry inside) worker
 ``stats:service_s``            EWMA of inference seconds         none                 worker
 ``events:{id}`` (channel)      pub/sub: the job's new state      -                    every state change

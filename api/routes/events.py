@@ -34,6 +34,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from redis.exceptions import RedisError
 
+from api import metrics
 from api.clients import client_of
 from api.config import ApiSettings
 from api.deps import GatewayDep, JobReaderDep, SettingsDep
@@ -100,8 +101,13 @@ async def open_stream(
 ) -> AsyncIterator[OpenStream]:
     """Admit (429), subscribe, read the job (404); the slot and subscription last until the stream ends."""
     hub = gateway.events
-    client_id = client_of(request).id
-    hub.slots.claim(client_id)
+    client = client_of(request)
+    client_id = client.id
+    try:
+        hub.slots.claim(client_id)
+    except ApiError as exc:
+        metrics.observe_rejection(exc.slug, client=client.label)
+        raise
     try:
         if not is_job_id(job_id):
             raise _not_found(job_id, settings)

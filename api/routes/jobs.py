@@ -93,7 +93,7 @@ async def create_job(
     try:
         return await _accept(request, response, gateway, idempotency_key)
     except ApiError as exc:
-        metrics.observe_rejection(exc.slug)
+        metrics.observe_rejection(exc.slug, client=client_of(request).label)
         raise
 
 
