@@ -82,12 +82,18 @@ class Runtime:
 
             # Its own client, quick to give up: the sweep runs on the main process's event loop.
             client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+            broker = (
+                client
+                if self.settings.broker == self.settings.redis_url
+                else redis.Redis.from_url(self.settings.broker, socket_connect_timeout=2, socket_timeout=5)
+            )
             self._sweeper = Sweeper(
                 client,
                 self.send_token,
                 holder=self.worker_id,
                 interval_s=self.settings.sweep_interval_s,
                 max_attempts=self.settings.max_attempts,
+                broker=broker,
             )
         return self._sweeper
 

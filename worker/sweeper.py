@@ -43,9 +43,18 @@ class Sweeper:
     """One sweep at a time across all workers; ``tick()`` every ``interval_s``."""
 
     def __init__(
-        self, client: redis.Redis, send_token: SendToken, *, holder: str, interval_s: float, max_attempts: int
+        self,
+        client: redis.Redis,
+        send_token: SendToken,
+        *,
+        holder: str,
+        interval_s: float,
+        max_attempts: int,
+        broker: redis.Redis | None = None,
     ) -> None:
         self.redis = client
+        # Where Celery's queue list lives: the job store itself unless ANIMEGAN_BROKER_URL names another.
+        self.broker = broker or client
         self.scripts = QueueScripts(client)
         self.send_token = send_token
         self.holder = holder
@@ -125,7 +134,7 @@ class Sweeper:
     def top_up_tokens(self) -> None:
         """Send a message per waiting job when the broker's queue stayed empty for two sweeps."""
         head = self.redis.lindex(WAITING_KEY, 0)
-        if head is None or self.redis.llen(QUEUE_NAME) > 0:
+        if head is None or self.broker.llen(QUEUE_NAME) > 0:
             self._starved_head = None
             return
         if self._starved_head != as_text(head):

@@ -3,7 +3,8 @@
 - Redis configured as documented for production (``appendonly yes``, ``appendfsync everysec``) is
   killed with SIGKILL and started again on the same files: every job accepted more than a second
   before the crash is still there and finishes, including the ones a worker had not taken yet;
-  while Redis is down the API answers 503 problems, never a hang or a 500.
+  while Redis is down the API answers 503 problems, never a hang or a 500. Down for 10 s under a
+  running job, the worker retries its writes and every job succeeds.
 - The API process is killed with SIGKILL and started again: clients keep polling the same URLs,
   jobs go on in the workers meanwhile.
 
@@ -59,34 +60,34 @@ def test_accepted_jobs_survive_a_redis_crash_with_aof(
         assert httpx.get(f"{api.base}/jobs/{job_id}/result").status_code == 200
 
 
-def test_jobs_queued_behind_a_running_one_survive_a_redis_crash_under_a_live_worker(
+def test_jobs_running_and_queued_survive_redis_down_for_ten_seconds_under_a_live_worker(
     durable_redis: Any,
     spawn_api: Callable[..., Any],
     spawn_worker: Callable[..., subprocess.Popen[bytes]],
     photo_of: Callable[[int], bytes],
     jobs: Any,
 ) -> None:
-    limits = {"ANIMEGAN_TASK_SOFT_TIME_LIMIT_S": "20", "ANIMEGAN_TASK_TIME_LIMIT_S": "25"}
+    limits = {"ANIMEGAN_TASK_SOFT_TIME_LIMIT_S": "40", "ANIMEGAN_TASK_TIME_LIMIT_S": "45"}
     worker = spawn_worker(
-        durable_redis.url, ANIMEGAN_THREADS="1", ANIMEGAN_PRECISION="fp32", ANIMEGAN_VISIBILITY_TIMEOUT_S="60", **limits
+        durable_redis.url,
+        ANIMEGAN_THREADS="1",
+        ANIMEGAN_PRECISION="fp32",
+        ANIMEGAN_VISIBILITY_TIMEOUT_S="120",
+        **limits,
     )
-    api = spawn_api(durable_redis.url, ANIMEGAN_MAX_SIDE="512")
-    accepted = [jobs.submit(api.base, photo_of(512)) for _ in range(4)]  # a few seconds each on one thread
-    time.sleep(2.0)
+    api = spawn_api(durable_redis.url, ANIMEGAN_MAX_SIDE="768")
+    accepted = [jobs.submit(api.base, photo_of(768)) for _ in range(3)]  # seconds each on one thread
+    jobs.wait_running(durable_redis.url, accepted[0])
+    time.sleep(2.0)  # appendfsync everysec: the accepted jobs are on disk
     durable_redis.kill()
-    time.sleep(1.0)
+    time.sleep(10.0)  # the running job finishes its inference meanwhile and retries its writes
     durable_redis.start()
 
     outcomes = {job_id: jobs.follow(api.base, job_id, timeout_s=300)[0] for job_id in accepted}
-    print("\noutcomes after the Redis crash:", [job["status"] for job in outcomes.values()])
 
-    # Every accepted job ends; the one a worker was running when Redis died may end as worker-lost
-    # (its end could not be recorded), every job still waiting then runs and succeeds.
-    assert all(job["status"] in ("succeeded", "failed") for job in outcomes.values())
-    failed = [job for job in outcomes.values() if job["status"] == "failed"]
-    assert len(failed) <= 1, failed
-    assert all(job["error"]["type"] == "/problems/worker-lost" for job in failed)
-    assert outcomes[accepted[-1]]["status"] == "succeeded"
+    assert [job["status"] for job in outcomes.values()] == ["succeeded"] * 3, outcomes
+    for job_id in accepted:
+        assert httpx.get(f"{api.base}/jobs/{job_id}/result").status_code == 200
     assert worker.poll() is None  # the worker reconnected instead of dying
 
 

@@ -175,7 +175,7 @@ def finish_later(redis_url: str, job_id: str, after_s: float) -> threading.Threa
 
 def test_wait_polls_when_the_event_stream_ends_before_the_job(redis_url: str, photo: Photo) -> None:
     # The real stream ends after 0.3 s (its lifetime); the job ends after 2 s.
-    limits = StreamLimits(poll_s=0.05, heartbeat_s=60.0, max_duration_s=0.3)
+    limits = StreamLimits(position_refresh_s=0.05, heartbeat_s=60.0, max_duration_s=0.3)
     transport = RecordingTransport()
     with serving(redis_url, limits) as base, Client(base, transport=transport, poll_interval_s=0.2) as client:
         job = client.submit(photo())
