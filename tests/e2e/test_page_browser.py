@@ -38,8 +38,9 @@ from api.api_keys import key_digest
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.keys import job_key
+from jobstore.queue import QueueScripts, claim_call
 from jobstore.records import JobRecord
-from jobstore.transitions import add_mark_failed, add_mark_running
+from jobstore.transitions import add_mark_failed
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "page"
@@ -435,9 +436,9 @@ def test_queue_position_and_state_change_live_then_failure_is_explained(
     expect(page.locator('[aria-current="step"]')).to_have_text("In the queue")
     _shot(page, "desktop-queued")
     with redis.Redis.from_url(idle_service.redis_url) as client:
-        _move(client, ahead, add_mark_running)
+        _claim(client, ahead)
         expect(status).to_have_text("Waiting in the queue: you are next.")
-        _move(client, job_id, add_mark_running)
+        _claim(client, job_id)
         expect(status).to_have_text("Painting your picture…")
         expect(page.locator('[aria-current="step"]')).to_have_text("Painting")
         _move(client, job_id, lambda pipe, record, _: add_mark_failed(pipe, record, INVALID, "Truncated data."))
@@ -449,6 +450,12 @@ def test_queue_position_and_state_change_live_then_failure_is_explained(
 
 
 INVALID = ErrorCode.INVALID_IMAGE
+
+
+def _claim(client: redis.Redis, expected: str) -> None:
+    """What a worker's claim does: the next job in fair order starts running (the job store's CLAIM)."""
+    keys, args = claim_call("test:1", now(), 60.0, 3)
+    assert QueueScripts(client).claim(keys=keys, args=args) == [b"claimed", expected.encode()]
 
 
 def _move(client: redis.Redis, job_id: str, change: Callable[[Any, JobRecord, float], None]) -> None:
