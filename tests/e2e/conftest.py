@@ -91,6 +91,12 @@ class Jobs:
             time.sleep(0.1)
 
     @staticmethod
+    def stored(url: str) -> list[str]:
+        """The ids of every job record in the store (a client must see one job per submission)."""
+        with redis.Redis.from_url(url) as client:
+            return sorted(key.decode().rsplit(":", 1)[-1] for key in client.scan_iter(job_key("*")))
+
+    @staticmethod
     def record(url: str, job_id: str) -> JobRecord:
         with redis.Redis.from_url(url) as client:
             return JobRecord.from_hash(client.hgetall(job_key(job_id)))  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ from PIL import Image
 
 from animegan.serve import worker_command
 from jobstore.errors import ErrorCode
-from jobstore.keys import job_key, result_key
+from jobstore.keys import result_key
 from jobstore.states import JobState
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -46,11 +46,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # One thread in fp32: a job lasts long enough to be hit (these tests are about delivery; the
 # default precision's own round trip is tested in tests/integration/test_api_worker.py).
 ONE_THREAD = {"ANIMEGAN_THREADS": "1", "ANIMEGAN_PRECISION": "fp32"}
-
-
-def _job_keys(url: str) -> list[bytes]:
-    with redis.Redis.from_url(url) as client:
-        return list(client.scan_iter(job_key("*")))
 
 
 def test_worker_child_killed_mid_inference_is_redelivered_and_succeeds_once(
@@ -82,7 +77,7 @@ def test_worker_child_killed_mid_inference_is_redelivered_and_succeeds_once(
     assert result.status_code == 200
     with Image.open(io.BytesIO(result.content)) as out:
         assert out.size == (1024, 768)
-    assert _job_keys(redis_url) == [job_key(job_id).encode()]  # the client sees one job
+    assert jobs.stored(redis_url) == [job_id]  # the client sees one job
     assert pool.children(worker) != [victim]
     assert worker.poll() is None
 
