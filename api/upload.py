@@ -191,9 +191,11 @@ async def read_batch_upload(request: Request, max_files: int) -> BatchUpload:
             detail = f"A batch carries at most {max_files} images (ANIMEGAN_MAX_BATCH_FILES)."
             raise ApiError("too-many-files", detail, extra={"max_files": max_files}) from None
         raise ApiError("malformed-request", f"The multipart body could not be parsed: {exc.message}") from None
-    files = [
-        UploadedFile(part.filename, await part.read()) for part in form.getlist("image") if isinstance(part, UploadFile)
-    ]
+    files = []
+    for part in form.getlist("image"):
+        if isinstance(part, UploadFile):
+            files.append(UploadedFile(part.filename, await part.read()))
+            await part.close()  # its in-memory spool goes now, not once every part was copied
     await form.close()
     if not files:
         detail = "The form needs at least one file part named 'image'."

@@ -298,3 +298,21 @@ def test_batch_completed_is_scheduled_once_by_the_last_end_even_if_an_end_is_wri
         assert body["status"] == "completed"
         assert body["counts"]["failed"] == 1
         assert body["counts"]["succeeded"] == 1
+
+
+def test_batch_body_may_carry_every_file_at_full_size_and_each_file_is_judged_alone(
+    start_api: ApiFactory, redis_url: str, photo: Photo
+) -> None:
+    limit = 64 * 1024
+    base = start_api(redis_url=redis_url, max_upload_bytes=limit, max_batch_files=2)
+    # Over the per-file limit, and alone over the body limit of /stylize (limit + 16 KiB).
+    big = UNDECODABLE + b"\x00" * (limit + 20_000 - len(UNDECODABLE))
+    answered = post_batch(base, [("big.jpg", big), ("ok.jpg", photo())])
+    assert answered.status_code == 202, answered.text
+    big_entry, ok_entry = answered.json()["jobs"]
+    assert big_entry["problem"]["type"] == "/problems/image-too-large"
+    assert ok_entry["job"]["status"] == "queued"
+    too_big = post_batch(base, [("a.jpg", big), ("b.jpg", big + big)])
+    assert too_big.status_code == 413
+    assert too_big.json()["type"] == "/problems/image-too-large"
+    assert waiting(redis_url) == 1
