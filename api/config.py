@@ -30,6 +30,8 @@ class ApiSettings(SharedSettings, WebhookSettings):
     max_queue_depth: int = Field(default=50, ge=1)
     # Jobs one client may have queued or running at once; beyond it 429 client-quota.
     max_queued_per_client: int = Field(default=10, ge=1)
+    # Image parts one POST /batches may carry (its body may be this many times max_upload_bytes).
+    max_batch_files: int = Field(default=20, ge=1)
     decode_concurrency: int = Field(default=2, ge=1)
     max_concurrent_uploads: int = Field(default=8, ge=1)
     # A 5 MiB upload over a 1 Mbit/s link takes about 42 s: room for slow clients, none for a trickle.

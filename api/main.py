@@ -30,13 +30,20 @@ from api.log import RequestIdMiddleware, configure_logging
 from api.metrics_server import serving_metrics
 from api.problems import install_problem_handlers
 from api.rate_limit import RateLimiter, RateLimitMiddleware
-from api.routes import events, health, jobs, metrics as metrics_routes, page
+from api.routes import batches, events, health, jobs, metrics as metrics_routes, page
 from api.security import SecurityHeadersMiddleware
 from api.task_sender import create_celery_client
 from api.upload import UploadLimitMiddleware
 
 # Every router of the gateway; a new page or endpoint module adds its router here.
-ROUTERS: list[APIRouter] = [jobs.router, events.router, health.router, metrics_routes.router, page.router]
+ROUTERS: list[APIRouter] = [
+    jobs.router,
+    batches.router,
+    events.router,
+    health.router,
+    metrics_routes.router,
+    page.router,
+]
 
 
 def _version() -> str:
@@ -124,6 +131,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         image_limit=settings.max_upload_bytes,
         max_concurrent=settings.max_concurrent_uploads,
         timeout_s=settings.upload_timeout_s,
+        # A batch's body may carry its every file at the full size (each file is also checked on its own).
+        path_limits={"/batches": settings.max_batch_files * settings.max_upload_bytes},
     )
     if limiter is not None:
         app.add_middleware(RateLimitMiddleware, limiter=limiter)

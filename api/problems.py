@@ -17,6 +17,11 @@ slug                       status  when
 ``unauthorized``           401     a keys file is set and no valid ``Authorization: Bearer`` key was sent
 ``callback-url-refused``   422     callback_url not http(s), too long, private host, or webhooks off
 ``job-not-found``          404     unknown or expired job id
+``batch-not-found``        404     unknown or expired batch id (or another client's)
+``too-many-files``         422     POST /batches with more than ANIMEGAN_MAX_BATCH_FILES image parts
+``batch-rejected``         422     POST /batches where no file is a usable image (+ ``jobs``: each problem)
+``batch-not-ready``        409     results.zip asked for before any job of the batch succeeded (+ Retry-After)
+``batch-no-results``       409     results.zip of a batch whose jobs all ended and none succeeded
 ``request-timeout``        408     the body did not arrive within ANIMEGAN_UPLOAD_TIMEOUT_S
 ``result-expired``         404     the job succeeded but its result has expired
 ``job-not-ready``          409     result asked for before the job succeeded (+ Retry-After)
@@ -63,6 +68,11 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "Unauthorized"),
     "callback-url-refused": (422, "Callback URL refused"),
     "job-not-found": (404, "Job not found"),
+    "batch-not-found": (404, "Batch not found"),
+    "too-many-files": (422, "Too many files"),
+    "batch-rejected": (422, "No usable image in the batch"),
+    "batch-not-ready": (409, "Batch not ready"),
+    "batch-no-results": (409, "No result in the batch"),
     "request-timeout": (408, "Request timeout"),
     "result-expired": (404, "Result expired"),
     "job-not-ready": (409, "Job not ready"),

@@ -18,6 +18,7 @@ a temporary file: the body is already capped, so parts stay in memory.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
+from api.clients import route_path
 from api.problems import ApiError, problem_response
 from telemetry.logs import request_id_var
 
@@ -42,10 +44,20 @@ class UploadLimitMiddleware:
     """Pure ASGI middleware: caps every request body at ``image_limit + FORM_OVERHEAD_BYTES``, bounds
     how many bodies are handled at once and how long one may take to arrive."""
 
-    def __init__(self, app: ASGIApp, *, image_limit: int, max_concurrent: int = 8, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        image_limit: int,
+        max_concurrent: int = 8,
+        timeout_s: float = 60.0,
+        path_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.image_limit = image_limit
         self.body_limit = image_limit + FORM_OVERHEAD_BYTES
+        # Routes whose body may carry several images (POST /batches): their own image-bytes limit.
+        self.path_limits = dict(path_limits or {})
         self.timeout_s = timeout_s
         self.slots = anyio.Semaphore(max_concurrent)
 
@@ -53,10 +65,12 @@ class UploadLimitMiddleware:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
+        image_limit = self.path_limits.get(route_path(scope), self.image_limit)
+        body_limit = image_limit + FORM_OVERHEAD_BYTES
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.body_limit:
+        if declared is not None and declared.isdigit() and int(declared) > body_limit:
             # Answer without reading the body; the server closes the connection afterwards.
-            await self._refuse(too_large(self.image_limit), scope, receive, send)
+            await self._refuse(too_large(image_limit), scope, receive, send)
             return
         with anyio.move_on_after(self.timeout_s) as waiting:
             await self.slots.acquire()
@@ -69,11 +83,12 @@ class UploadLimitMiddleware:
             await self._refuse(busy, scope, receive, send)
             return
         try:
-            await self.app(scope, self._guarded(receive, anyio.current_time() + self.timeout_s), send)
+            guarded = self._guarded(receive, anyio.current_time() + self.timeout_s, image_limit, body_limit)
+            await self.app(scope, guarded, send)
         finally:
             self.slots.release()
 
-    def _guarded(self, receive: Receive, deadline: float) -> Receive:
+    def _guarded(self, receive: Receive, deadline: float, image_limit: int, body_limit: int) -> Receive:
         received = 0
 
         async def guarded_receive() -> Message:
@@ -86,9 +101,9 @@ class UploadLimitMiddleware:
                 raise ApiError("request-timeout", detail, headers={"Connection": "close"}) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.body_limit:
+                if received > body_limit:
                     # Raised into whoever is reading the body; the problem handler answers 413.
-                    raise too_large(self.image_limit)
+                    raise too_large(image_limit)
             return message
 
         return guarded_receive
@@ -144,6 +159,56 @@ async def read_upload(request: Request, image_limit: int) -> Upload:
         crop=_text_field(form.get("crop")),
         callback_url=_text_field(form.get("callback_url")),
     )
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    filename: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class BatchUpload:
+    """The ``image`` parts in order (each judged later, on its own) and the fields that apply to all."""
+
+    files: list[UploadedFile]
+    options: Upload
+
+
+async def read_batch_upload(request: Request, max_files: int) -> BatchUpload:
+    """Parse up to ``max_files`` ``image`` file parts and the fields of ``read_upload``. A part over the
+    size limit is not refused here: the route judges every file on its own."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError("unsupported-media-type", "Send the images as multipart/form-data with file parts 'image'.")
+    parser = _InMemoryMultiPartParser(
+        request.headers, request.stream(), max_files=max_files, max_fields=8, max_part_size=4096
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        if exc.message.startswith("Too many files"):
+            detail = f"A batch carries at most {max_files} images (ANIMEGAN_MAX_BATCH_FILES)."
+            raise ApiError("too-many-files", detail, extra={"max_files": max_files}) from None
+        raise ApiError("malformed-request", f"The multipart body could not be parsed: {exc.message}") from None
+    files = []
+    for part in form.getlist("image"):
+        if isinstance(part, UploadFile):
+            files.append(UploadedFile(part.filename, await part.read()))
+            await part.close()  # its in-memory spool goes now, not once every part was copied
+    await form.close()
+    if not files:
+        detail = "The form needs at least one file part named 'image'."
+        raise ApiError("validation-error", detail, extra={"errors": [{"loc": ["body", "image"], "msg": detail}]})
+    options = Upload(
+        image=b"",
+        style=_text_field(form.get("style")),
+        format=_text_field(form.get("format")),
+        mode=_text_field(form.get("mode")),
+        crop=_text_field(form.get("crop")),
+        callback_url=_text_field(form.get("callback_url")),
+    )
+    return BatchUpload(files, options)
 
 
 def _text_field(value: str | UploadFile | None) -> str | None:

@@ -26,6 +26,12 @@ key                            value                             TTL            
 ``workers``                    hash worker id -> JSON heartbeat  none (expiry inside) worker
 ``stats:service_s``            EWMA of inference seconds         none                 worker
 ``events:{id}`` (channel)      pub/sub: the job's new state      -                    every state change
+``batch:{id}``                 hash, one batch (client, created  record_ttl_s, again  api creates; each job's
+                               at, callback, entries as JSON;    from every job's end end refreshes the TTL
+                               jobstore.batches)
+``batch:{id}:pending``         set: the batch's jobs not ended   record_ttl_s         api adds, terminal removes
+                               (the last removal schedules
+                               ``batch.completed``)
 ``webhook:{delivery id}``      hash, one webhook delivery        pending: 7 days;     scheduled with the
                                (event, url, job, attempt, body,  ended: ..._WEBHOOK_  terminal state change;
                                last error; jobstore.webhooks)    KEEP_S               worker sender updates
@@ -85,6 +91,14 @@ def dedup_key(client: str, digest: str) -> str:
 def idempotency_key(client: str, idempotency: str) -> str:
     # Hashed: the client's key may be long or hold characters we do not want in key names.
     return f"{PREFIX}idem:{client}:{hashlib.sha256(idempotency.encode()).hexdigest()}"
+
+
+def batch_key(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batch_pending_key(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}:pending"
 
 
 def webhook_key(delivery_id: str) -> str:

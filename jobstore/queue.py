@@ -6,6 +6,9 @@ workers never see half of it:
 - ``ADMIT`` (gateway): replays an Idempotency-Key, answers from the client's own identical job
   (dedup), checks the global depth and the client's quota, and only then stores the input and the
   record and queues the job: 100 concurrent submits never pass either limit.
+- ``ADMIT_BATCH`` (gateway): the jobs of a batch (``jobstore.batches``), all or none: the depth
+  plus the batch and the client's jobs plus the batch must fit, then every job is created as ADMIT
+  creates one (the shared ``create_job``), in file order, with no dedup or idempotency.
 - ``CLAIM`` (worker): takes the next job round-robin across the clients with waiting jobs (each
   client's jobs in order), marks it running and leases it to the claiming process. A Celery
   message is only a token ("one job is waiting"): whichever job is fairest runs, and a token
@@ -53,8 +56,35 @@ local function active_k(client) return P .. 'active:' .. client end
 local function publish(id, state) redis.call('PUBLISH', P .. 'events:' .. id, state) end
 """
 
+# Shared by ADMIT and ADMIT_BATCH: the client's quota count and the creation of one queued job,
+# so a job created alone and a job created in a batch are the same keys, lines and TTLs.
+_LUA_CREATE = """
+-- The client's jobs queued or running; members whose job ended without a terminal write (record
+-- expired) free their slot here.
+local function active_count(client)
+  local active = active_k(client)
+  for _, other in ipairs(redis.call('SMEMBERS', active)) do
+    local state = redis.call('HGET', job_k(other), 'state')
+    if state ~= 'queued' and state ~= 'running' then redis.call('SREM', active, other) end
+  end
+  return redis.call('SCARD', active)
+end
+-- Store the input and the record, and queue the job at the end of its client's line.
+local function create_job(id, client, input_ttl, record_ttl, raw, fields)
+  redis.call('SET', P .. 'input:' .. id, raw, 'EX', input_ttl)
+  redis.call('HSET', job_k(id), unpack(fields))
+  redis.call('EXPIRE', job_k(id), record_ttl)
+  redis.call('RPUSH', P .. 'waiting', id)
+  redis.call('RPUSH', cq_k(client), id)
+  if not redis.call('LPOS', P .. 'round', client) then redis.call('RPUSH', P .. 'round', client) end
+  redis.call('SADD', active_k(client), id)
+  redis.call('EXPIRE', active_k(client), record_ttl)
+end
+"""
+
 ADMIT = (
     _LUA_KEYS
+    + _LUA_CREATE
     + """
 -- KEYS: waiting, cq, round, active, job, input, dedup(pixels), dedup(upload), [idem]
 -- ARGV: id, client, max_depth, max_per_client, input_ttl, record_ttl, raw, fingerprint, idem_value, dedup (1/0),
@@ -88,24 +118,42 @@ for _, key in ipairs(ARGV[10] == '1' and {KEYS[7], KEYS[8]} or {}) do
 end
 local depth = redis.call('LLEN', KEYS[1])
 if depth >= tonumber(ARGV[3]) then return {'queue-full', '', tostring(depth)} end
--- Members whose job ended without a terminal write (record expired) free their slot here.
-for _, other in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local state = redis.call('HGET', job_k(other), 'state')
-  if state ~= 'queued' and state ~= 'running' then redis.call('SREM', KEYS[4], other) end
-end
-local mine = redis.call('SCARD', KEYS[4])
+local mine = active_count(client)
 if mine >= tonumber(ARGV[4]) then return {'client-quota', '', tostring(mine)} end
-redis.call('SET', KEYS[6], ARGV[7], 'EX', ARGV[5])
-redis.call('HSET', KEYS[5], unpack(ARGV, 11))
-redis.call('EXPIRE', KEYS[5], record_ttl)
-redis.call('RPUSH', KEYS[1], id)
-redis.call('RPUSH', KEYS[2], id)
-if not redis.call('LPOS', KEYS[3], client) then redis.call('RPUSH', KEYS[3], client) end
-redis.call('SADD', KEYS[4], id)
-redis.call('EXPIRE', KEYS[4], record_ttl)
+create_job(id, client, ARGV[5], record_ttl, ARGV[7], {unpack(ARGV, 11)})
 if ARGV[10] == '1' then redis.call('SET', KEYS[7], id, 'EX', record_ttl) end
 remember(id)
 return {'created', id, tostring(depth + 1)}
+"""
+)
+
+ADMIT_BATCH = (
+    _LUA_KEYS
+    + _LUA_CREATE
+    + """
+-- KEYS: waiting, round, active, batch, pending (named for the reader; the script derives them too)
+-- ARGV: batch id, client, max_depth, max_per_client, input_ttl, record_ttl, jobs,
+--       then per job: id, raw, field count, fields..., then the batch's field/value pairs.
+-- All or nothing: every job fits under both limits and all are queued, in order, or none is.
+local batch, client, record_ttl, n = ARGV[1], ARGV[2], ARGV[6], tonumber(ARGV[7])
+local depth = redis.call('LLEN', KEYS[1])
+if depth + n > tonumber(ARGV[3]) then return {'queue-full', tostring(depth)} end
+local mine = active_count(client)
+if mine + n > tonumber(ARGV[4]) then return {'client-quota', tostring(mine)} end
+local at = 8
+for _ = 1, n do
+  local id, raw, count = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  local fields = {unpack(ARGV, at + 3, at + 2 + count)}
+  table.insert(fields, 'batch')
+  table.insert(fields, batch)
+  create_job(id, client, ARGV[5], record_ttl, raw, fields)
+  redis.call('SADD', KEYS[5], id)
+  at = at + 3 + count
+end
+redis.call('HSET', KEYS[4], unpack(ARGV, at))
+redis.call('EXPIRE', KEYS[4], record_ttl)
+redis.call('EXPIRE', KEYS[5], record_ttl)
+return {'created', tostring(depth + n)}
 """
 )
 
@@ -308,6 +356,7 @@ class QueueScripts:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.admit: Script = client.register_script(ADMIT)
+        self.admit_batch: Script = client.register_script(ADMIT_BATCH)
         self.claim: Script = client.register_script(CLAIM)
         self.renew: Script = client.register_script(RENEW)
         self.expire: Script = client.register_script(EXPIRE)
@@ -319,6 +368,7 @@ class AsyncQueueScripts:
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.admit: AsyncScript = client.register_script(ADMIT)
+        self.admit_batch: AsyncScript = client.register_script(ADMIT_BATCH)
         self.position: AsyncScript = client.register_script(POSITION)
 
 

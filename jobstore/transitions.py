@@ -13,6 +13,7 @@ from __future__ import annotations
 import redis
 import redis.asyncio
 
+from jobstore.batches import add_batch_progress
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.keys import (
@@ -69,6 +70,7 @@ def add_mark_succeeded(
         pipe.set(dedup_key(record.client, digest), record.id, ex=min(record.record_ttl_s, record.result_ttl_s))
     _add_leave(pipe, record)
     add_schedule_webhook(pipe, record, WebhookEvent.JOB_SUCCEEDED)
+    add_batch_progress(pipe, record.id)
     add_publish(pipe, record.id, JobState.SUCCEEDED)
 
 
@@ -84,12 +86,14 @@ def add_mark_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str)
     pipe.expire(job_key(record.id), record.record_ttl_s)
     _add_leave(pipe, record)
     add_schedule_webhook(pipe, record, WebhookEvent.JOB_FAILED)
+    add_batch_progress(pipe, record.id)
     add_publish(pipe, record.id, JobState.FAILED)
 
 
 def add_delete(pipe: Pipe, record: JobRecord) -> None:
     """Forget a job now (DELETE /jobs/{id}): record, input, result and the client's dedup entries."""
     _add_leave(pipe, record)
+    add_batch_progress(pipe, record.id)  # before the record goes: the script reads its batch
     pipe.delete(job_key(record.id), result_key(record.id))
     for digest in record.dedup_digests:
         pipe.delete(dedup_key(record.client, digest))

@@ -5,7 +5,8 @@ A delivery is the hash ``webhook:{id}`` plus its member in the sorted set ``webh
 
 1. ``add_schedule_webhook`` queues the hash and the due entry on the pipeline that ends the job
    (``jobstore.transitions``), so the terminal state and its announcement commit together and a
-   restart of any process loses neither.
+   restart of any process loses neither. ``batch.completed`` is scheduled the same way, by the
+   batch progress script that runs on that pipeline (``jobstore.batches``).
 2. A sender calls ``claim_due``: one Lua script takes the earliest due delivery, moves its due
    time to the end of a lease and stamps a fresh claim token. Two senders never hold the same
    attempt; a sender that dies mid-send leaves the delivery due again once the lease ends.
@@ -42,6 +43,8 @@ PENDING_TTL_S = 7 * 24 * 3600
 class WebhookEvent(StrEnum):
     JOB_SUCCEEDED = "job.succeeded"
     JOB_FAILED = "job.failed"
+    # When a batch's last job ends (scheduled by jobstore.batches.PROGRESS; body: the batch).
+    BATCH_COMPLETED = "batch.completed"
 
 
 class DeliveryState(StrEnum):
@@ -63,6 +66,7 @@ class Delivery:
     created_at: float
     token: str
     body: bytes | None = None
+    batch_id: str | None = None  # batch.completed: the batch announced (job_id is empty then)
 
 
 def new_delivery_id() -> str:
@@ -178,4 +182,5 @@ def _delivery(fields: dict[str, bytes | str], token: str) -> Delivery:
         created_at=float(as_text(fields["created_at"])),
         token=token,
         body=body.encode() if isinstance(body, str) else body,
+        batch_id=as_text(fields["batch_id"]) if fields.get("batch_id") else None,
     )

@@ -88,7 +88,7 @@ ENGINE = Gauge(
     multiprocess_mode="livemax",
 )
 
-WEBHOOK_EVENTS = ("job.succeeded", "job.failed")
+WEBHOOK_EVENTS = ("job.succeeded", "job.failed", "batch.completed")
 WEBHOOK_OUTCOMES = ("delivered", "retried", "given_up", "refused")
 WEBHOOK_DELIVERIES = Counter(
     "webhook_deliveries",

@@ -15,7 +15,8 @@ atomically with a lease (``jobstore.webhooks``), so no attempt is sent twice at 
 whose sender died mid-send is retried when the lease ends.
 
 Each of ``ANIMEGAN_WEBHOOK_CONCURRENCY`` threads claims a due delivery, renders its body at the
-first attempt (the job as ``GET /jobs/{id}`` shows it), makes the attempt and settles it: a failed
+first attempt (the job as ``GET /jobs/{id}`` shows it, or for ``batch.completed`` the batch as
+``GET /batches/{id}`` does), makes the attempt and settles it: a failed
 attempt is tried again after the next delay of ``ANIMEGAN_WEBHOOK_RETRY_SCHEDULE_S``, the last one
 is given up.
 """
@@ -31,6 +32,8 @@ from types import FrameType
 
 import redis
 
+from jobstore.batch_view import Batch
+from jobstore.batches import read_batch_sync
 from jobstore.clock import now
 from jobstore.job_view import Job
 from jobstore.keys import job_key
@@ -85,7 +88,7 @@ class WebhookSender:
     def attempt(self, delivery: Delivery) -> None:
         if delivery.body is None:
             try:
-                body = self.render(delivery.job_id)
+                body = self.render_batch(delivery.batch_id) if delivery.batch_id else self.render(delivery.job_id)
             except ValueError:  # a record this version cannot read: retrying cannot help
                 logger.exception("webhook body could not be rendered", extra={"job_id": delivery.job_id})
                 body = None
@@ -105,6 +108,15 @@ class WebhookSender:
         if not raw:
             return None
         return Job.from_record(JobRecord.from_hash(raw)).model_dump_json().encode()
+
+    def render_batch(self, batch_id: str) -> bytes | None:
+        """The batch as GET /batches/{id} answers it now (its jobs all ended: no queue positions)."""
+        found = read_batch_sync(self.redis, batch_id)
+        if found is None:
+            return None
+        batch, records = found
+        jobs = [None if r is None else Job.from_record(r) for r in records]
+        return Batch.build(batch, jobs).model_dump_json().encode()
 
     def _end(self, delivery: Delivery, result: AttemptResult, *, last: bool) -> None:
         fields = {"last_status": str(result.status or ""), "last_error": result.error}
@@ -129,6 +141,7 @@ class WebhookSender:
             extra={
                 "delivery": delivery.id,
                 "job_id": delivery.job_id,
+                "batch_id": delivery.batch_id,
                 "event": delivery.event.value,
                 "attempt": delivery.attempt + 1,
                 "status": result.status,

@@ -7,19 +7,31 @@ so it fits in any application. ::
 
     with Client("http://127.0.0.1:8000", api_key="...") as client:
         png = client.stylize("photo.jpg", style="hayao", format="png")
+        batch = client.wait_batch(client.batch(["a.jpg", "b.jpg"]), timeout=300)
+        archive = client.batch_results(batch)  # a zip named after the uploads
 
 Every error is a ``ClientError``: ``ApiError`` (``.status``, ``.problem``, ``.retry_after``) when
-the service refuses, ``ServiceUnreachableError``, ``JobFailedError``, ``JobTimeoutError``.
+the service refuses, ``ServiceUnreachableError``, ``JobFailedError``, ``JobTimeoutError``, ``BatchTimeoutError``.
 """
 
 from animegan.client.async_client import AsyncClient
-from animegan.client.errors import ApiError, ClientError, JobFailedError, JobTimeoutError, ServiceUnreachableError
-from animegan.client.models import Job, JobError, JobOutput
+from animegan.client.errors import (
+    ApiError,
+    BatchTimeoutError,
+    ClientError,
+    JobFailedError,
+    JobTimeoutError,
+    ServiceUnreachableError,
+)
+from animegan.client.models import Batch, BatchItem, Job, JobError, JobOutput
 from animegan.client.sync_client import Client
 
 __all__ = [
     "ApiError",
     "AsyncClient",
+    "Batch",
+    "BatchItem",
+    "BatchTimeoutError",
     "Client",
     "ClientError",
     "Job",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -10,14 +11,23 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from animegan.client.errors import ApiError, JobFailedError, JobTimeoutError, ServiceUnreachableError
-from animegan.client.models import Job
+from animegan.client.errors import (
+    ApiError,
+    BatchTimeoutError,
+    JobFailedError,
+    JobTimeoutError,
+    ServiceUnreachableError,
+)
+from animegan.client.models import Batch, Job
 from animegan.client.options import ClientOptions, deadline_after, remaining_s
 from animegan.client.protocol import (
     CropInput,
     EventDecoder,
     ImageInput,
     RetryBudget,
+    batch_form,
+    batch_of,
+    batch_of_event,
     content_of,
     job_of,
     job_of_event,
@@ -160,6 +170,85 @@ class AsyncClient:
         except httpx.TransportError:
             pass  # refused, reset or silent: polling takes over
         return job
+
+    async def batch(
+        self,
+        images: Sequence[ImageInput],
+        style: str | None = None,
+        format: str | None = None,
+        mode: str | None = None,
+        *,
+        crop: CropInput | None = None,
+        callback_url: str | None = None,
+    ) -> Batch:
+        """``POST /batches``: every image with the same options, as one batch (all admitted or none).
+        A file the service refuses is an item with its ``problem``; a 429/503 answer is retried like
+        ``submit``'s."""
+        files, data = batch_form(images, style=style, format=format, mode=mode, crop=crop, callback_url=callback_url)
+        budget = RetryBudget(self.options.retry_for_s)
+        while True:
+            try:
+                return batch_of(await self._request("POST", "/batches", files=files, data=data))
+            except ApiError as exc:
+                delay = budget.delay_before_retry(exc)
+                if delay is None:
+                    raise
+            await anyio.sleep(delay)
+
+    async def batch_status(self, batch: Batch | str) -> Batch:
+        """``GET /batches/{id}``: the batch's current state."""
+        url = batch.status_url if isinstance(batch, Batch) else f"/batches/{quote(batch, safe='')}"
+        return batch_of(await self._request("GET", url))
+
+    async def wait_batch(self, batch: Batch | str, timeout: float | None = None) -> Batch:
+        """Block until every job of the batch ended and return it; BatchTimeoutError after ``timeout`` s.
+
+        Follows ``GET /batches/{id}/events``; polls ``GET /batches/{id}`` if the stream is refused or drops.
+        """
+        deadline = deadline_after(timeout)
+        current = batch if isinstance(batch, Batch) else await self.batch_status(batch)
+        if current.done:
+            return current
+        current = await self._follow_batch(current, deadline)
+        delay = 0.0
+        while not current.done:
+            left = remaining_s(deadline)
+            if left is not None and left <= 0:
+                raise BatchTimeoutError(current, timeout or 0.0)
+            await anyio.sleep(delay if left is None else min(delay, left))
+            response = await self._request("GET", current.status_url)
+            current = batch_of(response)
+            delay = poll_delay(response, self.options.poll_interval_s)
+        return current
+
+    async def batch_results(self, batch: Batch | str) -> bytes:
+        """``GET /batches/{id}/results.zip``: a zip of the results that succeeded so far, named after
+        the uploads (ApiError 409 while none has)."""
+        url = batch.results_url if isinstance(batch, Batch) else f"/batches/{quote(batch, safe='')}/results.zip"
+        return content_of(await self._request("GET", url))
+
+    async def _follow_batch(self, batch: Batch, deadline: float | None) -> Batch:
+        """The batch's states from its event stream until it completes; the last seen if the stream ends first."""
+        read_s = self.options.stream_read_timeout(remaining_s(deadline))
+        try:
+            async with self._http.stream(
+                "GET",
+                batch.events_url,
+                headers={"Accept": "text/event-stream"},
+                timeout=httpx.Timeout(self.options.timeout, read=read_s),
+            ) as response:
+                if not self.options.is_event_stream(response):
+                    return batch
+                decoder = EventDecoder()
+                async for line in response.aiter_lines():
+                    event = decoder.feed(line)
+                    seen = batch_of_event(event) if event is not None else None
+                    batch = seen or batch
+                    if batch.done or (deadline is not None and time.monotonic() >= deadline):
+                        return batch
+        except httpx.TransportError:
+            pass  # refused, reset or silent: polling takes over
+        return batch
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:

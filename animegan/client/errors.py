@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from animegan.client.models import Job
+    from animegan.client.models import Batch, Job
 
 
 class ClientError(Exception):
@@ -51,3 +51,11 @@ class JobTimeoutError(ClientError, TimeoutError):
     def __init__(self, job: Job, timeout_s: float) -> None:
         self.job = job
         super().__init__(f"job {job.id} still {job.status} after {timeout_s:g} s")
+
+
+class BatchTimeoutError(ClientError, TimeoutError):
+    """``wait_batch`` gave up before every job of the batch ended; ``batch`` is the last state seen."""
+
+    def __init__(self, batch: Batch, timeout_s: float) -> None:
+        self.batch = batch
+        super().__init__(f"batch {batch.id} still {batch.status} after {timeout_s:g} s")

@@ -88,3 +88,80 @@ class Job:
 
 def _mapping(value: object) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One file of a batch: its ``job``, or the ``problem`` (type, title, status, detail) that refused it."""
+
+    index: int
+    filename: str
+    job: Job | None = None
+    problem: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch as ``GET /batches/{id}`` describes it; ``counts`` per state (queued, running, succeeded,
+    failed, rejected, expired); ``raw`` is the whole body."""
+
+    id: str
+    status: str  # in_progress | completed
+    items: tuple[BatchItem, ...] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+    links: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The jobs of the files that were accepted, in file order."""
+        return [item.job for item in self.items if item.job is not None]
+
+    @property
+    def status_url(self) -> str:
+        return self.links.get("status", f"/batches/{self.id}")
+
+    @property
+    def events_url(self) -> str:
+        return self.links.get("events", f"{self.status_url}/events")
+
+    @property
+    def results_url(self) -> str:
+        return self.links.get("results", f"{self.status_url}/results.zip")
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Batch:
+        """Parse a batch body; raises ValueError when it has no ``id``, ``status`` and ``jobs``."""
+        entries = body.get("jobs")
+        if (
+            not isinstance(body.get("id"), str)
+            or not isinstance(body.get("status"), str)
+            or not isinstance(entries, list)
+        ):
+            raise ValueError("not a batch: the body has no id, status and jobs")
+        items: list[BatchItem] = []
+        for entry in entries:
+            entry = _mapping(entry) or {}
+            job = _mapping(entry.get("job"))
+            items.append(
+                BatchItem(
+                    index=int(entry.get("index", len(items))),
+                    filename=str(entry.get("filename", "")),
+                    job=None if job is None else Job.from_json(job),
+                    problem=_mapping(entry.get("problem")),
+                )
+            )
+        counts = _mapping(body.get("counts")) or {}
+        links = _mapping(body.get("links")) or {}
+        return cls(
+            id=body["id"],
+            status=body["status"],
+            items=tuple(items),
+            counts={str(k): int(v) for k, v in counts.items()},
+            links={str(k): str(v) for k, v in links.items()},
+            raw=dict(body),
+        )

@@ -12,7 +12,7 @@ import email.utils
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import IO, Any
 import httpx
 
 from animegan.client.errors import ApiError
-from animegan.client.models import Job
+from animegan.client.models import Batch, Job
 
 # bytes, a path, or a file opened in binary mode.
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
@@ -58,6 +58,23 @@ def stylize_form(
     filename, data = read_image(image)
     fields = {"style": style, "format": format, "mode": mode, "crop": _crop_text(crop)}
     return {"image": (filename, data, "application/octet-stream")}, {k: v for k, v in fields.items() if v is not None}
+
+
+def batch_form(
+    images: Sequence[ImageInput],
+    *,
+    style: str | None = None,
+    format: str | None = None,
+    mode: str | None = None,
+    crop: CropInput | None = None,
+    callback_url: str | None = None,
+) -> tuple[list[tuple[str, tuple[str, bytes, str]]], dict[str, str]]:
+    """The ``files`` and ``data`` of a ``POST /batches``: one ``image`` part per image, in order."""
+    if not images:
+        raise ValueError("a batch needs at least one image")
+    files = [("image", (*read_image(image), "application/octet-stream")) for image in images]
+    fields = {"style": style, "format": format, "mode": mode, "crop": _crop_text(crop), "callback_url": callback_url}
+    return files, {k: v for k, v in fields.items() if v is not None}
 
 
 def _crop_text(crop: CropInput | None) -> str | None:
@@ -105,6 +122,16 @@ def job_of(response: httpx.Response) -> Job:
         raise api_error(response)
     try:
         return Job.from_json(response.json())
+    except ValueError as exc:
+        raise ApiError(response.status_code, _not_a_job(response, str(exc))) from None
+
+
+def batch_of(response: httpx.Response) -> Batch:
+    """The batch a 2xx answer describes; anything else raises its ApiError."""
+    if not response.is_success:
+        raise api_error(response)
+    try:
+        return Batch.from_json(response.json())
     except ValueError as exc:
         raise ApiError(response.status_code, _not_a_job(response, str(exc))) from None
 
@@ -192,5 +219,19 @@ def job_of_event(event: ServerSentEvent) -> Job | None:
         raise ApiError(int(body.get("status", 404)), body)
     try:
         return Job.from_json(body) if isinstance(body, dict) else None
+    except ValueError:
+        return None
+
+
+def batch_of_event(event: ServerSentEvent) -> Batch | None:
+    """The batch state an event of ``GET /batches/{id}/events`` carries; ``expired`` raises its 404 problem."""
+    try:
+        body = json.loads(event.data)
+    except ValueError:
+        return None
+    if event.event == "expired" and isinstance(body, dict):
+        raise ApiError(int(body.get("status", 404)), body)
+    try:
+        return Batch.from_json(body) if isinstance(body, dict) else None
     except ValueError:
         return None
