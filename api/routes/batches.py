@@ -35,7 +35,7 @@ from api.deps import GatewayDep
 from api.event_hub import Feed
 from api.problems import PROBLEMS, TYPE_PREFIX, ApiError, broker_unavailable
 from api.routes.events import StreamLimits, get_stream_limits
-from api.routes.jobs import _STYLIZE_BODY, _choose, _framing
+from api.routes.jobs import STYLIZE_BODY, choose_framing, choose_output
 from api.upload import read_batch_upload
 from inference.imageio import FILE_EXTENSIONS
 from jobstore.batch_view import Batch
@@ -49,7 +49,7 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 def _batch_body() -> dict[str, Any]:
-    schema = dict(_STYLIZE_BODY["requestBody"]["content"]["multipart/form-data"]["schema"])
+    schema = dict(STYLIZE_BODY["requestBody"]["content"]["multipart/form-data"]["schema"])
     properties = dict(schema["properties"])
     properties["image"] = {
         "type": "array",
@@ -81,8 +81,8 @@ async def create_batch(request: Request, response: Response, batches: BatchesDep
         gateway = batches.gateway
         settings = gateway.settings
         upload = await read_batch_upload(request, settings.max_batch_files)
-        style, fmt = _choose(upload.options, settings)
-        mode, crop = _framing(upload.options)
+        style, fmt = choose_output(upload.options, settings)
+        mode, crop = choose_framing(upload.options)
         callback_url = await check_callback_url(upload.options.callback_url, settings)
         await gateway.admission.precheck(client)
         request_id = getattr(request.state, "request_id", None)

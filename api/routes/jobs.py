@@ -36,7 +36,7 @@ router = APIRouter(tags=["jobs"])
 POLL_HINT_MAX_S = 30
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-_STYLIZE_BODY: dict[str, Any] = {
+STYLIZE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
@@ -80,7 +80,7 @@ _STYLIZE_BODY: dict[str, Any] = {
     "/stylize",
     status_code=202,
     response_model=Job,
-    openapi_extra=_STYLIZE_BODY,
+    openapi_extra=STYLIZE_BODY,
     responses=dict.fromkeys((400, 409, 413, 415, 422, 429, 503), _PROBLEM),
 )
 async def create_job(
@@ -101,8 +101,8 @@ async def _accept(request: Request, response: Response, gateway: Gateway, key: s
     settings = gateway.settings
     client = client_of(request)
     upload = await read_upload(request, settings.max_upload_bytes)
-    style, fmt = _choose(upload, settings)
-    mode, crop = _framing(upload)
+    style, fmt = choose_output(upload, settings)
+    mode, crop = choose_framing(upload)
     callback_url = await check_callback_url(upload.callback_url, settings)
     if upload.image and sniff_format(upload.image) is None:
         raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
@@ -149,7 +149,7 @@ async def _submit(gateway: Gateway, data: bytes, job_request: JobRequest) -> Sub
     return await gateway.submitter.submit(image, job_request)
 
 
-def _choose(upload: Upload, settings: ApiSettings) -> tuple[str, str]:
+def choose_output(upload: Upload, settings: ApiSettings) -> tuple[str, str]:
     style = upload.style or settings.default_style
     fmt = (upload.format or settings.default_format).lower()
     if style not in settings.styles:
@@ -159,7 +159,7 @@ def _choose(upload: Upload, settings: ApiSettings) -> tuple[str, str]:
     return style, fmt
 
 
-def _framing(upload: Upload) -> tuple[str, CropBox | None]:
+def choose_framing(upload: Upload) -> tuple[str, CropBox | None]:
     """The mode, and the portrait box when one was sent (whether it fits is known once decoded)."""
     mode = (upload.mode or DEFAULT_MODE).lower()
     if mode not in MODES:
