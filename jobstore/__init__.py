@@ -9,7 +9,10 @@ concept, so a reader finds a key, a state or a transition by its name:
 - ``states``, ``errors``: the job states and the codes a failed job carries;
 - ``records``: the job record and its hash (de)serialisation;
 - ``fingerprints``: request and upload digests (deduplication, idempotency);
-- ``queue``: the fair queue's scripts: atomic admission, round-robin claims, leases, positions;
+- ``queue`` and ``queue_scripts``: the fair queue (atomic admission, round-robin claims, leases,
+  positions): the calls and replies, and the Lua;
+- ``batches``, ``batch_view``: batches of jobs; ``job_view``: the job body clients see;
+- ``webhooks``, ``callback_policy``, ``webhook_settings``: signed webhook deliveries;
 - ``transitions``: the commands that end a job, added to a sync or async pipeline;
 - ``heartbeats``, ``service_time``: what workers announce, and the wait estimate built on it;
 - ``idempotency``: the value stored under an Idempotency-Key;

@@ -1,7 +1,7 @@
 """Batches in the job store: the ``batch:{id}`` record, its admission, and its progress.
 
 A batch is a list of entries, one per uploaded file in order: either a job (queued through
-``jobstore.queue.ADMIT_BATCH``, all of the batch's jobs or none) or the problem that kept the file
+``jobstore.queue_scripts.ADMIT_BATCH``, all of the batch's jobs or none) or the problem that kept the file
 out. The record (client, callback, entries as JSON) and the set of jobs not ended yet
 (``batch:{id}:pending``) are written by the same script that queues the jobs; each job's hash
 carries ``batch`` = the batch id.

@@ -19,7 +19,8 @@ import redis
 
 from jobstore.clock import now
 from jobstore.keys import events_channel, job_key, result_key
-from jobstore.queue import CLAIM, claim_call
+from jobstore.queue import claim_call
+from jobstore.queue_scripts import CLAIM
 from jobstore.records import JobRecord
 from jobstore.transitions import add_mark_succeeded
 
