@@ -116,7 +116,7 @@ def main_serve(argv: list[str]) -> int:
         if "redis_url" not in checked.model_fields_set:
             from animegan.redis_server import RedisServer, RedisServerError
 
-            server = RedisServer()
+            server = RedisServer(maxmemory=checked.redis_maxmemory)
             try:
                 server.start()
             except RedisServerError as exc:
@@ -124,7 +124,10 @@ def main_serve(argv: list[str]) -> int:
                 return 1
             stack.callback(server.stop)
             env["ANIMEGAN_REDIS_URL"] = redis_url = server.url
-            _say(f"private Redis on {server.url} (memory only)")
+            bound = (
+                f"maxmemory {checked.redis_maxmemory / 2**20:.0f} MiB" if checked.redis_maxmemory else "no maxmemory"
+            )
+            _say(f"private Redis on {server.url} (memory only, {bound})")
         children = _start_children(env, args.host, args.port, stack)
         _supervise(children, args.host, args.port, redis_url, stop, outcome)
     # After every process has stopped, so the reason is the last line on the terminal.

@@ -15,6 +15,7 @@ from api.config import ApiSettings
 from api.dedup import Deduplicator
 from api.images import ImageNormalizer
 from api.job_reader import JobReader
+from api.store_budget import StoreBudget
 from api.submission import JobSubmitter
 from api.task_sender import TaskSender
 
@@ -35,6 +36,7 @@ class Gateway:
         self.images = ImageNormalizer(settings)
         self.reader = JobReader(client)
         self.admission = Admission(settings, client, self.reader)
+        self.store_budget = StoreBudget(settings, client)
         self.dedup = Deduplicator(settings, client, self.reader)
         self.sender = TaskSender(celery)
         self.submitter = JobSubmitter(settings, client, self.dedup, self.sender)

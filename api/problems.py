@@ -21,6 +21,7 @@ slug                       status  when
 ``job-failed``             409     result asked for a failed job (the job's error is the detail)
 ``idempotency-key-in-use`` 409     the first request with this key is still being accepted
 ``queue-full``             503     backpressure: queue at ANIMEGAN_MAX_QUEUE_DEPTH (+ Retry-After)
+``store-full``             503     Redis would pass its memory budget with one more job (+ Retry-After)
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
 ``not-ready``              503     /readyz: Redis unreachable or no live worker
@@ -60,6 +61,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "job-failed": (409, "Job failed"),
     "idempotency-key-in-use": (409, "Idempotency key in use"),
     "queue-full": (503, "Queue full"),
+    "store-full": (503, "Store full"),
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),
     "not-ready": (503, "Not ready"),

@@ -104,6 +104,7 @@ async def _submit(
     existing = await gateway.dedup.find_existing(fingerprint)
     if existing is not None:
         return Submission(existing, deduplicated=True)
+    await gateway.store_budget.check(len(data))
     await gateway.admission.check_capacity()
     image = await gateway.images.normalize(data, style=style, fmt=fmt)
     return await gateway.submitter.submit(image, style=style, fmt=fmt, upload_digest=fingerprint, request_id=request_id)
