@@ -44,15 +44,13 @@ class ApiSettings(SharedSettings):
     max_concurrent_uploads: int = Field(default=8, ge=1)
     # A 5 MiB upload over a 1 Mbit/s link takes about 42 s: room for slow clients, none for a trickle.
     upload_timeout_s: float = Field(default=60.0, gt=0)
-    # maxmemory of the Redis `animegan serve` starts itself (0: unbounded); an external Redis keeps its own.
-    redis_maxmemory: int = 512 * MiB
-    # The store's budget when Redis reports maxmemory 0 (unset: no budget, admission does not look at memory).
-    store_budget_bytes: int | None = None
+    # The store's budget when Redis reports maxmemory 0 (0: none, admission does not look at memory then).
+    store_budget_bytes: int = 0
 
-    @field_validator("redis_maxmemory", "store_budget_bytes", mode="before")
+    @field_validator("store_budget_bytes", mode="before")
     @classmethod
-    def _parse_size(cls, value: object) -> object:
-        return None if value is None or value == "" else parse_size(value)
+    def _parse_size(cls, value: object) -> int:
+        return parse_size(value)
 
 
 def load_api_settings() -> ApiSettings:

@@ -58,7 +58,7 @@ class StoreBudget:
 
     def __init__(self, settings: ApiSettings, client: redis.asyncio.Redis) -> None:
         self.redis = client
-        self.fallback_budget = settings.store_budget_bytes or 0
+        self.fallback_budget = settings.store_budget_bytes
         self.result_ttl_s = settings.result_ttl_s
         self.largest_job_pixels = settings.max_side * settings.max_side
         self._reading: StoreReading | None = None
