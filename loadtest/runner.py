@@ -388,7 +388,11 @@ def pace_soak(
         probe = {"given_rate": False, "capacity_per_min": measured, "users": users, "share": args.share}
         probe.update(seconds=args.capacity_duration, rate_per_min=measured * args.share, locust_exit_code=code)
     meta["capacity"] = probe
-    paced = replace(plan, pace_s=capacity.pace_s(probe["rate_per_min"], plan.users))
+    pace = capacity.pace_s(probe["rate_per_min"], plan.users)
+    # Users started together would submit together, a burst of `users` jobs every pace: started one every
+    # pace / users seconds (unless --spawn-rate says otherwise), their jobs arrive evenly spread.
+    spawn_rate = args.spawn_rate or plan.users / pace
+    paced = replace(plan, pace_s=pace, spawn_rate=spawn_rate)
     meta["load"] = paced.describe()
     meta["plan"] = asdict(paced)
     logger.info("soak: %s", capacity.describe(probe))
