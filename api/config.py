@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +16,23 @@ from jobstore.settings import SharedSettings, describe_errors
 from jobstore.webhook_settings import WebhookSettings
 
 MiB = 1024 * 1024
+
+# Redis's own size units (redis.conf): k/m/g are powers of 1000, kb/mb/gb powers of 1024.
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """``512mb`` / ``1gb`` / ``100000000`` -> bytes, read as redis.conf reads sizes; refuses anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([a-z]*)\s*", str(value).lower())
+        if not match or match.group(2) not in _SIZE_UNITS:
+            raise ValueError(f"not a size: {value!r} (examples: 512mb, 2gb, 0 for no limit)")
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if size < 0:
+        raise ValueError(f"a size cannot be negative: {value!r}")
+    return size
 
 
 class ApiSettings(SharedSettings, WebhookSettings):
@@ -86,6 +104,13 @@ class ApiSettings(SharedSettings, WebhookSettings):
     # Open GET /jobs/{id}/events streams per gateway process, and per client within it.
     max_event_streams: int = Field(default=1000, ge=1)
     max_event_streams_per_client: int = Field(default=20, ge=1)
+    # The store's budget when Redis reports maxmemory 0 (0: none, admission does not look at memory then).
+    store_budget_bytes: int = 0
+
+    @field_validator("store_budget_bytes", mode="before")
+    @classmethod
+    def _parse_size(cls, value: object) -> int:
+        return parse_size(value)
 
 
 def load_api_settings() -> ApiSettings:

@@ -16,6 +16,7 @@ from api.dedup import Deduplicator
 from api.event_hub import EventHub
 from api.images import ImageNormalizer
 from api.job_reader import JobReader
+from api.store_budget import StoreBudget
 from api.submission import JobSubmitter
 from api.task_sender import TaskSender
 
@@ -29,6 +30,7 @@ class Gateway:
         self.images = ImageNormalizer(settings)
         self.reader = JobReader(client)
         self.admission = Admission(settings, client, self.reader)
+        self.store_budget = StoreBudget(settings, client)
         self.dedup = Deduplicator(client, self.reader)
         self.sender = TaskSender(celery)
         self.submitter = JobSubmitter(settings, client, self.reader, self.admission, self.sender)

@@ -33,6 +33,7 @@ slug                       status  when
 ``rate-limited``           429     the client is over ANIMEGAN_RATE_LIMIT (+ Retry-After)
 ``too-many-streams``       429     ANIMEGAN_MAX_EVENT_STREAMS(_PER_CLIENT) event streams open (+ Retry-After)
 ``queue-full``             503     backpressure: queue at ANIMEGAN_MAX_QUEUE_DEPTH (+ Retry-After)
+``store-full``             503     Redis would pass its memory budget with one more job (+ Retry-After)
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
 ``not-ready``              503     /readyz: Redis unreachable or no live worker
@@ -83,6 +84,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Rate limited"),
     "too-many-streams": (429, "Too many event streams"),
     "queue-full": (503, "Queue full"),
+    "store-full": (503, "Store full"),
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),
     "not-ready": (503, "Not ready"),

@@ -10,7 +10,7 @@ user class                tag        what it does
 ``OverloadUser``          overload   many users at once; 503 + Retry-After is shedding, counted as a pass
 ``DuplicateUser``         dedup      the same two photos over and over: the service answers from cache
 ``BadInputUser``          badinput   truncated, wrong type, oversize, pixel bomb, bad fields: 4xx is a pass
-``SoakUser``              soak       moderate sizes with think time, for a long bounded run
+``SoakUser``              soak       a mixed corpus (thumbnail to 12 MP) at a set pace, for a long bounded run
 ========================  =========  ==================================================================
 
 Every request is named by route (``/jobs/[id]``), never by job id. Each finished job is also reported as a
@@ -26,6 +26,8 @@ Environment (all optional):
   held for STEP_S seconds, then the run stops.
 - ``ANIMEGAN_LOADTEST_STYLE``, ``ANIMEGAN_LOADTEST_FORMAT``: form fields sent with each job (default: the
   service's defaults). ``ANIMEGAN_LOADTEST_JOB_TIMEOUT_S``: give up on a job after this long (default 600).
+- ``ANIMEGAN_LOADTEST_PACE_S``: soak only, each user starts a job at most every PACE_S seconds (locust's
+  ``constant_pacing``); users x pace sets the arrival rate. Unset: back to back (the capacity probe).
 - ``ANIMEGAN_MAX_UPLOAD_BYTES``: the service's upload limit, read so the oversize case exceeds it.
 """
 
@@ -41,7 +43,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from locust import HttpUser, LoadTestShape, between, constant, events, tag, task
+from locust import HttpUser, LoadTestShape, between, constant, constant_pacing, events, tag, task
 from locust.env import Environment
 
 from loadtest.images import BAD_CASES, DEFAULT_UPLOAD_LIMIT, Photos, bad_upload
@@ -49,6 +51,7 @@ from loadtest.images import BAD_CASES, DEFAULT_UPLOAD_LIMIT, Photos, bad_upload
 JOB_TIMEOUT_S = float(os.environ.get("ANIMEGAN_LOADTEST_JOB_TIMEOUT_S", "600"))
 STYLE = os.environ.get("ANIMEGAN_LOADTEST_STYLE", "")
 FORMAT = os.environ.get("ANIMEGAN_LOADTEST_FORMAT", "")
+PACE_S = float(os.environ.get("ANIMEGAN_LOADTEST_PACE_S") or 0)
 UPLOAD_LIMIT = int(os.environ.get("ANIMEGAN_MAX_UPLOAD_BYTES", str(DEFAULT_UPLOAD_LIMIT)))
 POLL_S = 0.5
 IDLE_CLOSE_S = 2.0
@@ -344,16 +347,22 @@ class DuplicateUser(JobUser):
 
 
 class SoakUser(JobUser):
-    """Moderate sizes with think time, for a long (but bounded) run: watch memory and Redis for creep."""
+    """A mixed corpus at a fixed pace, for a long (but bounded) run: watch memory and Redis for creep.
+
+    Sizes run from a thumbnail to a 12 MP photo (the service downscales to its max side), weighted towards
+    everyday phone-sized uploads. With ``ANIMEGAN_LOADTEST_PACE_S`` each user starts a job every PACE_S
+    seconds (open-loop enough while a job takes less than that); without it, back to back.
+    """
 
     scenario = "soak"
-    sizes = ((640, 480), (1024, 768), (1080, 1920))
-    wait_time = between(1, 3)
+    sizes = ((64, 64), (320, 240), (640, 480), (800, 600), (1024, 768), (1080, 1920), (1920, 1080), (4000, 3000))
+    weights = (1, 2, 3, 3, 3, 2, 2, 1)
+    wait_time = constant_pacing(PACE_S) if PACE_S > 0 else constant(0)
 
     @tag("soak")
     @task
     def steady(self) -> None:
-        self.run_job(*self.rng.choice(self.sizes))
+        self.run_job(*self.rng.choices(self.sizes, weights=self.weights)[0])
 
 
 class BadInputUser(JobUser):

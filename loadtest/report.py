@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loadtest import plots
+from loadtest import capacity, plots, soak
 from loadtest.analysis import (
     RunData,
     host_summary,
@@ -60,6 +60,8 @@ def summarize(data: RunData) -> dict[str, Any]:
         "steps": None,
         "engine": engines(data.end_scrape),
     }
+    if "soak" in meta.get("scenarios", []):
+        summary["soak"] = soak.summarize(data)
     if meta.get("steps"):
         summary["steps"] = step_table(data.jobs, meta["steps"], meta["step_s"], meta.get("latency_factor", 4.0))
     summary["table"] = seed_table(summary, meta)
@@ -171,6 +173,8 @@ def checks(summary: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]
                 f"{wrong} of {sum(r['requests'] for r in bad.values())} not 4xx",
             )
         )
+    if summary.get("soak"):
+        found += soak.checks(summary["soak"])
     if temp.get("observed"):
         count = len(temp["stack_files"])
         found.append(("no temporary file created by the stack", count == 0, f"{count} created"))
@@ -229,6 +233,55 @@ def _host(host: dict[str, Any], procs: dict[str, Any], metrics: dict[str, Any], 
     ]
 
 
+def _soak(result: dict[str, Any]) -> list[str]:
+    redis = result["redis"]
+    tail_min = (result["window_s"] - result["tail_from_s"]) / 60
+    lines = ["## Soak", ""]
+    if result.get("capacity"):
+        lines += [f"- Pace: {capacity.describe(result['capacity'])}; achieved {result['per_minute']:.1f} jobs/min."]
+    lines += [
+        f"- Redis used_memory: {fmt_bytes(redis['start_bytes'])} at the start, peak {fmt_bytes(redis['peak_bytes'])}, "
+        f"{fmt_bytes(redis['end_bytes'])} at the end; plateau {fmt_bytes(redis['level'])} "
+        + (
+            f"reached after {redis['reached_after_s']:.0f} s, drift since then {redis['drift']:+.1%}"
+            if redis["reached_after_s"] is not None and redis["drift"] is not None
+            else "not reached"
+        )
+        + f" (band ±{redis['tolerance']:.0%}); maxmemory {fmt_bytes(redis['maxmemory_bytes'])}.",
+        "",
+        f"RSS per process (psutil). Growth over the last {tail_min:.0f} minutes: the least-squares line through "
+        "the lowest RSS of each minute (what a process keeps between jobs), and through every sample:",
+        "",
+    ]
+    rows = [
+        [("worker child" if p["child"] else p["component"]), str(p["pid"]), fmt_bytes(p["start_rss_bytes"]),
+         fmt_bytes(p["end_rss_bytes"]), fmt_bytes(p["peak_rss_bytes"]),
+         _pct(p["tail_growth"]), _pct(p["tail_growth_all_samples"])]
+        for p in result["processes"]
+    ]  # fmt: skip
+    header = ["process", "pid", "RSS at start", "RSS at end", "peak", "growth of floor", "growth, all samples"]
+    lines += _table(header, rows)
+    lines += ["", "Job latency over time (succeeded jobs, by finish time):", ""]
+    rows = [
+        [f"{row['from_s'] / 60:.0f}-{(row['from_s'] + soak.LATENCY_BIN_S) / 60:.0f} min", str(row["jobs"]),
+         fmt_s(row["p50_s"]), fmt_s(row["p95_s"]), fmt_s(row["p99_s"])]
+        for row in result["latency"]
+    ]  # fmt: skip
+    lines += _table(["finished", "jobs", "p50", "p95", "p99"], rows)
+    lines += ["", *[f"![{name}]({name})" for name in soak_plot_names()]]
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2%}"
+
+
+def soak_plot_names() -> tuple[str, ...]:
+    from loadtest.soak_plots import PLOTS
+
+    return PLOTS
+
+
 def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     """report.md"""
     http, jobs, procs, host, metrics = (summary[k] for k in ("http", "jobs", "processes", "host", "metrics"))
@@ -259,6 +312,8 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         ]  # fmt: skip
         header = ["users", "jobs", "done", "failed", "503s", "p50", "p95", "jobs/min", "stable"]
         lines += _table(header, rows)
+    if summary.get("soak"):
+        lines += ["", *_soak(summary["soak"])]
     lines += ["", "## Jobs", ""]
     lines += [
         f"{jobs['jobs']} jobs: {jobs['outcomes']}; {jobs['per_minute'] or 0:.1f} finished per minute; "
@@ -316,6 +371,10 @@ def write_report(folder: Path) -> dict[str, Any]:
     data = load_run(folder)
     summary = summarize(data)
     plots.draw_all(data)
+    if summary.get("soak"):
+        from loadtest import soak_plots
+
+        soak_plots.draw_all(data, summary["soak"])
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (folder / "report.md").write_text(render(summary, data.meta))
     return summary

@@ -1,11 +1,15 @@
 """``animegan loadtest``: run a locust scenario against the service and write a report folder.
 
     animegan loadtest SCENARIO [--users N] [--duration D] [--url URL] [--workers N] [--photos DIR] [--out DIR]
+    animegan loadtest soak [--rate JOBS_PER_MIN | --capacity-duration D] [--share F] [--duration 30m] ...
 
 Without ``--url`` the runner starts the embedded stack (``animegan serve`` on a free port, private TMPDIR),
 waits for ``/readyz``, and stops it afterwards. It runs locust headless as a subprocess, bounded by a hard
 timeout, samples ``/metrics`` and the stack's processes about once a second, counts temporary files, and
 writes ``<out>/<timestamp>-<scenario>/``: ``report.md``, PNG plots, ``summary.json`` and the raw CSVs.
+``soak`` first measures the stack's capacity (``loadtest.capacity``: users back to back for
+``--capacity-duration``) unless ``--rate`` is given, then paces its users at ``--share`` (80 %) of it for
+``--duration`` (30 min) and adds the soak analysis (``loadtest.soak``) to the report.
 The exit code is 0 when every check of the scenario passed, 1 when one failed, 2 when the run could not run.
 """
 
@@ -25,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -33,7 +37,7 @@ from typing import Any
 
 import psutil
 
-from loadtest import machine
+from loadtest import capacity, machine
 from loadtest.sampler import Sampler
 from loadtest.stack import EmbeddedStack, StackError
 from loadtest.tempfiles import TempReport, TempWatch
@@ -63,7 +67,7 @@ SCENARIOS = {
         Scenario("overload", "OverloadUser", 0, 120, "all at once, 3x (queue limit + workers): 503s expected"),
         Scenario("dedup", "DuplicateUser", 4, 120, "the same photos again: answers from the result cache"),
         Scenario("badinput", "BadInputUser", 4, 120, "truncated, wrong type, oversize, bombs, bad fields: 4xx"),
-        Scenario("soak", "SoakUser", 4, 1200, "moderate sizes with think time, long but bounded"),
+        Scenario("soak", "SoakUser", 16, 1800, "mixed corpus paced at 80 % of measured capacity, long but bounded"),
     )
 }
 
@@ -138,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ready-timeout", type=parse_duration, default=300.0, metavar="D", help="wait this long for /readyz"
     )
     parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between samples of /metrics")
+    parser.add_argument("--rate", type=float, metavar="JOBS_PER_MIN", help="soak: this arrival rate, no capacity probe")
+    parser.add_argument(
+        "--share", type=float, default=0.8, metavar="F", help="soak: run at this share of the measured capacity"
+    )
+    parser.add_argument(
+        "--capacity-duration", type=parse_duration, default=180.0, metavar="D", help="soak: length of the probe"
+    )
     return parser
 
 
@@ -153,6 +164,7 @@ class Plan:
     steps: list[int] | None
     step_s: float | None
     stop_timeout_s: float
+    pace_s: float | None = None  # soak: seconds between two job starts of one user
 
     @property
     def hard_timeout_s(self) -> float:
@@ -163,7 +175,8 @@ class Plan:
         if self.steps:
             return f"{self.user_classes[0]}, users {','.join(map(str, self.steps))}, {self.step_s:.0f} s per step"
         classes = " + ".join(self.user_classes)
-        return f"{classes}, {self.users} users (spawn {self.spawn_rate:g}/s) for {self.duration_s:.0f} s"
+        pace = f", one job per user every {self.pace_s:.1f} s" if self.pace_s else ""
+        return f"{classes}, {self.users} users (spawn {self.spawn_rate:g}/s){pace} for {self.duration_s:.0f} s"
 
 
 def overload_users(env: dict[str, str], workers: int | None) -> int:
@@ -210,6 +223,8 @@ def locust_env(plan: Plan, folder: Path, args: argparse.Namespace) -> dict[str, 
     env["ANIMEGAN_LOADTEST_JOB_TIMEOUT_S"] = f"{args.job_timeout:g}"
     if args.photos:
         env["ANIMEGAN_LOADTEST_PHOTOS"] = str(args.photos.resolve())
+    if plan.pace_s:
+        env["ANIMEGAN_LOADTEST_PACE_S"] = f"{plan.pace_s:g}"
     if plan.steps:
         env["ANIMEGAN_LOADTEST_STEPS"] = ",".join(map(str, plan.steps))
         env["ANIMEGAN_LOADTEST_STEP_S"] = f"{plan.step_s:g}"
@@ -217,7 +232,7 @@ def locust_env(plan: Plan, folder: Path, args: argparse.Namespace) -> dict[str, 
 
 
 def run_locust(
-    plan: Plan, url: str, folder: Path, args: argparse.Namespace, sampler: Sampler, stack: EmbeddedStack | None
+    plan: Plan, url: str, folder: Path, args: argparse.Namespace, sampler: Sampler | None, stack: EmbeddedStack | None
 ) -> int:
     """Run locust to its end or to the hard timeout; its output goes to ``locust.log``."""
     command = locust_command(plan, url, folder)
@@ -227,7 +242,8 @@ def run_locust(
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         if stack is not None:
             stack.exclude.add(process.pid)
-        sampler.watch(psutil.Process(process.pid), "locust")
+        if sampler is not None:
+            sampler.watch(psutil.Process(process.pid), "locust")
         try:
             return process.wait(timeout=plan.hard_timeout_s)
         except subprocess.TimeoutExpired:
@@ -327,6 +343,8 @@ def load(
     meta: dict[str, Any],
 ) -> TempReport | None:
     """Baseline, sampling, the locust run, the final scrape; returns the temp-file count (local stacks only)."""
+    if plan.scenarios == ["soak"]:
+        plan = pace_soak(plan, url, folder, args, stack, meta)
     temp = TempWatch(private=tmpdir, exclude=(folder,)) if stack else None
     if temp is not None and stack is not None:
         temp.baseline(stack.processes())
@@ -345,6 +363,40 @@ def load(
         sampler.stop()
     meta["scrapes"] = {"ok": sampler.scrapes, "failed": sampler.failed_scrapes}
     return temp.finish(stack.processes()) if temp is not None and stack is not None else None
+
+
+def pace_soak(
+    plan: Plan, url: str, folder: Path, args: argparse.Namespace, stack: EmbeddedStack | None, meta: dict[str, Any]
+) -> Plan:
+    """The soak's plan with its pace: from ``--rate``, or from a capacity probe run first (its data in capacity/)."""
+    if args.rate:
+        probe: dict[str, Any] = {"given_rate": True, "rate_per_min": args.rate}
+    else:
+        probe_folder = folder / "capacity"
+        probe_folder.mkdir()
+        users = 2 * (args.workers or os.cpu_count() or 1)
+        probe_plan = replace(plan, users=users, spawn_rate=float(users), duration_s=args.capacity_duration)
+        logger.info("capacity probe: %s", probe_plan.describe())
+        started = time.time()
+        code = run_locust(probe_plan, url, probe_folder, args, None, stack)
+        ended = started + args.capacity_duration
+        from loadtest.analysis import read_csv
+
+        measured = capacity.capacity_per_min(read_csv(probe_folder / "jobs.csv"), started, ended)
+        if measured is None:
+            raise StackError(f"the capacity probe finished no job in {args.capacity_duration:.0f} s (locust {code})")
+        probe = {"given_rate": False, "capacity_per_min": measured, "users": users, "share": args.share}
+        probe.update(seconds=args.capacity_duration, rate_per_min=measured * args.share, locust_exit_code=code)
+    meta["capacity"] = probe
+    pace = capacity.pace_s(probe["rate_per_min"], plan.users)
+    # Users started together would submit together, a burst of `users` jobs every pace: started one every
+    # pace / users seconds (unless --spawn-rate says otherwise), their jobs arrive evenly spread.
+    spawn_rate = args.spawn_rate or plan.users / pace
+    paced = replace(plan, pace_s=pace, spawn_rate=spawn_rate)
+    meta["load"] = paced.describe()
+    meta["plan"] = asdict(paced)
+    logger.info("soak: %s", capacity.describe(probe))
+    return paced
 
 
 def print_summary(summary: dict[str, Any], folder: Path) -> None:

@@ -101,11 +101,9 @@ class EmbeddedStack:
             start_new_session=True,
         )
         while not is_ready(self.url):
-            if self._process.poll() is not None:
+            if (code := self._process.poll()) is not None:
                 self.stop()
-                raise StackError(
-                    f"`{' '.join(self.command)}` exited with {self._process.returncode}:\n{tail(self.log)}"
-                )
+                raise StackError(f"`{' '.join(self.command)}` exited with {code}:\n{tail(self.log)}")
             if time.monotonic() - started > ready_timeout:
                 self.stop()
                 raise StackError(f"{self.url}/readyz not 200 after {ready_timeout:.0f} s:\n{tail(self.log)}")

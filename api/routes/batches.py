@@ -84,6 +84,8 @@ async def create_batch(request: Request, response: Response, batches: BatchesDep
         style, fmt = choose_output(upload.options, settings)
         mode, crop = choose_framing(upload.options)
         callback_url = await check_callback_url(upload.options.callback_url, settings)
+        for part in upload.files:  # room in the store for every job of the batch (503 store-full)
+            await gateway.store_budget.check(len(part.data))
         await gateway.admission.precheck(client)
         request_id = getattr(request.state, "request_id", None)
         batch = await batches.create(upload, BatchRequest(client, style, fmt, mode, crop, callback_url, request_id))

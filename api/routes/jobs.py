@@ -142,6 +142,7 @@ async def _submit(gateway: Gateway, data: bytes, job_request: JobRequest) -> Sub
         existing = await gateway.dedup.find_existing(job_request.client.id, job_request.upload_digest)
         if existing is not None:
             return Submission(existing, deduplicated=True)
+    await gateway.store_budget.check(len(data))
     await gateway.admission.precheck(job_request.client)
     image = await gateway.images.normalize(
         data, style=job_request.style, fmt=job_request.fmt, mode=job_request.mode, crop=job_request.crop
