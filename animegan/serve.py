@@ -150,8 +150,15 @@ def worker_command() -> list[str]:
 
 
 def api_command(host: str, port: int) -> list[str]:
-    """The production gateway command (one uvicorn process)."""
-    return [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--host", host, "--port", str(port)]
+    """The production gateway command (one uvicorn process).
+
+    uvicorn's own X-Forwarded-For handling is off: the gateway believes the header only from
+    ANIMEGAN_TRUSTED_PROXIES (api.auth), and uvicorn would otherwise rewrite the peer first.
+    """
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
+        "--host", host, "--port", str(port), "--no-proxy-headers",
+    ]  # fmt: skip
 
 
 def _start_children(env: dict[str, str], host: str, port: int, stack: contextlib.ExitStack) -> dict[str, Popen]:
@@ -273,7 +280,9 @@ def main_api(argv: list[str]) -> int:
     _prepare_metrics_dir()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _say("several API processes without PROMETHEUS_MULTIPROC_DIR: /metrics shows one process per scrape")
-    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port, workers=workers)
+    uvicorn.run(
+        "api.main:create_app", factory=True, host=args.host, port=args.port, workers=workers, proxy_headers=False
+    )
     return 0
 
 
