@@ -93,7 +93,12 @@ def stylize(self: Task, job_id: str | None = None) -> str:
 
 def run_job(runtime: Runtime, hint: str | None = None) -> str:
     """The task body, callable without Celery (tests, other pools)."""
-    record = claim(runtime)
+    try:
+        record = claim(runtime)
+    except StoreUnavailable:
+        # The message is acknowledged; the sweeper re-sends one for every job left waiting without.
+        logger.warning("job store unreachable; no job claimed for this message", extra={"message_job_id": hint})
+        return "skipped"
     if record is None:
         logger.info("no waiting job for this message; dropping it", extra={"message_job_id": hint})
         return "skipped"
