@@ -55,7 +55,9 @@ def test_a_job_whose_whole_worker_died_succeeds_on_another_within_a_minute(
     killed_at = time.monotonic()
 
     again = jobs.wait_running(redis_url, job_id, attempt=2, timeout_s=60)
-    assert time.monotonic() - killed_at < 60
+    handed_back_s = time.monotonic() - killed_at
+    print(f"\nwhole worker killed -> job running on the other worker after {handed_back_s:.1f} s")
+    assert handed_back_s < 60
     assert _holder_pid(again) in pool.children(survivor)
     job, _ = jobs.follow(api.base, job_id)
 
