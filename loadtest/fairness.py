@@ -105,7 +105,10 @@ def summarize(
 
 
 def checks(result: dict[str, Any]) -> list[tuple[str, bool, str]]:
-    """What ``tenants`` must show: steady within its bounds, the flood held at its quota, 429s with Retry-After."""
+    """What ``tenants`` must show: steady within its bounds, the flood held at its quota, no 5xx.
+
+    That every 429 carried Retry-After is checked for every run (``loadtest.checks``).
+    """
     flood, steady, limits = result["tenants"]["flood"], result["tenants"]["steady"], result["bound"]
     found: list[tuple[str, bool, str]] = []
     if limits is None:
@@ -134,9 +137,6 @@ def checks(result: dict[str, Any]) -> list[tuple[str, bool, str]]:
          f"{flood['status_429']} 429s: {flood['problems_429'] or 'none'}"),
         ("no 5xx for either tenant", flood["server_errors"] + steady["server_errors"] == 0,
          f"flood {flood['server_errors']}, steady {steady['server_errors']}"),
-        ("every 429 carried Retry-After", flood["without_retry_after"] + steady["without_retry_after"] == 0,
-         f"{flood['without_retry_after'] + steady['without_retry_after']} of "
-         f"{flood['status_429'] + steady['status_429']} without"),
     ]  # fmt: skip
     return found
 

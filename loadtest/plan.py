@@ -153,6 +153,9 @@ class Plan:
     def describe(self) -> str:
         if self.steps:
             return f"{self.user_classes[0]}, users {','.join(map(str, self.steps))}, {self.step_s:.0f} s per step"
+        if self.scenarios == ["tenants"]:
+            classes = f"1 steady + {self.users - 1} flood users (FloodTenantUser, SteadyTenantUser; a key per tenant)"
+            return f"{classes} (spawn {self.spawn_rate:g}/s) for {self.duration_s:.0f} s"
         classes = " + ".join(self.user_classes)
         pace = f", one job per user every {self.pace_s:.1f} s" if self.pace_s else ""
         return f"{classes}, {self.users} users (spawn {self.spawn_rate:g}/s){pace} for {self.duration_s:.0f} s"

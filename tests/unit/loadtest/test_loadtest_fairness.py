@@ -110,15 +110,13 @@ def test_a_steady_tenant_stuck_behind_the_flood_fails_the_bound() -> None:
     found = judged(jobs, requests)
     assert not found["the steady tenant's p95 latency within (W + 2) x S + poll + HTTP"]
     assert not found["the steady tenant's p95 queue wait within (W + 1) x S"]
-    assert found["every 429 carried Retry-After"]
+    assert found["the flood tenant was held at its quota (429 client-quota)"]
 
 
-def test_429_without_retry_after_a_5xx_or_a_flood_never_refused_fail() -> None:
+def test_a_5xx_or_a_flood_never_refused_fail() -> None:
     jobs, requests = flood_and_steady()
-    requests = [{**row, "retry_after": ""} if row["status"] == "429" else row for row in requests]
     requests.append(request("steady", 502, method="GET", name="/jobs/[id]"))
     found = judged(jobs, requests)
-    assert not found["every 429 carried Retry-After"]
     assert not found["no 5xx for either tenant"]
     never_refused = [row for row in flood_and_steady()[1] if row["status"] != "429"]
     assert not judged(jobs, never_refused)["the flood tenant was held at its quota (429 client-quota)"]
