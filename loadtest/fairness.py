@@ -166,7 +166,7 @@ def render(result: dict[str, Any]) -> list[str]:
     rows = [[label, *(show(tenants[name]) for name in TENANTS)] for label, show in measures]
     lines = ["## Tenants", "", "| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += ["", *_bound_text(result, limits)]
+    lines += ["", *_bound_text(result, limits), "", "![tenants](tenants.png)"]
     return lines
 
 

@@ -358,6 +358,10 @@ def write_report(folder: Path) -> dict[str, Any]:
         from loadtest import soak_plots
 
         soak_plots.draw_all(data, summary["soak"])
+    if summary.get("tenants"):
+        from loadtest import tenant_plots
+
+        tenant_plots.draw(data, summary["tenants"])
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (folder / "report.md").write_text(render(summary, data.meta))
     return summary

@@ -230,7 +230,9 @@ def load(
     """Baseline, sampling, the locust run, the final scrape; returns the temp-file count (local stacks only)."""
     if plan.scenarios == ["soak"]:
         plan = pace_soak(plan, url, folder, args, stack, meta)
-    temp = TempWatch(private=tmpdir, exclude=(folder,)) if stack else None
+    # The runner's own folders are never the stack's temp files: the report's, and the keys file's it wrote.
+    own = (folder, *([Path(stack.env[clients.KEYS_FILE_VAR]).parent] if keys and stack else []))
+    temp = TempWatch(private=tmpdir, exclude=own) if stack else None
     if temp is not None and stack is not None:
         temp.baseline(stack.processes())
     processes = stack.processes if stack else None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from loadtest import fairness
 from loadtest.analysis import percentile
@@ -156,6 +157,10 @@ def test_the_report_gets_a_tenants_table_the_bound_and_the_runners_settings(tmp_
     assert "(W + 2) x S = 4.00 s" in report
     assert f"- Stack setting `{keys_file}=/tmp/k/api-keys`: set by the runner" in report
     assert summary["tenants"]["tenants"]["steady"]["succeeded"] == 10
+    assert "![tenants](tenants.png)" in report
+    with Image.open(tmp_path / "tenants.png") as image:
+        assert image.format == "PNG"
+        image.verify()
     table = {row["measure"]: row for row in summary["table"]}
     assert table["Maximum stable concurrency"]["text"].startswith("n/a")
     tenant_checks = {c["check"]: c["ok"] for c in summary["checks"]}
