@@ -112,6 +112,8 @@ def http_summary(requests: list[dict[str, str]]) -> dict[str, Any]:
     for row in rows:
         routes[f"{row['method']} {row['name']}"].append(row)
     shed = [row for row in rows if row["status"] == "503" and row["ok"] == "1"]
+    # 429s the client honoured (waited Retry-After, asked again): per-client limits, counted like shedding.
+    refused = [row for row in rows if row["status"] == "429" and row["ok"] == "1"]
     return {
         "requests": len(rows),
         "failures": sum(1 for row in rows if row["ok"] != "1"),
@@ -123,6 +125,9 @@ def http_summary(requests: list[dict[str, str]]) -> dict[str, Any]:
         "server_errors": sum(1 for row in rows if int(row["status"]) >= 500) - len(shed),
         "shed_503": len(shed),
         "shed_503_without_retry_after": sum(1 for row in shed if not row.get("retry_after")),
+        "refused_429": len(refused),
+        "refused_429_without_retry_after": sum(1 for row in refused if not row.get("retry_after")),
+        "problems_429": dict(sorted(Counter(row.get("problem") or "?" for row in refused).items())),
         "connection_errors": statuses.get(0, 0),
         "routes": {route: route_summary(group) for route, group in sorted(routes.items())},
     }
@@ -157,6 +162,7 @@ def job_summary(jobs: list[dict[str, str]], seconds: float) -> dict[str, Any]:
         "server_mean_s": mean(server),
         "deduplicated": sum(1 for row in jobs if row.get("deduplicated") == "1"),
         "shed_503": sum(int(row.get("shed_503") or 0) for row in jobs),
+        "shed_429": sum(int(row.get("shed_429") or 0) for row in jobs),
         "per_minute": len(done) * 60 / seconds if seconds > 0 else None,
         "sizes": dict(sorted(Counter(f"{row['width']}x{row['height']}" for row in done).items())),
     }
@@ -166,7 +172,7 @@ def job_summary(jobs: list[dict[str, str]], seconds: float) -> dict[str, Any]:
 def step_table(jobs: list[dict[str, str]], steps: list[int], step_s: float, factor: float) -> dict[str, Any]:
     """Per user count of a step ramp: jobs, failures, sheds, latency, and whether the step was stable.
 
-    Stable: at least one job finished, none failed, none was shed (503), and p95 latency stayed within
+    Stable: at least one job finished, none failed, none was shed (503) or refused (429), and p95 latency within
     ``factor`` x the median latency of the first step (beyond that, latency grows with the users instead of
     being bounded by the service). The maximum stable concurrency is the last stable step before the first
     unstable one.
@@ -176,7 +182,7 @@ def step_table(jobs: list[dict[str, str]], steps: list[int], step_s: float, fact
         group = [row for row in jobs if row.get("users") == str(users)]
         done = [float(row["latency_s"]) for row in group if row["outcome"] == "succeeded"]
         failed = sum(1 for row in group if row["outcome"] != "succeeded")
-        shed = sum(int(row.get("shed_503") or 0) for row in group)
+        shed = sum(int(row.get("shed_503") or 0) + int(row.get("shed_429") or 0) for row in group)
         p50, p95 = percentile(done, 50), percentile(done, 95)
         if baseline is None:
             baseline = p50

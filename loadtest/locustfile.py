@@ -11,10 +11,14 @@ user class                tag        what it does
 ``DuplicateUser``         dedup      the same two photos over and over: the service answers from cache
 ``BadInputUser``          badinput   truncated, wrong type, oversize, pixel bomb, bad fields: 4xx is a pass
 ``SoakUser``              soak       a mixed corpus (thumbnail to 12 MP) at a set pace, for a long bounded run
+``FloodTenantUser``       tenants    tenant "flood" (its own API key): back to back, more users than its quota
+``SteadyTenantUser``      tenants    tenant "steady" (another key): one user, one job at a time, as the web page
 ========================  =========  ==================================================================
 
 Every request is named by route (``/jobs/[id]``), never by job id. Each finished job is also reported as a
-``JOB`` request (end-to-end latency, submit to result bytes). Clients honour ``Retry-After``.
+``JOB`` request (end-to-end latency, submit to result bytes). Clients honour ``Retry-After``: a submission
+refused with 503 (shedding) or 429 (``client-quota``, ``rate-limited``) waits as long as it says and is sent
+again, counted in ``jobs.csv`` (``shed_503``, ``shed_429``).
 
 Environment (all optional):
 
@@ -29,24 +33,24 @@ Environment (all optional):
 - ``ANIMEGAN_LOADTEST_PACE_S``: soak only, each user starts a job at most every PACE_S seconds (locust's
   ``constant_pacing``); users x pace sets the arrival rate. Unset: back to back (the capacity probe).
 - ``ANIMEGAN_MAX_UPLOAD_BYTES``: the service's upload limit, read so the oversize case exceeds it.
+- ``ANIMEGAN_LOADTEST_KEY``: an API key every user sends (``Authorization: Bearer``) for a service with a keys
+  file; ``ANIMEGAN_LOADTEST_KEY_FLOOD`` and ``ANIMEGAN_LOADTEST_KEY_STEADY``: the two tenants' keys (the runner
+  generates them for its embedded stack). Keys go only into request headers, never into a file.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import random
 import time
-from datetime import datetime
-from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 from locust import HttpUser, LoadTestShape, between, constant, constant_pacing, events, tag, task
 from locust.env import Environment
 
+from loadtest.answers import answer, is_deduplicated, problem_slug, problem_type, retry_after, server_seconds
 from loadtest.images import BAD_CASES, DEFAULT_UPLOAD_LIMIT, Photos, bad_upload
+from loadtest.records import Records
 
 JOB_TIMEOUT_S = float(os.environ.get("ANIMEGAN_LOADTEST_JOB_TIMEOUT_S", "600"))
 STYLE = os.environ.get("ANIMEGAN_LOADTEST_STYLE", "")
@@ -59,39 +63,6 @@ PHOTOS = Photos(os.environ.get("ANIMEGAN_LOADTEST_PHOTOS") or None, upload_limit
 
 
 # --------------------------------------------------------------------------------------------- records
-class Records:
-    """``requests.csv`` and ``jobs.csv`` in ``ANIMEGAN_LOADTEST_OUT`` (nothing when unset)."""
-
-    REQUEST_FIELDS = ("t", "method", "name", "status", "response_ms", "bytes", "ok", "retry_after", "error")
-    JOB_FIELDS = (
-        "submitted_at", "finished_at", "latency_s", "server_latency_s", "queue_s", "inference_s", "outcome",
-        "detail", "scenario", "users", "width", "height", "upload_bytes", "result_bytes", "deduplicated",
-        "shed_503", "job_id",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self._writers: dict[str, Any] = {}
-        self._files: list[io.TextIOWrapper] = []
-
-    def open(self, folder: str) -> None:
-        for kind, fields in (("requests", self.REQUEST_FIELDS), ("jobs", self.JOB_FIELDS)):
-            handle = open(Path(folder) / f"{kind}.csv", "w", newline="", buffering=1)  # noqa: SIM115
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            self._writers[kind] = writer
-            self._files.append(handle)
-
-    def write(self, kind: str, row: dict[str, Any]) -> None:
-        if kind in self._writers:
-            self._writers[kind].writerow(row)
-
-    def close(self) -> None:
-        for handle in self._files:
-            handle.close()
-        self._files.clear()
-        self._writers.clear()
-
-
 RECORDS = Records()
 
 
@@ -106,17 +77,20 @@ def _close_records(environment: Environment, **_: Any) -> None:
 
 def _record_request(request_type: str, name: str, response_time: float, response_length: int, **kw: Any) -> None:
     response, exception = kw.get("response"), kw.get("exception")
+    status = getattr(response, "status_code", 0) or 0
     RECORDS.write(
         "requests",
         {
             "t": round(kw.get("start_time") or time.time(), 3),
             "method": request_type,
             "name": name,
-            "status": getattr(response, "status_code", 0) or 0,
+            "status": status,
             "response_ms": round(response_time, 1),
             "bytes": response_length,
             "ok": 0 if exception else 1,
             "retry_after": (getattr(response, "headers", None) or {}).get("Retry-After", ""),
+            "problem": problem_slug(response) if status >= 400 else "",
+            "tenant": (kw.get("context") or {}).get("tenant", ""),
             "error": str(exception)[:200] if exception else "",
         },
     )
@@ -137,57 +111,6 @@ events.test_start.add_listener(_drop_users_without_tasks)  # type: ignore[no-unt
 
 
 # ----------------------------------------------------------------------------------------------- users
-def retry_after(response: Any, default: float) -> float:
-    """Seconds the server asked us to wait (delta-seconds or HTTP-date), else ``default``."""
-    value = (getattr(response, "headers", None) or {}).get("Retry-After")
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-
-
-def server_seconds(job: dict[str, Any], start: str, end: str) -> float | None:
-    """``end - start`` from two timestamps of the job record (epoch seconds or ISO 8601), if both are there."""
-    stamps = []
-    for key in (start, end):
-        value = job.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            stamps.append(float(value))
-            continue
-        try:
-            stamps.append(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
-        except ValueError:
-            return None
-    return round(stamps[1] - stamps[0], 3)
-
-
-def answer(response: Any) -> str:
-    """The status code, or what went wrong when there was no HTTP answer (status 0)."""
-    if response.status_code:
-        return str(response.status_code)
-    return f"no response ({getattr(response, 'error', None)!r})"[:160]
-
-
-def problem_type(response: Any) -> str:
-    """The ``type`` of a problem+json body, or ``""``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return str(body.get("type", "")) if isinstance(body, dict) else ""
-
-
-def is_deduplicated(response: Any, body: dict[str, Any]) -> bool:
-    """Did the service answer this submission from its cache? (body flag or header)"""
-    if body.get("deduplicated") is True or body.get("cached") is True:
-        return True
-    header = (response.headers.get("X-Deduplicated") or response.headers.get("X-Cache") or "").lower()
-    return header in {"1", "true", "yes", "hit"}
-
-
 class JobFailed(Exception):
     """A job that did not end with its result bytes."""
 
@@ -197,25 +120,36 @@ class JobUser(HttpUser):
 
     abstract = True
     scenario: ClassVar[str] = ""
+    tenant: ClassVar[str] = ""
+    key_env: ClassVar[str] = "ANIMEGAN_LOADTEST_KEY"  # the variable holding this user's API key, if any
     sizes: ClassVar[tuple[tuple[int, int], ...]] = ((1080, 1920),)
     wait_time = constant(0)
 
     def on_start(self) -> None:
         self.rng = random.Random()
+        if key := os.environ.get(self.key_env, ""):
+            self.client.headers["Authorization"] = f"Bearer {key}"
+
+    def context(self) -> dict[str, Any]:
+        """Merged into every request event: ``requests.csv`` tells the tenants apart by it."""
+        return {"tenant": self.tenant} if self.tenant else {}
 
     def run_job(self, width: int, height: int, data: bytes | None = None) -> None:
         data = data if data is not None else PHOTOS.unique_jpeg(self.rng, width, height)
         started = time.time()
         deadline = started + JOB_TIMEOUT_S
-        row: dict[str, Any] = {"scenario": self.scenario, "width": width, "height": height, "upload_bytes": len(data)}
+        row: dict[str, Any] = {"scenario": self.scenario, "tenant": self.tenant, "width": width, "height": height}
+        row["upload_bytes"] = len(data)
         row["users"] = self.environment.runner.target_user_count if self.environment.runner else 0
         result = b""
         error: Exception | None = None
         try:
             job, wait = self.submit(data, deadline, row)
+            row["waited_s"] = round(time.time() - started, 3)  # refused (503/429) and retried before acceptance
             job = self.wait_for_job(job, wait, deadline)
             result = self.fetch_result(job, deadline)
             row.update(outcome="succeeded", server_latency_s=server_seconds(job, "created_at", "finished_at"))
+            row["service_s"] = server_seconds(job, "started_at", "finished_at")
             timings = job.get("timings") or {}
             row.update(queue_s=timings.get("queue_s"), inference_s=timings.get("inference_s"))
         except JobFailed as failed:
@@ -251,15 +185,19 @@ class JobUser(HttpUser):
         time.sleep(seconds)
 
     def submit(self, data: bytes, deadline: float, row: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        """POST /stylize until accepted (the job and its poll hint); on 503 (shedding) wait Retry-After, retry."""
+        """POST /stylize until accepted (the job and its poll hint); on 503 or 429 wait Retry-After, retry."""
         fields = {key: value for key, value in (("style", STYLE), ("format", FORMAT)) if value}
-        row["shed_503"] = 0
+        row["shed_503"] = row["shed_429"] = 0
         while True:
             files = {"image": ("photo.jpg", data, "image/jpeg")}
             with self.client.post("/stylize", files=files, data=fields, name="/stylize", catch_response=True) as r:
                 if r.status_code == 503 and not problem_type(r).endswith("broker-unavailable"):
                     r.success()  # shedding load is the service working as designed
                     row["shed_503"] += 1
+                    wait = retry_after(r, 1.0)
+                elif r.status_code == 429:
+                    r.success()  # a per-client limit (quota, rate): the same manners as shedding
+                    row["shed_429"] += 1
                     wait = retry_after(r, 1.0)
                 elif r.status_code in (200, 201, 202):
                     body = r.json()
@@ -274,6 +212,10 @@ class JobUser(HttpUser):
         while job.get("status") not in ("succeeded", "failed"):
             self.pause(wait, deadline, f"job still {job.get('status')}")
             with self.client.get(f"/jobs/{job['id']}", name="/jobs/[id]", catch_response=True) as r:
+                if r.status_code == 429:  # over ANIMEGAN_RATE_LIMIT: ask again when it says
+                    r.success()
+                    wait = retry_after(r, 1.0)
+                    continue
                 if r.status_code != 200:
                     r.failure(f"unexpected {answer(r)}")
                     raise JobFailed(f"error: GET /jobs/[id] answered {answer(r)}")
@@ -288,7 +230,7 @@ class JobUser(HttpUser):
             with self.client.get(f"/jobs/{job['id']}/result", name="/jobs/[id]/result", catch_response=True) as r:
                 if r.status_code == 200 and r.headers.get("Content-Type", "").startswith("image/") and r.content:
                     return bytes(r.content)
-                if r.status_code not in (202, 409):
+                if r.status_code not in (202, 409, 429):
                     r.failure(f"unexpected {answer(r)} {r.headers.get('Content-Type', '')}")
                     raise JobFailed(f"error: GET /jobs/[id]/result answered {answer(r)}")
                 r.success()
@@ -365,6 +307,43 @@ class SoakUser(JobUser):
         self.run_job(*self.rng.choices(self.sizes, weights=self.weights)[0])
 
 
+class TenantUser(JobUser):
+    """One of two clients with API keys of their own (``animegan loadtest tenants``), telling them apart."""
+
+    abstract = True
+    scenario = "tenants"
+    sizes = ((640, 480),)
+
+
+class FloodTenantUser(TenantUser):
+    """Tenant "flood": more users than its quota, back to back, so it always holds as many jobs as it may.
+
+    Users beyond ``ANIMEGAN_MAX_QUEUED_PER_CLIENT`` are refused with 429 ``client-quota``; they wait its
+    Retry-After and submit again, so the tenant's quota stays full for the whole run.
+    """
+
+    tenant = "flood"
+    key_env = "ANIMEGAN_LOADTEST_KEY_FLOOD"
+
+    @tag("tenants")
+    @task
+    def flood(self) -> None:
+        self.run_job(*self.sizes[0])
+
+
+class SteadyTenantUser(TenantUser):
+    """Tenant "steady": one person on the web page, one job at a time, the next once the result is in."""
+
+    tenant = "steady"
+    key_env = "ANIMEGAN_LOADTEST_KEY_STEADY"
+    fixed_count = 1
+
+    @tag("tenants")
+    @task
+    def steady(self) -> None:
+        self.run_job(*self.sizes[0])
+
+
 class BadInputUser(JobUser):
     """Bad uploads mixed with good ones: each bad case must get a 4xx (a 2xx or 5xx fails); good jobs still finish."""
 
@@ -382,17 +361,20 @@ class BadInputUser(JobUser):
         )
         files = {"image": image} if image else None
         deadline = time.time() + JOB_TIMEOUT_S
-        while True:  # a full queue may shed the request before its content is judged: wait, send it again
+        while True:  # a full queue or a client limit may refuse it before its content is judged: wait, resend
             name = f"/stylize [{case}]"
             with self.client.post("/stylize", files=files, data=fields, name=name, catch_response=True) as r:
-                if 400 <= r.status_code < 500:
+                if r.status_code == 429 or (
+                    r.status_code == 503 and not problem_type(r).endswith("broker-unavailable")
+                ):
+                    r.success()
+                    wait = retry_after(r, 1.0)
+                elif 400 <= r.status_code < 500:
                     r.success()
                     return
-                if r.status_code != 503 or problem_type(r).endswith("broker-unavailable"):
+                else:
                     r.failure(f"bad input answered {answer(r)}, a 4xx was expected")
                     return
-                r.success()
-                wait = retry_after(r, 1.0)
             if time.time() + wait > deadline:
                 return
             self.idle(wait)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loadtest import capacity, plots, soak
+from loadtest import capacity, fairness, plots, soak
 from loadtest.analysis import (
     RunData,
     host_summary,
@@ -22,6 +22,7 @@ from loadtest.analysis import (
     process_summary,
     step_table,
 )
+from loadtest.checks import checks
 
 MB = 1024 * 1024
 
@@ -62,6 +63,8 @@ def summarize(data: RunData) -> dict[str, Any]:
     }
     if "soak" in meta.get("scenarios", []):
         summary["soak"] = soak.summarize(data)
+    if "tenants" in meta.get("scenarios", []):
+        summary["tenants"] = fairness.summarize(data.jobs, data.requests, meta, end - start)
     if meta.get("steps"):
         summary["steps"] = step_table(data.jobs, meta["steps"], meta["step_s"], meta.get("latency_factor", 4.0))
     summary["table"] = seed_table(summary, meta)
@@ -99,8 +102,14 @@ def stable_concurrency(summary: dict[str, Any], meta: dict[str, Any]) -> tuple[i
     jobs, http = summary["jobs"], summary["http"]
     if "overload" in meta.get("scenarios", []):
         return None, "n/a (overload sheds by design)", "step mode runs with the classic scenario"
+    if "tenants" in meta.get("scenarios", []):
+        return None, "n/a (the flood tenant meets its quota by design)", "see the Tenants section"
     held = (
-        jobs["succeeded"] > 0 and jobs["succeeded"] == jobs["jobs"] and http["failures"] == 0 and not jobs["shed_503"]
+        jobs["succeeded"] > 0
+        and jobs["succeeded"] == jobs["jobs"]
+        and http["failures"] == 0
+        and not jobs["shed_503"]
+        and not jobs["shed_429"]
     )
     text = f"{users} users held (flat run)" if held else f"not held at {users} users (flat run)"
     return (users if held else None), text, "flat run: no step ramp (use the classic scenario for one)"
@@ -142,43 +151,6 @@ def seed_table(summary: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, 
         {"measure": "Temporary files created", "value": temp_count,
          "text": "not observed" if temp_count is None else str(temp_count), "how": temp_how},
     ]  # fmt: skip
-
-
-def checks(summary: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """What must hold for the run's scenarios; the runner exits non-zero when one does not."""
-    http, jobs, temp = summary["http"], summary["jobs"], summary["temp"]
-    scenarios = meta.get("scenarios", [])
-    found = [
-        ("no 5xx (other than 503 shedding)", http["server_errors"] == 0, f"{http['server_errors']} seen"),
-        ("no connection errors", http["connection_errors"] == 0, f"{http['connection_errors']} seen"),
-        ("no failed request", http["failures"] == 0, f"{http['failures']} failed of {http['requests']}"),
-        ("jobs completed", jobs["succeeded"] > 0, f"{jobs['succeeded']} succeeded"),
-        ("no failed or timed-out job", jobs["succeeded"] == jobs["jobs"], f"outcomes {jobs['outcomes']}"),
-        ("every 503 carried Retry-After", http["shed_503_without_retry_after"] == 0, f"{http['shed_503']} 503s"),
-    ]
-    if "locust_exit_code" in meta:
-        code = meta["locust_exit_code"]
-        found.append(("the load generator ended normally", code == 0, f"locust exit code {code} (see locust.log)"))
-    if "overload" in scenarios:
-        found.append(("the burst was shed with 503", http["shed_503"] > 0, f"{http['shed_503']} 503s"))
-    if "dedup" in scenarios:
-        found.append(("duplicates answered from cache", jobs["deduplicated"] > 0, f"{jobs['deduplicated']} hits"))
-    if "badinput" in scenarios:
-        bad = {route: r for route, r in http["routes"].items() if route.startswith("POST /stylize [")}
-        wrong = sum(r["failures"] for r in bad.values())
-        found.append(
-            (
-                "every bad input got a 4xx",
-                bool(bad) and wrong == 0,
-                f"{wrong} of {sum(r['requests'] for r in bad.values())} not 4xx",
-            )
-        )
-    if summary.get("soak"):
-        found += soak.checks(summary["soak"])
-    if temp.get("observed"):
-        count = len(temp["stack_files"])
-        found.append(("no temporary file created by the stack", count == 0, f"{count} created"))
-    return [{"check": name, "ok": bool(ok), "detail": detail} for name, ok, detail in found]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -292,6 +264,10 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"- Target: {meta.get('target', '')}",
         f"- Load: {meta.get('load', '')}; measured window {summary['seconds']:.0f} s",
         f"- Photos: {meta.get('photos') or 'generated in memory (no photo folder given)'}",
+        *[
+            f"- Stack setting `{key}={meta.get('settings', {}).get(key, '')}`: {why}"
+            for key, why in sorted((meta.get("runner_settings") or {}).items())
+        ],
         f"- Result: **{'all checks passed' if summary['passed'] else 'some checks FAILED'}**",
         "",
         "## Results",
@@ -310,14 +286,17 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
              "yes" if r["stable"] else f"no ({r['why_not']})"]
             for r in summary["steps"]["rows"]
         ]  # fmt: skip
-        header = ["users", "jobs", "done", "failed", "503s", "p50", "p95", "jobs/min", "stable"]
+        header = ["users", "jobs", "done", "failed", "503/429s", "p50", "p95", "jobs/min", "stable"]
         lines += _table(header, rows)
     if summary.get("soak"):
         lines += ["", *_soak(summary["soak"])]
+    if summary.get("tenants"):
+        lines += ["", *fairness.render(summary["tenants"])]
     lines += ["", "## Jobs", ""]
     lines += [
         f"{jobs['jobs']} jobs: {jobs['outcomes']}; {jobs['per_minute'] or 0:.1f} finished per minute; "
-        f"{jobs['deduplicated']} answered from cache; {jobs['shed_503']} submissions shed with 503 and retried; "
+        f"{jobs['deduplicated']} answered from cache; {jobs['shed_503']} submissions shed with 503 and "
+        f"{jobs['shed_429']} refused with 429 {http['problems_429'] or ''}, each retried after its Retry-After; "
         f"server-side mean (created → finished) {fmt_s(jobs['server_mean_s'])}; sizes {jobs['sizes']}.",
         "",
         "## HTTP by route",
@@ -351,8 +330,12 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines += [f"![{name}]({name})" for name in plots.PLOTS]
     lines += ["", "## Machine", "", *_machine(meta, summary.get("engine"))]
     if meta.get("settings"):
+        notes = meta.get("runner_settings") or {}
         lines += ["", "## Service settings (environment)", ""]
-        lines += [f"- `{key}={value}`" for key, value in sorted(meta["settings"].items())]
+        lines += [
+            f"- `{key}={value}`" + (f" ({notes[key]})" if key in notes else "")
+            for key, value in sorted(meta["settings"].items())
+        ]
     absent = metrics["absent"]
     lines += [
         "",
@@ -375,6 +358,10 @@ def write_report(folder: Path) -> dict[str, Any]:
         from loadtest import soak_plots
 
         soak_plots.draw_all(data, summary["soak"])
+    if summary.get("tenants"):
+        from loadtest import tenant_plots
+
+        tenant_plots.draw(data, summary["tenants"])
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (folder / "report.md").write_text(render(summary, data.meta))
     return summary

@@ -54,10 +54,13 @@ def parse_labels(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split(";") if part)
 
 
-def scrape(url: str, timeout: float = 3.0) -> str | None:
-    """The ``/metrics`` text, or None when the endpoint does not answer 200."""
+def scrape(url: str, timeout: float = 3.0, key: str | None = None) -> str | None:
+    """The ``/metrics`` text, or None when the endpoint does not answer 200; ``key``: the API key to send."""
+    request = urllib.request.Request(url.rstrip("/") + "/metrics")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return str(response.read().decode("utf-8"))
     except (OSError, urllib.error.URLError):
         return None
@@ -110,9 +113,11 @@ class Sampler(threading.Thread):
         processes: Callable[[], list[psutil.Process]] | None,
         temp: TempWatch | None,
         interval: float = 1.0,
+        key: str | None = None,
     ) -> None:
         super().__init__(name="loadtest-sampler", daemon=True)
         self.url, self.folder, self.processes, self.temp, self.interval = url, folder, processes, temp, interval
+        self.key = key  # an API key for /metrics when the service has a keys file
         self._stop_event = threading.Event()
         self.metrics = CsvLog(folder / "metrics.csv", ("t", "name", "labels", "value"))
         fields = ("t", "pid", "ppid", "component", "name", "rss_bytes", "cpu_s", "read_bytes", "write_bytes", "fds")
@@ -148,7 +153,7 @@ class Sampler(threading.Thread):
 
     def save_scrape(self, filename: str) -> None:
         """Keep one raw exposition (histogram buckets included) in the report folder."""
-        text = scrape(self.url)
+        text = scrape(self.url, key=self.key)
         (self.folder / filename).write_text(text if text is not None else "# /metrics did not answer\n")
 
     def tick(self) -> None:
@@ -161,7 +166,7 @@ class Sampler(threading.Thread):
             self.temp.observe(stack)
 
     def _sample_metrics(self, now: float) -> None:
-        text = scrape(self.url)
+        text = scrape(self.url, key=self.key)
         if text is None:
             self.failed_scrapes += 1
             return

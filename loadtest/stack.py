@@ -8,6 +8,7 @@ still stopped at the end. Processes are ended by pid, never by name.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import shutil
 import signal
@@ -18,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
@@ -51,6 +52,16 @@ def is_ready(url: str, timeout: float = 2.0) -> bool:
             return int(response.status) == 200
     except (OSError, urllib.error.URLError):
         return False
+
+
+def readiness(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    """The body of ``/readyz`` (``workers``, ``queue_depth``), or ``{}`` when it does not answer 200 with JSON."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/readyz", timeout=timeout) as response:
+            body = json.loads(response.read())
+    except (OSError, urllib.error.URLError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def become_subreaper() -> bool:

@@ -106,12 +106,30 @@ def test_http_summary_separates_shedding_from_server_errors() -> None:
     assert summary["mean_ms"] == pytest.approx(85 / 6)
 
 
-def job(users: int, latency: float, outcome: str = "succeeded", shed: int = 0, dedup: int = 0) -> dict[str, str]:
+def test_http_summary_counts_honoured_429s_like_shedding_with_their_problem_types() -> None:
+    rows = [
+        {**request("POST", "/stylize", 429, 5, retry_after="3"), "problem": "client-quota"},
+        {**request("POST", "/stylize", 429, 5, retry_after="1"), "problem": "client-quota"},
+        {**request("GET", "/jobs/[id]", 429, 5), "problem": "rate-limited"},  # without Retry-After
+        request("POST", "/stylize", 202, 10),
+    ]
+    summary = http_summary(rows)
+    assert summary["refused_429"] == 3
+    assert summary["refused_429_without_retry_after"] == 1
+    assert summary["problems_429"] == {"client-quota": 2, "rate-limited": 1}
+    assert summary["server_errors"] == 0
+    assert summary["failures"] == 0
+
+
+def job(
+    users: int, latency: float, outcome: str = "succeeded", shed: int = 0, dedup: int = 0, refused: int = 0
+) -> dict[str, str]:
     return {
         "users": str(users),
         "latency_s": str(latency),
         "outcome": outcome,
         "shed_503": str(shed),
+        "shed_429": str(refused),
         "deduplicated": str(dedup),
         "server_latency_s": "",
         "width": "32",
@@ -145,6 +163,16 @@ def test_step_table_unbounded_latency_ends_stability_even_without_failures() -> 
     assert table["max_stable"] == 1  # the later, faster step does not count: stability broke at 2
     assert table["rows"][1]["why_not"] == "p95 over 4 x step-1 median"
     assert not table["all_stable"]
+
+
+def test_a_step_whose_submissions_met_429_is_not_stable() -> None:
+    jobs = [job(1, 1.0)] * 3 + [job(2, 1.1)] * 2 + [job(2, 1.1, refused=1)]
+    summary = job_summary(jobs, 60.0)
+    assert summary["shed_429"] == 1
+    table = step_table(jobs, [1, 2], 30.0, factor=4.0)
+    assert [row["stable"] for row in table["rows"]] == [True, False]
+    assert table["rows"][1]["shed_503"] == 1  # the ramp's "503/429s" column
+    assert table["rows"][1]["why_not"] == "shed"
 
 
 def test_step_table_with_no_finished_job() -> None:

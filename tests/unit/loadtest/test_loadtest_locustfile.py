@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,7 @@ def test_every_scenario_is_a_user_class() -> None:
     assert done.returncode == 0, done.stderr
     listed = set(done.stdout.split())
     assert {"ClassicUser", "MixedSizesUser", "OverloadUser", "DuplicateUser", "BadInputUser", "SoakUser"} <= listed
+    assert {"FloodTenantUser", "SteadyTenantUser"} <= listed
     assert "JobUser" not in listed
 
 
@@ -81,6 +83,111 @@ print(json.dumps({
     stepped = json.loads(run_python("import json, loadtest.locustfile as lf; print(json.dumps(lf.StepShape.steps))",
                                     ANIMEGAN_LOADTEST_STEPS="1,2"))  # fmt: skip
     assert stepped == [1, 2]
+
+
+class QuotaService:
+    """A service with per-client quotas: the first submission of each key is refused with 429 client-quota."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[float, str, str, int, str]] = []  # when, method, path, status, Authorization
+        self.refused: set[str] = set()
+        self.jobs = 0
+        self.lock = threading.Lock()
+
+    def answer(self, method: str, path: str, auth: str) -> tuple[int, dict[str, str], bytes]:
+        with self.lock:
+            if method == "POST":
+                if auth not in self.refused:
+                    self.refused.add(auth)
+                    body = b'{"type": "/problems/client-quota", "status": 429}'
+                    return 429, {"Retry-After": "1", "Content-Type": "application/problem+json"}, body
+                self.jobs += 1
+                body = {"id": f"job{self.jobs}", "status": "queued", "created_at": "2026-01-01T00:00:00Z"}
+                return 202, {"Retry-After": "1"}, json.dumps(body).encode()
+            if path.endswith("/result"):
+                return 200, {"Content-Type": "image/png"}, b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+            record = {"id": path.split("/")[2], "status": "succeeded", "created_at": "2026-01-01T00:00:00Z",
+                      "started_at": "2026-01-01T00:00:00.5Z", "finished_at": "2026-01-01T00:00:02Z",
+                      "timings": {"queue_s": 0.5, "inference_s": 1.2}}  # fmt: skip
+            return 200, {}, json.dumps(record).encode()
+
+
+def serve(answer: Any, log: list[Any]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def handle_one(self, method: str) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            auth = self.headers.get("Authorization", "")
+            status, headers, body = answer(method, self.path, auth)
+            log.append((time.monotonic(), method, self.path, status, auth))
+            self.send_response(status)
+            headers.setdefault("Content-Type", "application/json")
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.handle_one("POST")
+
+        def do_GET(self) -> None:
+            self.handle_one("GET")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_tenants_send_their_own_keys_honour_429_and_are_told_apart_in_the_records(tmp_path: Path) -> None:
+    script = QuotaService()
+    server = serve(script.answer, script.log)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url, "-u", "3"]
+        command += [
+            "-r",
+            "3",
+            "-t",
+            "4s",
+            "--stop-timeout",
+            "20",
+            "--only-summary",
+            "FloodTenantUser",
+            "SteadyTenantUser",
+        ]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "ANIMEGAN_LOADTEST_OUT": str(tmp_path),
+               "ANIMEGAN_LOADTEST_KEY_FLOOD": "k-flood", "ANIMEGAN_LOADTEST_KEY_STEADY": "k-steady"}  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    assert {entry[4] for entry in script.log} == {"Bearer k-flood", "Bearer k-steady"}
+    # After its 429 the steady tenant (one user) waits the Retry-After before submitting again.
+    posts = [entry for entry in script.log if entry[1] == "POST" and entry[4] == "Bearer k-steady"]
+    assert posts[0][3] == 429
+    assert posts[1][0] - posts[0][0] >= 1.0 - 0.05
+    with (tmp_path / "jobs.csv").open() as handle:
+        jobs = list(csv.DictReader(handle))
+    tenants = {row["tenant"] for row in jobs}
+    assert tenants == {"flood", "steady"}
+    assert {row["scenario"] for row in jobs} == {"tenants"}
+    steady = [row for row in jobs if row["tenant"] == "steady"]
+    assert len(steady) >= 2  # one user: one job, then the next
+    assert steady[0]["shed_429"] == "1"
+    assert float(steady[0]["waited_s"]) >= 0.95
+    assert steady[0]["service_s"] == "1.5"  # started -> finished, from the job record
+    assert all(row["outcome"] == "succeeded" for row in jobs)
+    with (tmp_path / "requests.csv").open() as handle:
+        requests = list(csv.DictReader(handle))
+    refused = [row for row in requests if row["status"] == "429"]
+    assert {row["problem"] for row in refused} == {"client-quota"}
+    assert {row["tenant"] for row in refused} == {"flood", "steady"}
+    assert all(row["retry_after"] == "1" and row["ok"] == "1" for row in refused)
 
 
 class ScriptedService:

@@ -205,3 +205,24 @@ def test_the_engines_the_workers_loaded_come_from_the_final_scrape() -> None:
     )
     assert engines(scrape) == ["bf16 on openvino"]
     assert engines(None) == []
+
+
+def test_overload_counts_honoured_429s_as_shedding_and_every_429_needs_retry_after() -> None:
+    from loadtest.analysis import http_summary, job_summary
+    from loadtest.report import checks
+
+    def post(status: int, retry_after: str, problem: str = "") -> dict[str, str]:
+        return {"method": "POST", "name": "/stylize", "status": str(status), "response_ms": "5", "ok": "1",
+                "retry_after": retry_after, "problem": problem}  # fmt: skip
+
+    jobs = [{"outcome": "succeeded", "latency_s": "2", "width": "640", "height": "480", "shed_429": "1"}]
+    rows = [post(429, "2", "client-quota"), post(202, "1")]
+    summary = {"http": http_summary(rows), "jobs": job_summary(jobs, 60.0), "temp": {}}
+    found = {c["check"]: c for c in checks(summary, {"scenarios": ["overload"]})}
+    assert found["the burst was shed (503, or 429 from a per-client limit)"]["ok"]
+    assert found["the burst was shed (503, or 429 from a per-client limit)"]["detail"] == "0 503s, 1 429s"
+    assert found["every 429 carried Retry-After"]["ok"]
+    summary["http"] = http_summary([post(429, "", "client-quota")])
+    assert not {c["check"]: c for c in checks(summary, {"scenarios": ["overload"]})}["every 429 carried Retry-After"][
+        "ok"
+    ]

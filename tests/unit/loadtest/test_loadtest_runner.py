@@ -117,3 +117,35 @@ def test_service_settings_keep_animegan_variables_and_mask_credentials() -> None
         "HOME": "/root",
     }
     assert service_settings(env) == {"ANIMEGAN_MAX_SIDE": "256", "ANIMEGAN_REDIS_URL": "redis://***@host:6379/0"}
+
+
+def test_tenants_defaults_to_the_quota_plus_two_flood_users_and_one_steady(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANIMEGAN_MAX_QUEUED_PER_CLIENT", raising=False)
+    _, plan = plan_for("tenants")
+    assert plan.user_classes == ["FloodTenantUser", "SteadyTenantUser"]
+    assert plan.users == 10 + 2 + 1
+    assert plan.steps is None
+    assert plan.duration_s == 180
+    monkeypatch.setenv("ANIMEGAN_MAX_QUEUED_PER_CLIENT", "4")
+    assert plan_for("tenants")[1].users == 7
+    assert plan_for("tenants", "--users", "20")[1].users == 20
+
+
+def test_tenants_runs_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["tenants,classic"])
+    assert "tenants runs alone" in capsys.readouterr().err
+
+
+def test_the_tenants_keys_reach_locust_through_its_environment_only(tmp_path: Path) -> None:
+    from loadtest.clients import TenantKeys
+
+    args, plan = plan_for("tenants", "--duration", "2m")
+    keys = TenantKeys.generate()
+    env = locust_env(plan, tmp_path, args, keys)
+    assert env["ANIMEGAN_LOADTEST_KEY_FLOOD"] == keys.keys["flood"]
+    assert env["ANIMEGAN_LOADTEST_KEY_STEADY"] == keys.keys["steady"]
+    command = locust_command(plan, "http://127.0.0.1:1", tmp_path)
+    assert command[-2:] == ["FloodTenantUser", "SteadyTenantUser"]
+    assert not any(key in " ".join(command) for key in keys.keys.values())
+    assert not any("LOADTEST_KEY" in name for name in service_settings(env))  # never into the report
