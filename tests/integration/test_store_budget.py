@@ -53,7 +53,7 @@ def test_submissions_get_store_full_before_redis_refuses_a_write_and_admitted_jo
     photo: Callable[[], bytes],
 ) -> None:
     # The queue limit is out of the way: memory is what must stop the submissions.
-    base = start_api(redis_url=small_redis.url, max_queue_depth=10_000)
+    base = start_api(redis_url=small_redis.url, max_queue_depth=10_000, max_queued_per_client=10_000)
     accepted: list[str] = []
     refusal: httpx.Response | None = None
     for _ in range(400):

@@ -26,6 +26,7 @@ from api.gateway import Gateway
 from api.images import NormalizedImage
 from api.job_reader import JobReader
 from api.main import create_app
+from api.store_budget import StoreBudget
 from api.submission import JobRequest, JobSubmitter, Submission
 from jobstore.ids import new_job_id
 from jobstore.records import JobRecord
@@ -62,6 +63,13 @@ class OpenAdmission(Admission):
         return 1.0
 
 
+class RoomyStore(StoreBudget):
+    """The store always has room."""
+
+    async def check(self, incoming_bytes: int) -> None:
+        return None
+
+
 class MemorySubmitter(JobSubmitter):
     """Builds the record a real submission would store, and stores nothing."""
 
@@ -82,6 +90,7 @@ def _app() -> Any:
     gateway.reader = FirstInLine(gateway.redis)
     gateway.dedup = NoDuplicates(gateway.redis, gateway.reader)
     gateway.admission = OpenAdmission(SETTINGS, gateway.redis, gateway.reader)
+    gateway.store_budget = RoomyStore(SETTINGS, gateway.redis)
     gateway.submitter = MemorySubmitter(SETTINGS, gateway.redis, gateway.reader, gateway.admission, gateway.sender)
     return app
 
