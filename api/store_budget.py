@@ -136,7 +136,7 @@ class StoreBudget:
             pipe.hgetall(WORKERS_KEY)
             *sizes, workers = await pipe.execute()
         pending = sum(self.result_bound(int(w) * int(h)) for w, h in sizes if w is not None and h is not None)
-        # A running job has left the waiting set; each live worker process runs at most one.
+        # A running job has left the waiting list; each live worker process runs at most one.
         unsized = max(0, int(waiting) - len(ids)) + len(live_heartbeats(workers))
         pending += unsized * self.result_bound(self.largest_job_pixels)
         used = int(memory["used_memory"])
