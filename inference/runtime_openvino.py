@@ -9,7 +9,7 @@ it matters: the per-channel band sums it returns are float32, merged by the engi
   band `xpad`, norms, indices, the 8-bit output) keeps its own type.
 - One compiled model per band graph, with one stream (one thread) per engine thread: bands run
   concurrently, one per thread, as with ONNX Runtime, and each band's result does not depend
-  on how many run beside it. Each thread has its own infer request.
+  on how many run beside it. Each running band holds one infer request of the graph's pool.
 - A compiled model keeps the working memory of the largest band it has seen; `end_step`
   hands it back after every step (and trims the heap), so the process holds about one layer's
   working set at a time.
@@ -39,23 +39,43 @@ def bf16_supported(core: ov.Core | None = None) -> bool:
 
 
 class _Graph:
-    """A compiled band graph and one infer request per calling thread."""
+    """A compiled band graph and a pool of infer requests, one per engine thread."""
 
-    def __init__(self, model: ov.CompiledModel, *, concurrent: bool) -> None:
+    def __init__(self, model: ov.CompiledModel, *, slots: int) -> None:
         self.model = model
-        self._concurrent = concurrent
+        self._concurrent = slots > 1
+        self._slots = slots
         self._inputs = {name: i for i, port in enumerate(model.inputs) for name in port.names}
         self._input_types = {name: model.inputs[i].get_element_type() for name, i in self._inputs.items()}
         self._outputs = {name: i for i, port in enumerate(model.outputs) for name in port.names}
-        self._requests: dict[int, ov.InferRequest] = {}
-        self._lock = threading.Lock()
+        # Creating an infer request while another request of the same compiled model runs can abort
+        # the process (seen in CI with 2 threads: create_infer_request beside a running start_async).
+        # So the pool is made whole, by the step's first band, while none of the model's requests runs.
+        self._free: list[ov.InferRequest] = []
+        self._made = False
+        self._running = 0
+        self._idle = threading.Condition()
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
-        key = threading.get_ident()
-        request = self._requests.get(key)
-        if request is None:
-            with self._lock:
-                request = self._requests[key] = self.model.create_infer_request()
+        with self._idle:
+            if not self._made:
+                self._idle.wait_for(lambda: self._running == 0)
+                self._free = [self.model.create_infer_request() for _ in range(self._slots)]
+                self._made = True
+            self._idle.wait_for(lambda: bool(self._free))
+            request = self._free.pop()
+            self._running += 1
+        try:
+            self._infer(request, feeds, outputs)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._free.append(request)
+                self._idle.notify_all()
+
+    def _infer(
+        self, request: ov.InferRequest, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
+    ) -> None:
         for name, value in feeds.items():
             request.set_input_tensor(self._inputs[name], _tensor(value, self._input_types[name]))
         for name, array in outputs.items():
@@ -74,9 +94,11 @@ class _Graph:
         request.wait()
 
     def release(self) -> None:
-        with self._lock:
-            self._requests.clear()
-        self.model.release_memory()
+        """Drop the requests and the model's working memory (between steps: no request runs then)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._running == 0)
+            self._free, self._made = [], False
+            self.model.release_memory()
 
 
 def _tensor(array: np.ndarray, kind: ov.Type) -> ov.Tensor:
@@ -115,7 +137,7 @@ class OpenVinoRuntime:
             if port.get_names() & MAP_OUTPUTS:
                 steps.output(port.get_any_name()).tensor().set_element_type(ov.Type.bf16)
         compiled = self._core.compile_model(steps.build(), "CPU", self._config)
-        return _Graph(compiled, concurrent=self._threads > 1)
+        return _Graph(compiled, slots=self._threads)
 
     def run(
         self, graph: _Graph, feeds: Mapping[str, np.ndarray], out: np.ndarray | None, channels: int, *, last: bool
