@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +14,7 @@ import httpx
 from animegan.client.errors import (
     ApiError,
     BatchTimeoutError,
+    ClientError,
     JobFailedError,
     JobTimeoutError,
     ServiceUnreachableError,
@@ -25,6 +26,8 @@ from animegan.client.protocol import (
     EventDecoder,
     ImageInput,
     RetryBudget,
+    ServerSentEvent,
+    State,
     batch_form,
     batch_of,
     batch_of_event,
@@ -118,19 +121,8 @@ class AsyncClient:
         """
         deadline = deadline_after(timeout)
         current = job if isinstance(job, Job) else await self.job(job)
-        if current.done:
-            return current
-        current = await self._follow(current, deadline)
-        delay = 0.0
-        while not current.done:
-            left = remaining_s(deadline)
-            if left is not None and left <= 0:
-                raise JobTimeoutError(current, timeout or 0.0)
-            await anyio.sleep(delay if left is None else min(delay, left))
-            response = await self._request("GET", current.status_url)
-            current = job_of(response)
-            delay = poll_delay(response, self.options.poll_interval_s)
-        return current
+        events = self.options.events_url(current)
+        return await self._wait(current, events, deadline, timeout, job_of, job_of_event, JobTimeoutError)
 
     async def stylize(
         self,
@@ -147,29 +139,6 @@ class AsyncClient:
         if not job.succeeded:
             raise JobFailedError(job)
         return await self.result(job)
-
-    async def _follow(self, job: Job, deadline: float | None) -> Job:
-        """The job's states from its event stream until it ends; the last state seen if the stream does not last."""
-        read_s = self.options.stream_read_timeout(remaining_s(deadline))
-        try:
-            async with self._http.stream(
-                "GET",
-                self.options.events_url(job),
-                headers={"Accept": "text/event-stream"},
-                timeout=httpx.Timeout(self.options.timeout, read=read_s),
-            ) as response:
-                if not self.options.is_event_stream(response):
-                    return job
-                decoder = EventDecoder()
-                async for line in response.aiter_lines():
-                    event = decoder.feed(line)
-                    seen = job_of_event(event) if event is not None else None
-                    job = seen or job
-                    if job.done or (deadline is not None and time.monotonic() >= deadline):
-                        return job
-        except httpx.TransportError:
-            pass  # refused, reset or silent: polling takes over
-        return job
 
     async def batch(
         self,
@@ -207,19 +176,8 @@ class AsyncClient:
         """
         deadline = deadline_after(timeout)
         current = batch if isinstance(batch, Batch) else await self.batch_status(batch)
-        if current.done:
-            return current
-        current = await self._follow_batch(current, deadline)
-        delay = 0.0
-        while not current.done:
-            left = remaining_s(deadline)
-            if left is not None and left <= 0:
-                raise BatchTimeoutError(current, timeout or 0.0)
-            await anyio.sleep(delay if left is None else min(delay, left))
-            response = await self._request("GET", current.status_url)
-            current = batch_of(response)
-            delay = poll_delay(response, self.options.poll_interval_s)
-        return current
+        events = current.events_url
+        return await self._wait(current, events, deadline, timeout, batch_of, batch_of_event, BatchTimeoutError)
 
     async def batch_results(self, batch: Batch | str) -> bytes:
         """``GET /batches/{id}/results.zip``: a zip of the results that succeeded so far, named after
@@ -227,28 +185,59 @@ class AsyncClient:
         url = batch.results_url if isinstance(batch, Batch) else f"/batches/{quote(batch, safe='')}/results.zip"
         return content_of(await self._request("GET", url))
 
-    async def _follow_batch(self, batch: Batch, deadline: float | None) -> Batch:
-        """The batch's states from its event stream until it completes; the last seen if the stream ends first."""
+    async def _wait(
+        self,
+        current: State,
+        events_url: str,
+        deadline: float | None,
+        timeout: float | None,
+        of_response: Callable[[httpx.Response], State],
+        of_event: Callable[[ServerSentEvent], State | None],
+        timed_out: Callable[[State, float], ClientError],
+    ) -> State:
+        """Follow the event stream, then poll the status URL at the Retry-After pace, until ``current`` is done."""
+        if current.done:
+            return current
+        current = await self._follow(current, events_url, of_event, deadline)
+        delay = 0.0
+        while not current.done:
+            left = remaining_s(deadline)
+            if left is not None and left <= 0:
+                raise timed_out(current, timeout or 0.0)
+            await anyio.sleep(delay if left is None else min(delay, left))
+            response = await self._request("GET", current.status_url)
+            current = of_response(response)
+            delay = poll_delay(response, self.options.poll_interval_s)
+        return current
+
+    async def _follow(
+        self,
+        current: State,
+        events_url: str,
+        of_event: Callable[[ServerSentEvent], State | None],
+        deadline: float | None,
+    ) -> State:
+        """States from the event stream until done; the last state seen if the stream does not last."""
         read_s = self.options.stream_read_timeout(remaining_s(deadline))
         try:
             async with self._http.stream(
                 "GET",
-                batch.events_url,
+                events_url,
                 headers={"Accept": "text/event-stream"},
                 timeout=httpx.Timeout(self.options.timeout, read=read_s),
             ) as response:
                 if not self.options.is_event_stream(response):
-                    return batch
+                    return current
                 decoder = EventDecoder()
                 async for line in response.aiter_lines():
                     event = decoder.feed(line)
-                    seen = batch_of_event(event) if event is not None else None
-                    batch = seen or batch
-                    if batch.done or (deadline is not None and time.monotonic() >= deadline):
-                        return batch
+                    seen = of_event(event) if event is not None else None
+                    current = seen or current
+                    if current.done or (deadline is not None and time.monotonic() >= deadline):
+                        return current
         except httpx.TransportError:
             pass  # refused, reset or silent: polling takes over
-        return batch
+        return current
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:

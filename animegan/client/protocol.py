@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import httpx
 
@@ -209,8 +209,13 @@ class EventDecoder:
         return None
 
 
-def job_of_event(event: ServerSentEvent) -> Job | None:
-    """The job state an event of ``GET /jobs/{id}/events`` carries; ``expired`` raises its 404 problem."""
+# A job or a batch: what ``wait`` and ``wait_batch`` follow.
+State = TypeVar("State", Job, Batch)
+
+
+def state_of_event(event: ServerSentEvent, parse: Callable[[dict[str, Any]], State]) -> State | None:
+    """The state an event of ``/jobs/{id}/events`` or ``/batches/{id}/events`` carries (``parse``
+    reads its body); ``expired`` raises its 404 problem, an undecodable event is None."""
     try:
         body = json.loads(event.data)
     except ValueError:
@@ -218,20 +223,16 @@ def job_of_event(event: ServerSentEvent) -> Job | None:
     if event.event == "expired" and isinstance(body, dict):
         raise ApiError(int(body.get("status", 404)), body)
     try:
-        return Job.from_json(body) if isinstance(body, dict) else None
+        return parse(body) if isinstance(body, dict) else None
     except ValueError:
         return None
+
+
+def job_of_event(event: ServerSentEvent) -> Job | None:
+    """The job state an event of ``GET /jobs/{id}/events`` carries; ``expired`` raises its 404 problem."""
+    return state_of_event(event, Job.from_json)
 
 
 def batch_of_event(event: ServerSentEvent) -> Batch | None:
     """The batch state an event of ``GET /batches/{id}/events`` carries; ``expired`` raises its 404 problem."""
-    try:
-        body = json.loads(event.data)
-    except ValueError:
-        return None
-    if event.event == "expired" and isinstance(body, dict):
-        raise ApiError(int(body.get("status", 404)), body)
-    try:
-        return Batch.from_json(body) if isinstance(body, dict) else None
-    except ValueError:
-        return None
+    return state_of_event(event, Batch.from_json)

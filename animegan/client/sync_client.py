@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -13,6 +13,7 @@ import httpx
 from animegan.client.errors import (
     ApiError,
     BatchTimeoutError,
+    ClientError,
     JobFailedError,
     JobTimeoutError,
     ServiceUnreachableError,
@@ -24,6 +25,8 @@ from animegan.client.protocol import (
     EventDecoder,
     ImageInput,
     RetryBudget,
+    ServerSentEvent,
+    State,
     batch_form,
     batch_of,
     batch_of_event,
@@ -115,19 +118,8 @@ class Client:
         """
         deadline = deadline_after(timeout)
         current = job if isinstance(job, Job) else self.job(job)
-        if current.done:
-            return current
-        current = self._follow(current, deadline)
-        delay = 0.0
-        while not current.done:
-            left = remaining_s(deadline)
-            if left is not None and left <= 0:
-                raise JobTimeoutError(current, timeout or 0.0)
-            time.sleep(delay if left is None else min(delay, left))
-            response = self._request("GET", current.status_url)
-            current = job_of(response)
-            delay = poll_delay(response, self.options.poll_interval_s)
-        return current
+        events = self.options.events_url(current)
+        return self._wait(current, events, deadline, timeout, job_of, job_of_event, JobTimeoutError)
 
     def stylize(
         self,
@@ -144,29 +136,6 @@ class Client:
         if not job.succeeded:
             raise JobFailedError(job)
         return self.result(job)
-
-    def _follow(self, job: Job, deadline: float | None) -> Job:
-        """The job's states from its event stream until it ends; the last state seen if the stream does not last."""
-        read_s = self.options.stream_read_timeout(remaining_s(deadline))
-        try:
-            with self._http.stream(
-                "GET",
-                self.options.events_url(job),
-                headers={"Accept": "text/event-stream"},
-                timeout=httpx.Timeout(self.options.timeout, read=read_s),
-            ) as response:
-                if not self.options.is_event_stream(response):
-                    return job
-                decoder = EventDecoder()
-                for line in response.iter_lines():
-                    event = decoder.feed(line)
-                    seen = job_of_event(event) if event is not None else None
-                    job = seen or job
-                    if job.done or (deadline is not None and time.monotonic() >= deadline):
-                        return job
-        except httpx.TransportError:
-            pass  # refused, reset or silent: polling takes over
-        return job
 
     def batch(
         self,
@@ -204,19 +173,7 @@ class Client:
         """
         deadline = deadline_after(timeout)
         current = batch if isinstance(batch, Batch) else self.batch_status(batch)
-        if current.done:
-            return current
-        current = self._follow_batch(current, deadline)
-        delay = 0.0
-        while not current.done:
-            left = remaining_s(deadline)
-            if left is not None and left <= 0:
-                raise BatchTimeoutError(current, timeout or 0.0)
-            time.sleep(delay if left is None else min(delay, left))
-            response = self._request("GET", current.status_url)
-            current = batch_of(response)
-            delay = poll_delay(response, self.options.poll_interval_s)
-        return current
+        return self._wait(current, current.events_url, deadline, timeout, batch_of, batch_of_event, BatchTimeoutError)
 
     def batch_results(self, batch: Batch | str) -> bytes:
         """``GET /batches/{id}/results.zip``: a zip of the results that succeeded so far, named after
@@ -224,28 +181,59 @@ class Client:
         url = batch.results_url if isinstance(batch, Batch) else f"/batches/{quote(batch, safe='')}/results.zip"
         return content_of(self._request("GET", url))
 
-    def _follow_batch(self, batch: Batch, deadline: float | None) -> Batch:
-        """The batch's states from its event stream until it completes; the last seen if the stream ends first."""
+    def _wait(
+        self,
+        current: State,
+        events_url: str,
+        deadline: float | None,
+        timeout: float | None,
+        of_response: Callable[[httpx.Response], State],
+        of_event: Callable[[ServerSentEvent], State | None],
+        timed_out: Callable[[State, float], ClientError],
+    ) -> State:
+        """Follow the event stream, then poll the status URL at the Retry-After pace, until ``current`` is done."""
+        if current.done:
+            return current
+        current = self._follow(current, events_url, of_event, deadline)
+        delay = 0.0
+        while not current.done:
+            left = remaining_s(deadline)
+            if left is not None and left <= 0:
+                raise timed_out(current, timeout or 0.0)
+            time.sleep(delay if left is None else min(delay, left))
+            response = self._request("GET", current.status_url)
+            current = of_response(response)
+            delay = poll_delay(response, self.options.poll_interval_s)
+        return current
+
+    def _follow(
+        self,
+        current: State,
+        events_url: str,
+        of_event: Callable[[ServerSentEvent], State | None],
+        deadline: float | None,
+    ) -> State:
+        """States from the event stream until done; the last state seen if the stream does not last."""
         read_s = self.options.stream_read_timeout(remaining_s(deadline))
         try:
             with self._http.stream(
                 "GET",
-                batch.events_url,
+                events_url,
                 headers={"Accept": "text/event-stream"},
                 timeout=httpx.Timeout(self.options.timeout, read=read_s),
             ) as response:
                 if not self.options.is_event_stream(response):
-                    return batch
+                    return current
                 decoder = EventDecoder()
                 for line in response.iter_lines():
                     event = decoder.feed(line)
-                    seen = batch_of_event(event) if event is not None else None
-                    batch = seen or batch
-                    if batch.done or (deadline is not None and time.monotonic() >= deadline):
-                        return batch
+                    seen = of_event(event) if event is not None else None
+                    current = seen or current
+                    if current.done or (deadline is not None and time.monotonic() >= deadline):
+                        return current
         except httpx.TransportError:
             pass  # refused, reset or silent: polling takes over
-        return batch
+        return current
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
