@@ -91,15 +91,7 @@ class Client:
         Retry-After while ``retry_for_s`` allows, then raised."""
         files, data = stylize_form(image, style=style, format=format, mode=mode, crop=crop)
         headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
-        budget = RetryBudget(self.options.retry_for_s)
-        while True:
-            try:
-                return job_of(self._request("POST", "/stylize", files=files, data=data, headers=headers))
-            except ApiError as exc:
-                delay = budget.delay_before_retry(exc)
-                if delay is None:
-                    raise
-            time.sleep(delay)
+        return self._post_retried("/stylize", files, data, headers, job_of)
 
     def job(self, job_id: str) -> Job:
         """``GET /jobs/{id}``: the job's current state."""
@@ -151,15 +143,7 @@ class Client:
         A file the service refuses is an item with its ``problem``; a 429/503 answer is retried like
         ``submit``'s."""
         files, data = batch_form(images, style=style, format=format, mode=mode, crop=crop, callback_url=callback_url)
-        budget = RetryBudget(self.options.retry_for_s)
-        while True:
-            try:
-                return batch_of(self._request("POST", "/batches", files=files, data=data))
-            except ApiError as exc:
-                delay = budget.delay_before_retry(exc)
-                if delay is None:
-                    raise
-            time.sleep(delay)
+        return self._post_retried("/batches", files, data, {}, batch_of)
 
     def batch_status(self, batch: Batch | str) -> Batch:
         """``GET /batches/{id}``: the batch's current state."""
@@ -180,6 +164,26 @@ class Client:
         the uploads (ApiError 409 while none has)."""
         url = batch.results_url if isinstance(batch, Batch) else f"/batches/{quote(batch, safe='')}/results.zip"
         return content_of(self._request("GET", url))
+
+    def _post_retried(
+        self,
+        url: str,
+        files: Any,
+        data: dict[str, str],
+        headers: dict[str, str],
+        parse: Callable[[httpx.Response], State],
+    ) -> State:
+        """POST and ``parse`` the answer (its ApiError for a refusal), retried after the Retry-After of a
+        429/503 refusal while ``retry_for_s`` allows, then raised."""
+        budget = RetryBudget(self.options.retry_for_s)
+        while True:
+            try:
+                return parse(self._request("POST", url, files=files, data=data, headers=headers))
+            except ApiError as exc:
+                delay = budget.delay_before_retry(exc)
+                if delay is None:
+                    raise
+            time.sleep(delay)
 
     def _wait(
         self,
