@@ -23,9 +23,16 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
-# The project itself (.dockerignore lets only the packages and packaging files through).
+# The project itself (.dockerignore lets only the packages and packaging files through), with the
+# native bf16 kernels (inference/_onednn.cpp) built against Debian's oneDNN (its version is the
+# base image's Debian release's own: DL3008's pin would break on the next release).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ libdnnl-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN pip install --no-deps . \
+    && python -I -c "from inference import runtime_onednn as r; assert r.available(), 'native kernels not built'" \
     && find /opt/venv -depth -name '__pycache__' -type d -exec rm -rf {} +
 
 # ---- runtime: slim base + the virtualenv, non-root --------------------------------------------
@@ -45,6 +52,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     ANIMEGAN_LOG_FORMAT=json \
     ANIMEGAN_HEALTHCHECK=api
 
+# oneDNN for the native bf16 kernels (the -dev package names the library of any Debian release).
+# Versions are the base image's Debian release's own (DL3008: a pin would break on the next one).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libdnnl-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker-entrypoint.sh /usr/local/bin/animegan-entrypoint
 COPY deploy/healthcheck.sh /usr/local/bin/animegan-healthcheck

@@ -6,11 +6,11 @@ BIN := $(VENV)/bin
 .PHONY: install install-dev system-deps serve test lint fmt test-unit bench loadtest audit up down chart-lint clean
 
 # Python environment with the service (no torch); install-dev adds the test tools and the torch extra (CPU build).
-$(VENV)/.stamp-install: pyproject.toml
+$(VENV)/.stamp-install: pyproject.toml setup.py inference/_onednn.cpp
 	scripts/setup.sh install
 	@touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml
+$(VENV)/.stamp-dev: pyproject.toml setup.py inference/_onednn.cpp
 	scripts/setup.sh dev
 	@touch $@
 

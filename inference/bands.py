@@ -52,6 +52,35 @@ class Moments:
         return scale.astype(np.float32).reshape(1, -1, 1, 1), shift.astype(np.float32).reshape(1, -1, 1, 1)
 
 
+class RowTotals:
+    """Per-channel totals of per-row band sums, added row by row in map order (float64).
+
+    Bands always hold whole rows and a row's own sums do not depend on its band, so these are the
+    same additions, in the same order, for any split of the map: the statistics, and everything
+    after them, are bit-identical for every band height (Chan merges of per-band moments are
+    exact in value but round differently per split, which bf16 maps turn into visible noise).
+    """
+
+    def __init__(self) -> None:
+        self.sums: np.ndarray | None = None
+        self.sumsqs: np.ndarray | None = None
+        self.count = 0  # values per channel
+
+    def add(self, sums: np.ndarray, sumsqs: np.ndarray, per_channel: int) -> None:
+        """Adds a band's (rows, C) per-row sums; cumsum adds them one row after another."""
+        if self.sums is None or self.sumsqs is None:
+            channels = sums.shape[-1]
+            self.sums, self.sumsqs = np.zeros(channels), np.zeros(channels)
+        self.sums = np.cumsum(np.vstack([self.sums, sums]), axis=0, dtype=np.float64)[-1]
+        self.sumsqs = np.cumsum(np.vstack([self.sumsqs, sumsqs]), axis=0, dtype=np.float64)[-1]
+        self.count += per_channel
+
+    def moments(self) -> Moments:
+        assert self.sums is not None, "no band was added"
+        assert self.sumsqs is not None
+        return Moments().merge_band(self.sums, self.sumsqs, self.count)
+
+
 def as_float32(array: np.ndarray) -> np.ndarray:
     """A map's values as float32: bf16 maps (uint16 bits) are the high halves of float32s."""
     if array.dtype == np.uint16:
@@ -227,21 +256,28 @@ class BandLoop:
         work: Callable[[int, int], BandResult],
         out: Map | None = None,
         src: Map | None = None,
+        *,
+        by_rows: bool = False,
     ) -> Moments:
+        """`by_rows`: the bands' sums are per row ((rows, C)), merged as `RowTotals`."""
         moments = Moments()
+        totals = RowTotals()
 
         def done(result: BandResult) -> None:
             nonlocal moments
             if out is not None and result.output is not None:
                 out.bands.append(result.output)
-            moments = moments.merge_band(result.sums, result.sumsqs, result.count)
+            if by_rows:
+                totals.add(result.sums, result.sumsqs, result.count)
+            else:
+                moments = moments.merge_band(result.sums, result.sumsqs, result.count)
             if src is not None:
                 src.release_before(result.next_row, self.pool)
 
         if self.executor is None:
             for r0, r1 in spans:
                 done(work(r0, r1))
-            return moments
+            return totals.moments() if by_rows else moments
         pending: deque[Future[BandResult]] = deque()
         try:
             for r0, r1 in spans:
@@ -253,7 +289,7 @@ class BandLoop:
         finally:
             for future in pending:  # after an error: let in-flight bands finish before memory is reused
                 future.exception()
-        return moments
+        return totals.moments() if by_rows else moments
 
     def each(self, work: Callable[[int], None], count: int) -> None:
         """`work(k)` for k in 0..count-1, concurrently, in no particular order (independent bands)."""

@@ -6,7 +6,8 @@ its seconds), `matmul` (the BLAS peak, in the eager process), `report` (peak RSS
 anything else ends the process. Variants:
 
 - `engine`: the banded engine in the precision asked for (`--precision`, auto by default);
-  `engine-fp32`, `engine-bf16`: the same with the precision fixed.
+  `engine-fp32`, `engine-bf16`: the same with the precision fixed (bf16 on the native kernels
+  when built); `engine-bf16-openvino`: bf16 on OpenVINO's band graphs (the engine without them).
 - `openvino`: the peer a user gets by exporting the model and running it with OpenVINO's defaults
   (whole graph, static shape, no property set: bf16 where the CPU has it); `openvino-f32`: the
   same with INFERENCE_PRECISION_HINT=f32.
@@ -28,7 +29,16 @@ import numpy as np
 import psutil
 
 MATMUL_N = 4096
-VARIANTS = ("engine", "engine-fp32", "engine-bf16", "openvino", "openvino-f32", "ort-whole", "eager")
+VARIANTS = (
+    "engine",
+    "engine-fp32",
+    "engine-bf16",
+    "engine-bf16-openvino",
+    "openvino",
+    "openvino-f32",
+    "ort-whole",
+    "eager",
+)
 Runner = Callable[[np.ndarray], object]
 
 
@@ -136,9 +146,14 @@ def load(
     if variant.startswith("engine"):
         from inference.engine import Engine
 
-        wanted = {"engine-fp32": "fp32", "engine-bf16": "bf16"}.get(variant, precision)
-        engine = Engine(state, align_corners=align_corners, threads=threads, precision=wanted)
-        return engine.run, str(engine.precision)
+        wanted = {"engine-fp32": "fp32", "engine-bf16": "bf16", "engine-bf16-openvino": "bf16"}.get(variant, precision)
+        graphs = None
+        if variant == "engine-bf16-openvino":
+            from inference.runtime_openvino import OpenVinoRuntime
+
+            graphs = OpenVinoRuntime(threads)
+        engine = Engine(state, align_corners=align_corners, threads=threads, precision=wanted, runtime=graphs)
+        return engine.run, f"{engine.precision} ({engine.runtime_name})"
     if variant.startswith("openvino"):
         return _openvino_whole(state, threads, align_corners, shape, f32=variant == "openvino-f32")
     if variant == "ort-whole":

@@ -26,14 +26,19 @@ INFO_FLAGS: Final = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "
 
 
 class Precision(StrEnum):
-    """What the engine computes in; fp32 runs on ONNX Runtime, bf16 on OpenVINO's CPU plugin."""
+    """What the engine computes in; fp32 runs on ONNX Runtime, bf16 on the native oneDNN kernels (or OpenVINO)."""
 
     FP32 = "fp32"
     BF16 = "bf16"
 
     @property
     def runtime(self) -> str:
-        return "openvino" if self is Precision.BF16 else "onnxruntime"
+        """The runtime an engine of this precision runs on here: bf16 takes the native kernels when built."""
+        if self is Precision.FP32:
+            return "onnxruntime"
+        from inference import runtime_onednn
+
+        return "onednn" if runtime_onednn.available() else "openvino"
 
 
 def default_precision() -> str:
@@ -76,6 +81,13 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def bf16_runtime_installed() -> bool:
+    """A bf16 runtime is here: the native kernels (built with the package) or OpenVINO; loads neither."""
+    from inference import runtime_onednn
+
+    return runtime_onednn.built() or openvino_installed()
+
+
 def has_native_bf16(flags: frozenset[str]) -> bool:
     """True when the flags include an instruction set that computes bf16 natively."""
     return any(flag in flags for flag in BF16_FLAGS)
@@ -87,29 +99,31 @@ def bf16_flags_line(flags: frozenset[str]) -> str:
     return " ".join(present) if present else "none of " + " ".join(INFO_FLAGS)
 
 
-def resolve_precision(
-    requested: str, *, flags: frozenset[str] | None = None, openvino: bool | None = None
-) -> Precision:
-    """`auto` -> bf16 where the CPU has it natively and OpenVINO is installed, else fp32.
+def resolve_precision(requested: str, *, flags: frozenset[str] | None = None, runtime: bool | None = None) -> Precision:
+    """`auto` -> bf16 where the CPU has it natively and a bf16 runtime is installed, else fp32.
 
-    `bf16` without native support (or without OpenVINO) raises PrecisionError with the reason;
-    `flags` and `openvino` can be injected (tests, other machines' flags).
+    `bf16` without native support (or without a bf16 runtime) raises PrecisionError with the
+    reason; `flags` and `runtime` (is a bf16 runtime installed) can be injected (tests, other
+    machines' flags).
     """
     if requested not in REQUESTS:
         raise PrecisionError(f"Unknown precision {requested!r}: use one of {', '.join(REQUESTS)}.")
     if requested == "fp32":
         return Precision.FP32
     flags = cpu_flags() if flags is None else flags
-    openvino = openvino_installed() if openvino is None else openvino
+    runtime = bf16_runtime_installed() if runtime is None else runtime
     native = has_native_bf16(flags)
     if requested == "auto":
-        return Precision.BF16 if native and openvino else Precision.FP32
+        return Precision.BF16 if native and runtime else Precision.FP32
     if not native:
         raise PrecisionError(
             f"Precision bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX-BF16); this CPU "
             f"({cpu_model()}) has {bf16_flags_line(flags)}. Use precision auto or fp32 "
             "(ANIMEGAN_PRECISION, --precision)."
         )
-    if not openvino:
-        raise PrecisionError("Precision bf16 runs on OpenVINO, which is not installed: pip install openvino.")
+    if not runtime:
+        raise PrecisionError(
+            "Precision bf16 needs the native kernels (install libdnnl-dev, then the package again) or OpenVINO "
+            "(pip install openvino); neither is installed."
+        )
     return Precision.BF16

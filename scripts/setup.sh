@@ -47,12 +47,27 @@ PY
   rm -rf "$tmp"
 }
 
+# The native bf16 kernels (inference/_onednn.cpp) build against oneDNN (Debian: libdnnl-dev) when
+# the package is installed; without it the bf16 engine runs on OpenVINO's band graphs instead.
+native_deps() {
+  [ -f /usr/include/dnnl.hpp ] && command -v g++ >/dev/null && return
+  if command -v apt-get >/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; else SUDO=; fi
+    if $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends g++ libdnnl-dev >/dev/null; then
+      return
+    fi
+  fi
+  echo "setup: oneDNN (libdnnl-dev) and g++ are not installed: bf16 will run on OpenVINO's band graphs" >&2
+}
+
 case "${1:-install}" in
   install)
+    native_deps
     make_venv
     "$VENV/bin/pip" install --quiet -e .
     ;;
   dev)
+    native_deps
     make_venv
     install_torch_cpu
     "$VENV/bin/pip" install --quiet -e '.[dev]'

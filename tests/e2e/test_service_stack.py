@@ -31,7 +31,7 @@ from animegan.serve import api_command, worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = ROOT.parent / "shared" / "weights"
-RUNTIME_LIBRARIES = ("libtorch", "onnxruntime", "libopenvino")
+RUNTIME_LIBRARIES = ("libtorch", "onnxruntime", "libopenvino", "libdnnl")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

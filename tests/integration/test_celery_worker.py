@@ -22,7 +22,7 @@ from jobstore.records import JobRecord
 from jobstore.states import JobState
 from worker.config import available_cores
 
-RUNTIME_LIBRARIES = ("libtorch", "onnxruntime", "libopenvino")
+RUNTIME_LIBRARIES = ("libtorch", "onnxruntime", "libopenvino", "libdnnl")
 
 
 def _mapped(pid: int) -> set[str]:

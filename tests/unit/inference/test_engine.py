@@ -1,9 +1,10 @@
 """The banded engine against the plain fp32 torch forward, with the real Hayao weights.
 
-fp32 (ONNX Runtime) must match the reference to within 1 LSB; bf16 (OpenVINO, bf16 maps) is tested
-on the CPU at hand: where it has native bf16 the bf16 path must be faithful, seamless and
-thread-count independent; where it has not, asking for bf16 must be refused and auto must fall
-back to fp32. Both branches assert: a machine never silently skips them.
+fp32 (ONNX Runtime) must match the reference to within 1 LSB; bf16 (bf16 maps, on the native
+oneDNN kernels and on OpenVINO's band graphs, the engine's fallback) is tested on the CPU at hand:
+where it has native bf16 the bf16 path must be faithful, seamless and thread-count independent;
+where it has not, asking for bf16 must be refused and auto must fall back to fp32. Both branches
+assert: a machine never silently skips them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,10 +22,10 @@ from PIL import Image
 from inference.engine import Engine
 from inference.errors import PrecisionError
 from inference.model import Generator
-from inference.precision import Precision, cpu_flags, has_native_bf16, openvino_installed
+from inference.precision import Precision, bf16_runtime_installed, cpu_flags, has_native_bf16
 
 MIN_PSNR_DB = 45.0
-NATIVE_BF16 = has_native_bf16(cpu_flags()) and openvino_installed()
+NATIVE_BF16 = has_native_bf16(cpu_flags()) and bf16_runtime_installed()
 
 
 @pytest.fixture(scope="module")
@@ -197,15 +199,29 @@ def test_bench_reports_the_engine_from_a_fresh_torch_free_process(
     assert engine["peak_rss"] > engine["rss_loaded"] > 0
 
 
+def bf16_engine(state: dict[str, np.ndarray], runtime: str, threads: int = 1, **options: Any) -> Engine:
+    """A bf16 engine on the native kernels (the default here) or on OpenVINO's band graphs."""
+    graphs = None
+    if runtime == "openvino":
+        from inference.runtime_openvino import OpenVinoRuntime
+
+        graphs = OpenVinoRuntime(threads)
+    engine = Engine(state, threads=threads, precision="bf16", runtime=graphs, **options)
+    assert engine.runtime_name == runtime
+    return engine
+
+
+BF16_RUNTIMES = ["onednn", "openvino"]
+
 if NATIVE_BF16:
 
+    @pytest.mark.parametrize("runtime", BF16_RUNTIMES)
     @pytest.mark.parametrize("align_corners", [True, False])
     def test_bf16_matches_the_fp32_torch_reference_on_every_sample(
-        samples_dir: Path, numpy_state: dict[str, np.ndarray], reference: Generator, align_corners: bool
+        samples_dir: Path, numpy_state: dict[str, np.ndarray], reference: Generator, align_corners: bool, runtime: str
     ) -> None:
-        engine = Engine(numpy_state, align_corners=align_corners, threads=2, precision="bf16")
+        engine = bf16_engine(numpy_state, runtime, threads=2, align_corners=align_corners)
         assert engine.precision is Precision.BF16
-        assert engine.runtime_name == "openvino"
         samples = sample_photos(samples_dir)
         assert len(samples) >= 6
         for name, rgb in samples:
@@ -214,14 +230,26 @@ if NATIVE_BF16:
             assert psnr(out, reference_same_size(reference, rgb, align_corners)) >= MIN_PSNR_DB, name
 
     @pytest.mark.parametrize("align_corners", [True, False])
-    def test_bf16_band_seams_are_invisible(
+    def test_native_bf16_bands_are_bit_identical_to_one_band(
+        samples_dir: Path, numpy_state: dict[str, np.ndarray], align_corners: bool
+    ) -> None:
+        # Row-ordered statistics and shape-independent conv kernels: the band split changes nothing.
+        with Image.open(sorted(samples_dir.glob("*.jpg"))[1]) as image:
+            rgb = np.asarray(image.convert("RGB").resize((100, 172)))
+        single = bf16_engine(numpy_state, "onednn", align_corners=align_corners, band_rows=10_000).run(rgb)
+        for rows in (4, 7, 13):
+            banded = bf16_engine(numpy_state, "onednn", align_corners=align_corners, band_rows=rows).run(rgb)
+            assert np.array_equal(single, banded), rows
+
+    @pytest.mark.parametrize("align_corners", [True, False])
+    def test_openvino_bf16_band_seams_are_invisible(
         samples_dir: Path, numpy_state: dict[str, np.ndarray], align_corners: bool
     ) -> None:
         with Image.open(sorted(samples_dir.glob("*.jpg"))[0]) as image:
             rgb = np.asarray(image.convert("RGB").resize((96, 160)))
-        single = Engine(numpy_state, align_corners=align_corners, band_rows=10_000, precision="bf16").run(rgb)
+        single = bf16_engine(numpy_state, "openvino", align_corners=align_corners, band_rows=10_000).run(rgb)
         rows = 6
-        banded = Engine(numpy_state, align_corners=align_corners, band_rows=rows, precision="bf16").run(rgb)
+        banded = bf16_engine(numpy_state, "openvino", align_corners=align_corners, band_rows=rows).run(rgb)
         # Band shapes change OpenVINO's kernel blocking, and bf16 rounding turns the last-bit differences
         # into noise of a fraction of an 8-bit step spread over the whole image (measured 56-57 dB on AMX,
         # fp32: 95 dB); seams would show as rows with larger errors at the band edges.
@@ -235,10 +263,11 @@ if NATIVE_BF16:
                 seams[edge - 1 : edge + 1] = True
         assert row_error[seams].mean() <= 3 * row_error[~seams].mean() + 0.02
 
-    def test_bf16_results_do_not_depend_on_the_thread_count(numpy_state: dict[str, np.ndarray]) -> None:
+    @pytest.mark.parametrize("runtime", BF16_RUNTIMES)
+    def test_bf16_results_do_not_depend_on_the_thread_count(numpy_state: dict[str, np.ndarray], runtime: str) -> None:
         rgb = np.asarray(Image.new("RGB", (80, 120), (90, 140, 200)).effect_spread(6))
-        one = Engine(numpy_state, align_corners=True, threads=1, band_rows=8, precision="bf16").run(rgb)
-        two = Engine(numpy_state, align_corners=True, threads=2, band_rows=8, precision="bf16").run(rgb)
+        one = bf16_engine(numpy_state, runtime, threads=1, align_corners=True, band_rows=8).run(rgb)
+        two = bf16_engine(numpy_state, runtime, threads=2, align_corners=True, band_rows=8).run(rgb)
         assert np.array_equal(one, two)
 
     def test_auto_runs_bf16_here_with_maps_stored_as_bf16(numpy_state: dict[str, np.ndarray]) -> None:
@@ -248,18 +277,20 @@ if NATIVE_BF16:
         out = engine.run(np.full((40, 40, 3), 128, dtype=np.uint8))
         assert out.shape == (40, 40, 3)
 
-    def test_a_bf16_engine_never_loads_onnx_runtime(hayao_weights: Path) -> None:
+    def test_a_bf16_engine_loads_no_graph_runtime(hayao_weights: Path) -> None:
+        # The native kernels need neither ONNX Runtime nor OpenVINO (nor torch): a lean worker.
         code = (
             "import sys, numpy as np\n"
             "from inference.pipeline import Stylizer\n"
             f"s = Stylizer.load('hayao', weights_path={str(hayao_weights)!r}, precision='bf16')\n"
             "s.engine.run(np.zeros((16, 16, 3), np.uint8))\n"
-            "assert 'onnxruntime' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)\n"
+            "loaded = {'onnxruntime', 'openvino', 'torch'} & set(sys.modules)\n"
+            "assert not loaded, loaded\n"
             "print(s.engine.precision, s.engine.runtime_name)\n"
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == ["bf16", "openvino"]
+        assert result.stdout.split() == ["bf16", "onednn"]
 
 else:
 

@@ -9,9 +9,9 @@ import pytest
 from inference.errors import PrecisionError
 from inference.precision import (
     Precision,
+    bf16_runtime_installed,
     cpu_flags,
     has_native_bf16,
-    openvino_installed,
     read_cpu_flags,
     resolve_precision,
 )
@@ -27,20 +27,20 @@ AMX_ONLY = frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"})
     [(ZEN3, Precision.FP32), (ZEN4, Precision.BF16), (SAPPHIRE_RAPIDS, Precision.BF16), (AMX_ONLY, Precision.BF16)],
 )
 def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(flags: frozenset[str], expected: Precision) -> None:
-    assert resolve_precision("auto", flags=flags, openvino=True) is expected
+    assert resolve_precision("auto", flags=flags, runtime=True) is expected
 
 
 def test_auto_falls_back_to_fp32_without_openvino() -> None:
-    assert resolve_precision("auto", flags=SAPPHIRE_RAPIDS, openvino=False) is Precision.FP32
+    assert resolve_precision("auto", flags=SAPPHIRE_RAPIDS, runtime=False) is Precision.FP32
 
 
 def test_fp32_is_always_available() -> None:
-    assert resolve_precision("fp32", flags=frozenset(), openvino=False) is Precision.FP32
+    assert resolve_precision("fp32", flags=frozenset(), runtime=False) is Precision.FP32
 
 
 def test_explicit_bf16_on_a_cpu_without_it_is_refused_with_one_clear_line() -> None:
     with pytest.raises(PrecisionError) as caught:
-        resolve_precision("bf16", flags=ZEN3, openvino=True)
+        resolve_precision("bf16", flags=ZEN3, runtime=True)
     message = str(caught.value)
     assert "\n" not in message
     assert "AVX512_BF16 or AMX-BF16" in message
@@ -49,9 +49,10 @@ def test_explicit_bf16_on_a_cpu_without_it_is_refused_with_one_clear_line() -> N
     assert "ANIMEGAN_PRECISION" in message
 
 
-def test_explicit_bf16_without_openvino_is_refused() -> None:
-    with pytest.raises(PrecisionError, match="OpenVINO"):
-        resolve_precision("bf16", flags=SAPPHIRE_RAPIDS, openvino=False)
+def test_explicit_bf16_without_a_bf16_runtime_is_refused() -> None:
+    with pytest.raises(PrecisionError, match="libdnnl-dev") as caught:
+        resolve_precision("bf16", flags=SAPPHIRE_RAPIDS, runtime=False)
+    assert "OpenVINO" in str(caught.value)
 
 
 def test_unknown_precisions_are_refused() -> None:
@@ -68,7 +69,7 @@ def test_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 
 def test_this_machine_resolves_auto_from_its_own_flags() -> None:
     # The hardware decides: whichever CPU runs this, auto must match what its flags say.
-    native = has_native_bf16(cpu_flags()) and openvino_installed()
+    native = has_native_bf16(cpu_flags()) and bf16_runtime_installed()
     assert resolve_precision("auto") is (Precision.BF16 if native else Precision.FP32)
 
 

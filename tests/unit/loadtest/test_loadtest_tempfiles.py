@@ -82,6 +82,10 @@ def test_prometheus_multiprocess_files_are_listed_apart(tmp_path: Path) -> None:
     )
     try:
         processes = [psutil.Process(sleeper.pid)]
+        # Until the child has exec'd, /proc/<pid>/environ is still the parent's: wait for its own.
+        deadline = time.monotonic() + 10
+        while "PROMETHEUS_MULTIPROC_DIR" not in processes[0].environ() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert multiprocess_dirs(processes) == {str(metrics) + "/"}
         watch = TempWatch(private=private)
         watch.baseline(processes)

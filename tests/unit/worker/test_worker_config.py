@@ -76,11 +76,11 @@ def test_precision_defaults_to_auto_and_refuses_unknown_values() -> None:
 
 
 def test_a_precision_this_cpu_cannot_run_stops_the_worker_with_one_line() -> None:
-    from inference.precision import cpu_flags, has_native_bf16, openvino_installed
+    from inference.precision import bf16_runtime_installed, cpu_flags, has_native_bf16
     from worker.celery_app import check_precision
 
     check_precision(WorkerSettings(precision="fp32"))  # always possible
-    if has_native_bf16(cpu_flags()) and openvino_installed():
+    if has_native_bf16(cpu_flags()) and bf16_runtime_installed():
         check_precision(WorkerSettings(precision="bf16"))  # the CPU at hand runs it: no error
     else:
         with pytest.raises(SystemExit, match="animegan worker: Precision bf16 needs a CPU with native bf16"):
