@@ -3,7 +3,9 @@
 The generator's GroupNorm(1 group) normalises each layer over its whole C x H x W map, so the
 network cannot simply be tiled. The engine runs every conv layer band by band (row bands with
 halos) as a small graph (`inference.graphs`, run by `inference.banded` through the `inference.runtime` seam), and
-applies each norm from statistics merged over all bands (`inference.bands.Moments`, float64):
+applies each norm from statistics merged over all bands (`inference.bands.Moments`, float64).
+bf16 runs the same schedule on the native oneDNN kernels over channels-last bands
+(`inference.banded_onednn`) when they are built, else on OpenVINO's band graphs. The fp32 path:
 
 - Every feature map is a list of row bands (`inference.bands.Map`), each its own contiguous
   (C, rows, W) array. A layer's graph writes each output band straight into such an array (no
@@ -124,7 +126,7 @@ class Engine:
         self.band_rows = band_rows
         # "auto" resolves here; bf16 on a CPU without native bf16 raises PrecisionError.
         self.precision = resolve_precision(str(precision))
-        # bf16: the native kernels when built (no layout reorders: about 1.6x OpenVINO's band
+        # bf16: the native kernels when built (no layout reorders: about 1.7x OpenVINO's band
         # graphs), else OpenVINO's band graphs; an injected runtime always runs graphs.
         self._native = runtime is None and self.precision is Precision.BF16 and native_bf16()
         sd = {key: np.asarray(value, dtype=np.float32) for key, value in state_dict.items()}
