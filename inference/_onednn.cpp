@@ -191,9 +191,6 @@ int ad_conv_run(void* handle, const uint16_t* src, int h, int w, void* dst) {
     }
 }
 
-// Frees this thread's scratchpad (between jobs).
-void ad_release_scratch() { std::vector<uint8_t>().swap(scratchpad); }
-
 // dst = lrelu(src * scale + shift) over 16 channels at a time (the compiler does not vectorise
 // the scalar form: 0.9 s of a 2.4 s image at 1024x576). max(v, slope * v) is LeakyReLU for slope < 1.
 __attribute__((target("avx512f"))) static void affine_lrelu_avx512(

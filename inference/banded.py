@@ -20,8 +20,52 @@ from inference.bands import BandLoop, BandResult, Map, Pool, bands, reflect
 from inference.runtime import BandRuntime
 
 
-class Banded:
-    """Runs schedule steps band by band; `rows(level, width)` gives the band height of a level."""
+class BandSteps:
+    """What the band executors of both map layouts share: the array pool, the band loop, the
+    GroupNorm parameters, the upsample mode and the band heights; `rows(level, width)` gives the
+    band height of a level."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        loop: BandLoop,
+        norms: Mapping[str, np.ndarray],
+        *,
+        align_corners: bool,
+        rows: Callable[[int, int], int],
+    ) -> None:
+        self._pool = pool
+        self._loop = loop
+        self._sd = norms
+        self.align_corners = align_corners
+        self._rows = rows
+
+    def affine(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
+        return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
+
+    def _source_coordinates(self, in_size: int, out_size: int) -> tuple[float, float]:
+        """Source coordinate = scale * output index + bias, as torch's bilinear interpolate maps them."""
+        if self.align_corners:
+            return (in_size - 1) / (out_size - 1), 0.0
+        scale = in_size / out_size
+        return scale, 0.5 * scale - 0.5
+
+    def _pairs(self, in_size: int, out_size: int) -> Callable[[int], tuple[int, int, float]]:
+        """Output index -> (first source index, second, weight of the second), as torch's bilinear maps them."""
+        scale, bias = self._source_coordinates(in_size, out_size)
+        last = in_size - 1
+
+        def pair(j: int) -> tuple[int, int, float]:
+            # torch clamps negative source coordinates to 0 (half-pixel mode) and the second index at the edge.
+            source = max(scale * j + bias, 0.0)
+            first = min(math.floor(source), last)
+            return first, min(first + 1, last), source - first
+
+        return pair
+
+
+class Banded(BandSteps):
+    """Runs schedule steps band by band through a graph runtime, on (C, rows, W) band maps."""
 
     def __init__(
         self,
@@ -33,21 +77,14 @@ class Banded:
         align_corners: bool,
         rows: Callable[[int, int], int],
     ) -> None:
+        super().__init__(pool, loop, norms, align_corners=align_corners, rows=rows)
         self._runtime = runtime
-        self._pool = pool
-        self._loop = loop
-        self._sd = norms
-        self.align_corners = align_corners
-        self._rows = rows
 
     def transform(self, step: schedule.BandConv) -> schedule.InputTransform:
         """The input transform a step's graph applies: maps that numpy cannot scale (bf16) get the whole norm."""
         if step.transform == "shift" and self._runtime.scales_in_graph:
             return "affine"
         return step.transform
-
-    def affine(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
-        return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
 
     def head(self, step: schedule.Head, compiled: tuple[Any, ...], x: np.ndarray, rows: int) -> Map:
         """The first conv and the stride-2 conv after it; returns the latter's pre-norm half-res map."""
@@ -186,14 +223,7 @@ class Banded:
         """
         assert step.conv.norm_key is not None
         scale, shift = self.affine(src)
-        row_scale, row_bias = self._source_coordinates(src.height, out_h)
-        last_row = src.height - 1
-
-        def pair(j: int) -> tuple[int, int, float]:
-            # torch clamps negative source coordinates to 0 (half-pixel mode) and the second row at the edge.
-            source = max(row_scale * j + row_bias, 0.0)
-            first = min(math.floor(source), last_row)
-            return first, min(first + 1, last_row), source - first
+        pair = self._pairs(src.height, out_h)
 
         out = Map(step.conv.out_ch, out_h, out_w, rows, step.conv.norm_key)
         reach = (step.conv.kernel - 1) // 2
@@ -265,13 +295,6 @@ class Banded:
         out.moments = self._loop.run(list(bands(out_h, rows)), band, out, src)
         src.release_before(src.height + src.rows, self._pool)
         return out
-
-    def _source_coordinates(self, in_size: int, out_size: int) -> tuple[float, float]:
-        """Source coordinate = scale * output index + bias, as torch's bilinear interpolate maps them."""
-        if self.align_corners:
-            return (in_size - 1) / (out_size - 1), 0.0
-        scale = in_size / out_size
-        return scale, 0.5 * scale - 0.5
 
     def final(self, graph: Any, src: Map) -> np.ndarray:
         scale, shift = self.affine(src)

@@ -19,24 +19,19 @@ merged in order so results do not depend on the thread count), with maps stored 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from inference import runtime_onednn as native, schedule
-from inference.bands import BandLoop, BandResult, Map, Pool, bands, reflect
+from inference.banded import BandSteps
+from inference.bands import BandResult, Map, bands, reflect
 
 
 @dataclass
 class RowsMap(Map):
     """A `Map` whose bands are channels-last: bands[k] is (rows, W, C)."""
-
-    def copy_rows(self, lo: int, hi: int, out: np.ndarray, scale: np.ndarray | None = None) -> None:
-        assert scale is None
-        for start, rows in self.pieces(lo, hi):
-            out[start - lo : start - lo + len(rows)] = rows
 
     def pieces(self, lo: int, hi: int) -> list[tuple[int, np.ndarray]]:
         """(first row, rows) of the pieces of bands that hold rows lo..hi (inside the map)."""
@@ -71,26 +66,8 @@ def _flat(pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(pair[0].reshape(-1)), np.ascontiguousarray(pair[1].reshape(-1))
 
 
-class NativeBanded:
-    """Runs schedule steps band by band on channels-last bf16 maps; same interface as `Banded`."""
-
-    def __init__(
-        self,
-        pool: Pool,
-        loop: BandLoop,
-        norms: Mapping[str, np.ndarray],
-        *,
-        align_corners: bool,
-        rows: Callable[[int, int], int],
-    ) -> None:
-        self._pool = pool
-        self._loop = loop
-        self._sd = norms
-        self.align_corners = align_corners
-        self._rows = rows
-
-    def affine(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
-        return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
+class NativeBanded(BandSteps):
+    """Runs schedule steps band by band on channels-last bf16 maps; the same steps as `Banded`."""
 
     def _activation(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
         return _flat(self.affine(src))
@@ -252,28 +229,11 @@ class NativeBanded:
             np.array([p[2] for p in pairs], dtype=np.float32),
         )
 
-    def _pairs(self, in_size: int, out_size: int) -> Callable[[int], tuple[int, int, float]]:
-        """Output index -> (first source index, second, weight of the second), as torch's bilinear maps them."""
-        if self.align_corners:
-            scale, bias = (in_size - 1) / (out_size - 1), 0.0
-        else:
-            scale = in_size / out_size
-            bias = 0.5 * scale - 0.5
-        last = in_size - 1
-
-        def pair(j: int) -> tuple[int, int, float]:
-            # torch clamps negative source coordinates to 0 (half-pixel mode) and the second index at the edge.
-            source = max(scale * j + bias, 0.0)
-            first = min(math.floor(source), last)
-            return first, min(first + 1, last), source - first
-
-        return pair
-
     def final(self, compiled: native.Conv, src: Map) -> np.ndarray:
         """The last norm + LeakyReLU, the output conv, tanh and the 8-bit conversion."""
         act = self._activation(src)
         out = np.empty((src.height, src.width, 3), dtype=np.uint8)
-        no_stats = np.zeros((1, 1), dtype=np.float32)
+        no_stats = np.zeros(1, dtype=np.float32)
 
         def band(r0: int, r1: int) -> BandResult:
             source = src.bands[r0 // src.rows]
@@ -291,6 +251,6 @@ class NativeBanded:
             out[r0:r1] = y.astype(np.uint8)
             return BandResult(None, no_stats, no_stats, 1, r1)
 
-        self._loop.run(list(bands(src.height, src.rows)), band, None, src, by_rows=True)
+        self._loop.run(list(bands(src.height, src.rows)), band, None, src)
         src.release_before(src.height + src.rows, self._pool)
         return out

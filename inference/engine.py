@@ -97,13 +97,6 @@ def _runtime_for(precision: Precision, threads: int) -> BandRuntime:
     return OrtRuntime()
 
 
-def native_bf16() -> bool:
-    """bf16 runs on the native kernels (channels-last oneDNN bands) when they are built here."""
-    from inference import runtime_onednn
-
-    return runtime_onednn.available()
-
-
 class Engine:
     """Runs the generator on HxWx3 uint8 images; the output has the input's size."""
 
@@ -128,7 +121,7 @@ class Engine:
         self.precision = resolve_precision(str(precision))
         # bf16: the native kernels when built (no layout reorders: about 1.7x OpenVINO's band
         # graphs), else OpenVINO's band graphs; an injected runtime always runs graphs.
-        self._native = runtime is None and self.precision is Precision.BF16 and native_bf16()
+        self._native = runtime is None and self.precision.runtime == "onednn"
         sd = {key: np.asarray(value, dtype=np.float32) for key, value in state_dict.items()}
         # The graphs hold the conv weights; only the GroupNorm parameters are needed afterwards.
         self._sd = {key: value for key, value in sd.items() if value.ndim == 1}

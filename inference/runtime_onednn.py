@@ -26,7 +26,7 @@ from inference import network
 
 # Arrays go to the kernels as plain addresses (`array.ctypes.data`): a typed pointer per argument
 # (`data_as`) cost about 50 ms per 1024x576 image in Python, under the GIL the band threads share.
-_F32P = _U16P = _I32P = ctypes.c_void_p
+_ADDR = ctypes.c_void_p
 _LONG = ctypes.c_long
 
 
@@ -46,15 +46,15 @@ def _library() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     lib.ad_last_error.restype = ctypes.c_char_p
     lib.ad_conv_new.restype = ctypes.c_void_p
-    lib.ad_conv_new.argtypes = [ctypes.c_int] * 5 + [_F32P, _F32P, ctypes.c_int]
+    lib.ad_conv_new.argtypes = [ctypes.c_int] * 5 + [_ADDR, _ADDR, ctypes.c_int]
     lib.ad_conv_free.argtypes = [ctypes.c_void_p]
     lib.ad_conv_trim.argtypes = [ctypes.c_void_p]
-    lib.ad_conv_run.argtypes = [ctypes.c_void_p, _U16P, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
-    lib.ad_affine_lrelu.argtypes = [_U16P, _LONG, _U16P, _LONG, _LONG, _LONG, _LONG, _F32P, _F32P, ctypes.c_float]
-    lib.ad_affine_add.argtypes = [_U16P, _U16P, _U16P, _LONG, _LONG, _F32P, _F32P]
-    lib.ad_stats.argtypes = [_U16P, _LONG, _LONG, _LONG, _F32P, _F32P]
-    lib.ad_to_bf16.argtypes = [_F32P, _U16P, _LONG]
-    lib.ad_resample.argtypes = [_U16P, _LONG, _LONG, _I32P, _I32P, _F32P, _LONG, _I32P, _I32P, _F32P, _LONG, _U16P]
+    lib.ad_conv_run.argtypes = [ctypes.c_void_p, _ADDR, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    lib.ad_affine_lrelu.argtypes = [_ADDR, _LONG, _ADDR, _LONG, _LONG, _LONG, _LONG, _ADDR, _ADDR, ctypes.c_float]
+    lib.ad_affine_add.argtypes = [_ADDR, _ADDR, _ADDR, _LONG, _LONG, _ADDR, _ADDR]
+    lib.ad_stats.argtypes = [_ADDR, _LONG, _LONG, _LONG, _ADDR, _ADDR]
+    lib.ad_to_bf16.argtypes = [_ADDR, _ADDR, _LONG]
+    lib.ad_resample.argtypes = [_ADDR, _LONG, _LONG, _ADDR, _ADDR, _ADDR, _LONG, _ADDR, _ADDR, _ADDR, _LONG, _ADDR]
     return lib
 
 

@@ -213,6 +213,13 @@ def bf16_engine(state: dict[str, np.ndarray], runtime: str, threads: int = 1, **
 
 BF16_RUNTIMES = ["onednn", "openvino"]
 
+
+def resized_sample(samples_dir: Path, index: int, size: tuple[int, int]) -> np.ndarray:
+    """Sample photo `index` (in name order) resized to `size` (width, height)."""
+    with Image.open(sorted(samples_dir.glob("*.jpg"))[index]) as image:
+        return np.asarray(image.convert("RGB").resize(size))
+
+
 if NATIVE_BF16:
 
     @pytest.mark.parametrize("runtime", BF16_RUNTIMES)
@@ -234,8 +241,7 @@ if NATIVE_BF16:
         samples_dir: Path, numpy_state: dict[str, np.ndarray], align_corners: bool
     ) -> None:
         # Row-ordered statistics and shape-independent conv kernels: the band split changes nothing.
-        with Image.open(sorted(samples_dir.glob("*.jpg"))[1]) as image:
-            rgb = np.asarray(image.convert("RGB").resize((100, 172)))
+        rgb = resized_sample(samples_dir, 1, (100, 172))
         single = bf16_engine(numpy_state, "onednn", align_corners=align_corners, band_rows=10_000).run(rgb)
         for rows in (4, 7, 13):
             banded = bf16_engine(numpy_state, "onednn", align_corners=align_corners, band_rows=rows).run(rgb)
@@ -245,8 +251,7 @@ if NATIVE_BF16:
     def test_openvino_bf16_band_seams_are_invisible(
         samples_dir: Path, numpy_state: dict[str, np.ndarray], align_corners: bool
     ) -> None:
-        with Image.open(sorted(samples_dir.glob("*.jpg"))[0]) as image:
-            rgb = np.asarray(image.convert("RGB").resize((96, 160)))
+        rgb = resized_sample(samples_dir, 0, (96, 160))
         single = bf16_engine(numpy_state, "openvino", align_corners=align_corners, band_rows=10_000).run(rgb)
         rows = 6
         banded = bf16_engine(numpy_state, "openvino", align_corners=align_corners, band_rows=rows).run(rgb)
