@@ -230,8 +230,16 @@ def test_each_child_runs_the_engine_with_cores_divided_by_children_threads(
     # intra-op thread, adds none either). Python 3.11 does not name OS threads, so count them.
     before = {pid: len(os.listdir(f"/proc/{pid}/task")) for pid in children}
     run_jobs(redis_url, 2 * concurrency, size=(256, 192))
-    started = {pid: len(os.listdir(f"/proc/{pid}/task")) - before[pid] for pid in children}
-    assert started == dict.fromkeys(children, threads if threads > 1 else 0)
+    expected = dict.fromkeys(children, threads if threads > 1 else 0)
+    # A job is seen succeeded once its result is stored, which happens while its lease-renewal
+    # thread still runs (it is stopped and joined as the task returns): let that thread end.
+    deadline = time.monotonic() + 5
+    while True:
+        started = {pid: len(os.listdir(f"/proc/{pid}/task")) - before[pid] for pid in children}
+        if started == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert started == expected
 
 
 # -- headers and serialisation --------------------------------------------------------------------
