@@ -15,13 +15,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 
 WORKDIR /src
-# Dependencies in their own layer, keyed on pyproject.toml only, so a code change rebuilds seconds
-# of work instead of minutes. Only [project] dependencies: no torch (an optional extra that no
-# serving process imports; the workers run ONNX Runtime or, in bf16, OpenVINO).
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+# Dependencies in their own layer, keyed on the service's lock file only, so a code change rebuilds
+# seconds of work instead of minutes. The lock (`make lock`) pins every package of [project]
+# dependencies with its sha256: no torch (an optional extra that no serving process imports).
+COPY requirements/service.txt ./requirements/service.txt
+RUN pip install --require-hashes --no-deps -r requirements/service.txt
 
 # The project itself (.dockerignore lets only the packages and packaging files through), with the
 # native bf16 kernels (inference/_onednn.cpp) built against Debian's oneDNN (its version is the

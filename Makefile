@@ -3,14 +3,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev system-deps serve test lint fmt test-unit bench loadtest audit up down chart-lint clean
+.PHONY: install install-dev system-deps serve test test-latest lint lock fmt test-unit bench loadtest audit up down chart-lint clean
 
 # Python environment with the service (no torch); install-dev adds the test tools and the torch extra (CPU build).
-$(VENV)/.stamp-install: pyproject.toml setup.py inference/_onednn.cpp
+# Both install the exact versions of the lock files in requirements/ (`make lock` regenerates them).
+$(VENV)/.stamp-install: pyproject.toml setup.py inference/_onednn.cpp requirements/service.txt
 	scripts/setup.sh install
 	@touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml setup.py inference/_onednn.cpp
+$(VENV)/.stamp-dev: pyproject.toml setup.py inference/_onednn.cpp requirements/dev.txt
 	scripts/setup.sh dev
 	@touch $@
 
@@ -35,6 +36,19 @@ serve: install
 test: install-dev system-deps
 	$(MAKE) lint
 	$(BIN)/pytest
+
+# The suite against the newest versions pyproject.toml's ranges allow today, in a venv of its own
+# (.venv-latest): run it on a schedule, so an upstream release that breaks us shows up as a task
+# before the next `make lock` takes it into the locks.
+test-latest: system-deps
+	VENV=.venv-latest scripts/setup.sh latest
+	@touch .venv-latest/.stamp-dev
+	$(MAKE) VENV=.venv-latest lint
+	.venv-latest/bin/pytest
+
+# Regenerate the lock files from pyproject.toml (newest versions its ranges allow today).
+lock: install-dev
+	$(PY) scripts/lock.py
 
 lint: install-dev
 	$(BIN)/ruff format --check .
@@ -72,4 +86,4 @@ chart-lint: system-deps
 	for f in charts/animegan/ci/*-values.yaml; do $(BIN)/helm template t charts/animegan -f $$f >/dev/null || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Idempotent set-up used by the Makefile: `install` (service, no torch), `dev` (service + test tools
-# + the torch extra, CPU build), `system` (Debian packages the tests use: prometheus/promtool,
+# + the torch extra, CPU build), `latest` (as dev, but the newest versions pyproject.toml's ranges
+# allow instead of the lock), `system` (Debian packages the tests use: prometheus/promtool,
 # chromium, docker-compose).
+# install and dev take every package from a lock file (requirements/, written by `make lock`), each
+# file checked against its sha256 there, so a new upstream release changes nothing until the locks
+# are regenerated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -60,17 +64,36 @@ native_deps() {
   echo "setup: oneDNN (libdnnl-dev) and g++ are not installed: bf16 will run on OpenVINO's band graphs" >&2
 }
 
+# The locked packages, then the project itself without resolving anything (no build isolation:
+# setuptools comes from the lock too where the lock has it).
+install_locked() {
+  local lock=requirements/$1.txt
+  "$VENV/bin/python" scripts/lock.py --check || echo "setup: installing from the stale $lock anyway" >&2
+  "$VENV/bin/pip" install --quiet --require-hashes --no-deps -r "$lock"
+  if "$VENV/bin/python" -c "import setuptools" 2>/dev/null; then
+    "$VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e .
+  else
+    "$VENV/bin/pip" install --quiet --no-deps -e .
+  fi
+}
+
 case "${1:-install}" in
   install)
     native_deps
     make_venv
-    "$VENV/bin/pip" install --quiet -e .
+    install_locked service
     ;;
   dev)
     native_deps
     make_venv
     install_torch_cpu
-    "$VENV/bin/pip" install --quiet -e '.[dev]'
+    install_locked dev
+    ;;
+  latest)
+    native_deps
+    make_venv
+    install_torch_cpu
+    "$VENV/bin/pip" install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
     ;;
   system)
     install_helm
@@ -84,5 +107,5 @@ case "${1:-install}" in
       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     fi
     ;;
-  *) echo "usage: $0 install|dev|system" >&2; exit 2 ;;
+  *) echo "usage: $0 install|dev|latest|system" >&2; exit 2 ;;
 esac

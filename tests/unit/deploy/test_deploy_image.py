@@ -64,9 +64,10 @@ def test_image_installs_no_torch() -> None:
     assert not [dep for dep in pyproject["project"]["dependencies"] if dep.startswith("torch")]
     assert pyproject["project"]["optional-dependencies"]["torch"] == ["torch==2.13.0"]
     assert not [rest for keyword, rest in instructions() if "torch" in rest.lower()]
-    # Only [project] dependencies are installed, then the project itself without resolving again.
-    deps = next(rest for keyword, rest in instructions() if keyword == "RUN" and "requirements.txt" in rest)
-    assert "['project']['dependencies']" in deps
+    # Only the service's lock is installed (hashes required), then the project itself without resolving again.
+    deps = next(rest for keyword, rest in instructions() if keyword == "RUN" and "requirements/service.txt" in rest)
+    assert "--require-hashes" in deps
+    assert "torch" not in (ROOT / "requirements" / "service.txt").read_text().lower()
     assert any(keyword == "RUN" and "pip install --no-deps ." in rest for keyword, rest in instructions())
 
 
@@ -101,7 +102,7 @@ def test_dockerignore_lets_through_what_the_build_copies_and_installs() -> None:
     assert packages <= allowed
     assert {"pyproject.toml", pyproject["project"]["readme"]} <= allowed
     copied = {rest.split()[0] for keyword, rest in instructions() if keyword == "COPY" and not rest.startswith("--")}
-    assert copied - {"."} <= allowed | {"pyproject.toml"}
+    assert copied - {"."} <= allowed
     for path in copied - {"."}:
         assert (ROOT / path).exists(), path
 
