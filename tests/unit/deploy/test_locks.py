@@ -26,7 +26,9 @@ lock = _lock_module()
 
 
 def test_locks_were_regenerated_after_the_last_change_to_the_dependencies() -> None:
-    assert lock.stale_locks() == [], "pyproject.toml's dependencies changed since the locks were written: run `make lock`"
+    assert lock.stale_locks() == [], (
+        "pyproject.toml's dependencies changed since the locks were written: run `make lock`"
+    )
 
 
 def test_a_changed_dependency_range_makes_the_recorded_digest_stale(tmp_path: Path) -> None:
@@ -62,7 +64,8 @@ def test_every_pin_is_exact_and_hashed_and_no_cuda_build_reaches_the_lock(name: 
 
 def test_the_dev_lock_holds_what_torch_needs_and_the_test_tools() -> None:
     names = {
-        m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==", (ROOT / "requirements/dev.txt").read_text(), re.M)
+        m.group(1).lower()
+        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==", (ROOT / "requirements/dev.txt").read_text(), re.M)
     }
     assert {"sympy", "networkx", "filelock", "fsspec", "jinja2", "setuptools"} <= names
     assert {"pytest", "mypy", "ruff", "import-linter", "uv"} <= names
