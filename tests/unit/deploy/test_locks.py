@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def _lock_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("lock_script", ROOT / "scripts" / "lock.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -74,6 +75,8 @@ def test_the_dev_lock_holds_what_torch_needs_and_the_test_tools() -> None:
 def test_setup_and_image_install_from_the_locks_with_hashes_required() -> None:
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     assert "--require-hashes" in setup
-    assert "install_locked dev" in setup and "install_locked service" in setup
+    assert "install_locked dev" in setup
+    assert "install_locked service" in setup
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "requirements/service.txt" in dockerfile and "--require-hashes" in dockerfile
+    assert "requirements/service.txt" in dockerfile
+    assert "--require-hashes" in dockerfile
