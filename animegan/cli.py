@@ -21,15 +21,19 @@ class _Command:
     module: str
     function: str
     summary: str
-    # inference.cli parses the command name itself; the others get only what follows it.
+    # animegan.stylize_cli parses the command name itself; the others get only what follows it.
     pass_name: bool = False
 
 
 _COMMANDS = {
-    "stylize": _Command("inference.cli", "main", "stylize image files or folders offline", pass_name=True),
-    "styles": _Command("inference.cli", "main", "list styles and whether their weights are here", pass_name=True),
-    "weights": _Command("inference.cli", "main", "download (fetch NAME) or verify weights files", pass_name=True),
-    "bench": _Command("inference.bench", "main", "measure inference time and memory on this machine"),
+    "stylize": _Command("animegan.stylize_cli", "main", "stylize image files or folders offline", pass_name=True),
+    "styles": _Command(
+        "animegan.stylize_cli", "main", "list styles and whether their weights are here", pass_name=True
+    ),
+    "weights": _Command(
+        "animegan.stylize_cli", "main", "download (fetch NAME) or verify weights files", pass_name=True
+    ),
+    "bench": _Command("animegan.bench", "main", "measure inference time and memory on this machine"),
     "serve": _Command("animegan.serve", "main_serve", "run the whole service here: Redis, worker and API"),
     "api": _Command("animegan.serve", "main_api", "run the HTTP API process"),
     "worker": _Command("animegan.serve", "main_worker", "run a Celery worker process"),

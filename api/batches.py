@@ -24,8 +24,8 @@ from api.images import NormalizedImage
 from api.problems import TYPE_PREFIX, ApiError, broker_unavailable
 from api.submission import JobRequest
 from api.upload import BatchUpload, UploadedFile, too_large
-from inference.crops import CropBox
-from inference.imageio import sniff_format
+from imaging.crops import CropBox
+from imaging.formats import sniff_format
 from jobstore.batch_view import Batch
 from jobstore.batches import BatchEntry, BatchRecord, admit_batch_call, parse_batch_admitted, read_batch
 from jobstore.clock import now

@@ -2,8 +2,8 @@
 
 At most ANIMEGAN_DECODE_CONCURRENCY decoded images exist at once (a semaphore), so the gateway's
 memory stays bounded whatever the number of uploads in flight. Decoding uses the runtime-free
-``inference.imageio``; its errors become problems here. Scene mode queues the whole photo
-downscaled to ANIMEGAN_MAX_SIDE; portrait mode queues one square at 512x512 (``inference.crops``).
+``imaging`` package; its errors become problems here. Scene mode queues the whole photo
+downscaled to ANIMEGAN_MAX_SIDE; portrait mode queues one square at 512x512 (``imaging.crops``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import anyio
 
 from api.config import ApiSettings
 from api.problems import ApiError
-from inference import errors as inference_errors
-from inference.crops import DEFAULT_MODE, CropBox, CropError
-from inference.imageio import DecodedImage, decode_image, decode_portrait
+from imaging.crops import DEFAULT_MODE, CropBox
+from imaging.decode import DecodedImage, decode_image, decode_portrait
+from imaging.errors import CropError, ImageError, ImageTooLargeError, UnsupportedFormatError
 from jobstore.fingerprints import request_digest
 
 
@@ -52,11 +52,11 @@ class ImageNormalizer:
                 raise ApiError(
                     "validation-error", detail, extra={"errors": [{"loc": ["body", "crop"], "msg": detail}]}
                 ) from None
-            except inference_errors.UnsupportedFormatError as exc:
+            except UnsupportedFormatError as exc:
                 raise ApiError("unsupported-media-type", str(exc)) from None
-            except inference_errors.ImageTooLargeError as exc:
+            except ImageTooLargeError as exc:
                 raise ApiError("too-many-pixels", str(exc)) from None
-            except inference_errors.InferenceError as exc:
+            except ImageError as exc:
                 raise ApiError("invalid-image", str(exc)) from None
 
     def _normalize_sync(self, data: bytes, style: str, fmt: str, mode: str, crop: CropBox | None) -> NormalizedImage:

@@ -2,7 +2,7 @@
 
 Run it with ``uvicorn --factory api.main:create_app`` (or ``animegan api``). The gateway never
 imports torch or the inference runtime: it decodes and downscales with the torch-free
-``inference.imageio``, stores the input in Redis and sends the task by name.
+``imaging.decode``, stores the input in Redis and sends the task by name.
 """
 
 from __future__ import annotations

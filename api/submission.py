@@ -23,7 +23,7 @@ from api.images import NormalizedImage
 from api.job_reader import JobReader
 from api.problems import ApiError, broker_unavailable
 from api.task_sender import TaskSender
-from inference.crops import DEFAULT_MODE, CropBox
+from imaging.crops import DEFAULT_MODE, CropBox
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.ids import new_job_id

@@ -1,20 +1,14 @@
 """Errors raised by the inference package: what went wrong, told safely to a user.
 
-Owns the exception tree only; imports nothing (the gateway imports it beside
-``inference.imageio``). Every message (``str(error)``) is written for the person who
-sent the image or runs the command: it names the problem and what to do about it, and
-never carries a traceback, a server path the user did not give, or raw library text
+Owns the exception tree only; imports nothing. What can be wrong with an image is in
+``imaging.errors``; this is what can be wrong with the model. Every message (``str(error)``)
+is written for the person who runs the service or the command: it names the problem and what
+to do about it, and never carries a traceback, a server path the user did not give, or raw library text
 about internals. ``title`` is a short fixed label for problem documents and job records.
 
 Exception tree, and the HTTP status the gateway maps each one to::
 
     InferenceError                  base class, never raised itself
-    ├── InvalidImageError           422  undecodable, truncated or corrupt image data,
-    │                                    empty upload, zero-sized image, oversized metadata
-    ├── UnsupportedFormatError      415  not JPEG, PNG or WebP by its magic bytes
-    │                                    (GIF, TIFF, BMP, SVG, HTML, polyglots, ...)
-    ├── ImageTooLargeError          422  too many pixels (decompression bomb), refused
-    │                                    from the header before a full decode
     ├── WeightsError                500  missing, corrupt or mismatching generator weights
     │                               503  when the worker cannot serve the style at all
     │                                    (the service maps it; the message says how to
@@ -31,24 +25,6 @@ class InferenceError(Exception):
     """Base class of every error the inference package raises on purpose."""
 
     title = "Inference error"
-
-
-class InvalidImageError(InferenceError):
-    """The bytes claim an allowed format but cannot be decoded (truncated, corrupt, empty)."""
-
-    title = "Invalid image"
-
-
-class UnsupportedFormatError(InferenceError):
-    """The bytes are not a JPEG, PNG or WebP image, judged by their magic bytes."""
-
-    title = "Unsupported image format"
-
-
-class ImageTooLargeError(InferenceError):
-    """The image declares more pixels than allowed; refused before it is decoded."""
-
-    title = "Image too large"
 
 
 class WeightsError(InferenceError):

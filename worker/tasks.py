@@ -31,8 +31,9 @@ from celery.exceptions import SoftTimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request
 from PIL import Image
 
+from imaging import errors as image_errors
+from imaging.encode import encode_image
 from inference import errors as inference_errors
-from inference.imageio import encode_image
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
 from jobstore.keys import SERVICE_TIME_KEY, TASK_NAME, input_key, job_key, result_key
@@ -128,7 +129,7 @@ def run_claimed(runtime: Runtime, record: JobRecord) -> str:
         except SoftTimeLimitExceeded:
             detail = f"Inference took longer than {runtime.settings.task_soft_time_limit_s} s."
             return fail(runtime, record, ErrorCode.INFERENCE_TIMEOUT, detail, outcome="timeout")
-        except inference_errors.InferenceError as exc:
+        except (image_errors.ImageError, inference_errors.InferenceError) as exc:
             return fail(runtime, record, error_code_for(exc), str(exc))
         except Exception:
             logger.exception("job failed with an unexpected error")
@@ -206,10 +207,10 @@ def process(runtime: Runtime, record: JobRecord) -> str:
     return "succeeded"
 
 
-def error_code_for(exc: inference_errors.InferenceError) -> ErrorCode:
-    if isinstance(exc, inference_errors.ImageTooLargeError):
+def error_code_for(exc: image_errors.ImageError | inference_errors.InferenceError) -> ErrorCode:
+    if isinstance(exc, image_errors.ImageTooLargeError):
         return ErrorCode.TOO_MANY_PIXELS
-    if isinstance(exc, inference_errors.InvalidImageError | inference_errors.UnsupportedFormatError):
+    if isinstance(exc, image_errors.ImageError):
         return ErrorCode.INVALID_IMAGE
     if isinstance(exc, inference_errors.WeightsError):
         return ErrorCode.MODEL_UNAVAILABLE

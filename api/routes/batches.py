@@ -37,7 +37,7 @@ from api.problems import PROBLEMS, TYPE_PREFIX, ApiError, broker_unavailable
 from api.routes.events import StreamLimits, get_stream_limits
 from api.routes.jobs import STYLIZE_BODY, choose_framing, choose_output
 from api.upload import read_batch_upload
-from inference.imageio import FILE_EXTENSIONS
+from imaging.formats import FILE_EXTENSIONS
 from jobstore.batch_view import Batch
 from jobstore.states import JobState
 

@@ -24,8 +24,9 @@ from api.problems import ApiError
 from api.schemas import Job
 from api.submission import JobRequest, Submission
 from api.upload import Upload, read_upload
-from inference.crops import DEFAULT_MODE, MODES, PORTRAIT_SIDE, CropBox, CropError, parse_crop
-from inference.imageio import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS, sniff_format
+from imaging.crops import DEFAULT_MODE, MODES, PORTRAIT_SIDE, CropBox, parse_crop
+from imaging.errors import CropError
+from imaging.formats import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS, sniff_format
 from jobstore.fingerprints import upload_digest
 from jobstore.records import JobRecord
 from jobstore.states import JobState

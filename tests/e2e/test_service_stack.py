@@ -150,7 +150,7 @@ def _write_bytes(pid: int) -> int:
 
 
 def test_real_photo_comes_back_like_a_direct_run(stack: Stack, samples_dir: Path) -> None:
-    from inference.imageio import decode_image
+    from imaging.decode import decode_image
     from inference.pipeline import Stylizer
 
     photo = (samples_dir / "bryandlee_input2.jpg").read_bytes()

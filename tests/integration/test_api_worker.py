@@ -16,7 +16,7 @@ import numpy as np
 import redis
 from PIL import Image
 
-from inference.imageio import decode_image
+from imaging.decode import decode_image
 from inference.pipeline import Stylizer
 from inference.precision import resolve_precision
 from jobstore.keys import input_key, job_key, result_key

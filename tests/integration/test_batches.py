@@ -24,7 +24,7 @@ import redis
 from PIL import Image
 
 from animegan.client.protocol import EventDecoder
-from inference.imageio import decode_image
+from imaging.decode import decode_image
 from jobstore.errors import ErrorCode
 from jobstore.keys import WAITING_KEY, WEBHOOKS_DUE_KEY, batch_key, batch_pending_key, job_key, result_key, webhook_key
 from jobstore.records import JobRecord

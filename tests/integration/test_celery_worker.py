@@ -14,7 +14,7 @@ from PIL import Image
 
 from api.config import ApiSettings
 from api.task_sender import create_celery_client
-from inference.imageio import decode_image
+from imaging.decode import decode_image
 from jobstore.errors import ErrorCode
 from jobstore.heartbeats import live_heartbeats
 from jobstore.keys import TASK_NAME, WORKERS_KEY, job_key, result_key

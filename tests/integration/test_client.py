@@ -25,7 +25,7 @@ from animegan.redis_server import free_port
 from api.config import ApiSettings
 from api.main import create_app
 from api.routes.events import StreamLimits, get_stream_limits
-from inference.imageio import decode_image
+from imaging.decode import decode_image
 from jobstore.clock import now
 from jobstore.keys import SERVICE_TIME_KEY, job_key, result_key
 from jobstore.queue import QueueScripts, claim_call

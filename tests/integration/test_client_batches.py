@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from animegan.client import ApiError, AsyncClient, Batch, Client
-from inference.imageio import decode_image
+from imaging.decode import decode_image
 
 ApiFactory = Callable[..., str]
 Photo = Callable[[], bytes]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from animegan.cli import main
-from inference.imageio import decode_image
+from imaging.decode import decode_image
 
 ApiFactory = Callable[..., str]
 Photo = Callable[[], bytes]

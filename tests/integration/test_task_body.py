@@ -15,7 +15,8 @@ import pytest
 import redis
 from PIL import Image
 
-from inference.imageio import decode_image, encode_image
+from imaging.decode import decode_image
+from imaging.encode import encode_image
 from jobstore.errors import ErrorCode
 from jobstore.ids import new_job_id
 from jobstore.keys import SERVICE_TIME_KEY, input_key, job_key, result_key

@@ -185,7 +185,7 @@ def test_bench_reports_the_engine_from_a_fresh_torch_free_process(
 ) -> None:
     import json
 
-    from inference import bench
+    from animegan import bench
 
     args = ["--sizes", "64x48", "--repeats", "1", "--threads", "1", "--variants", "engine"]
     report = tmp_path / "bench.json"

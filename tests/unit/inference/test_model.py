@@ -53,7 +53,7 @@ def test_output_size_per_upsample_mode(size: tuple[int, int], align_corners: boo
 
 @pytest.mark.parametrize(("size", "align_corners"), [((96, 64), True), ((97, 61), True), ((96, 64), False)])
 def test_bench_conv_flop_count_matches_a_hook_count_on_the_model(size: tuple[int, int], align_corners: bool) -> None:
-    from inference.bench import conv_flops
+    from animegan.bench import conv_flops
 
     counted = 0
 
@@ -74,7 +74,7 @@ def test_bench_conv_flop_count_matches_a_hook_count_on_the_model(size: tuple[int
 
 
 def test_bench_flop_count_is_about_802_gflop_per_megapixel() -> None:
-    from inference.bench import conv_flops
+    from animegan.bench import conv_flops
 
     assert round(conv_flops(1024, 576, False) / 1e9, 1) == 473.1
     assert 800 < conv_flops(1920, 1080, True) / (1920 * 1080) / 1e3 < 805

@@ -82,7 +82,8 @@ def test_openvino_agrees_with_the_cpu_flags() -> None:
 def test_stylize_refuses_bf16_on_a_cpu_without_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, samples_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from inference import cli, precision
+    from animegan import stylize_cli as cli
+    from inference import precision
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: ZEN3)
     photo = samples_dir / "chelsea.jpg"

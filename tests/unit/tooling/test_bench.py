@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from inference import bench, bench_worker, cli
-from inference.style_options import chosen_align_corners, chosen_style
+from animegan import bench, bench_worker, stylize_cli as cli
+from animegan.style_options import chosen_align_corners, chosen_style
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ to a square and resizes to 512), so portrait mode stylizes one square of the pho
 original's pixels (after EXIF orientation, before any downscaling). Scene mode, the default,
 stylizes the whole (downscaled) photo.
 
-Runtime-free (stdlib only), like ``inference.imageio``, which decodes the box: the gateway
+Runtime-free (stdlib only), like ``imaging.decode``, which decodes the box: the gateway
 checks the text of a box before the upload is decoded, and the CLI shares the same rules.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from inference.errors import InferenceError
+from imaging.errors import CropError
 
 MODES: Final = ("scene", "portrait")
 DEFAULT_MODE: Final = "scene"
@@ -25,12 +25,6 @@ _MAX_COORDINATE: Final = 1_000_000
 
 # (x0, y0, x1, y1), fractional where a reduced-scale decode divides it.
 Region = tuple[float, float, float, float]
-
-
-class CropError(InferenceError):
-    """A crop box that is malformed, not square, or not inside the image."""
-
-    title = "Invalid crop box"
 
 
 @dataclass(frozen=True)

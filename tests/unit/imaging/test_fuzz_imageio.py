@@ -1,7 +1,7 @@
-"""Fuzzing the upload validation path (``inference.imageio``) with hypothesis, bounded and derandomized.
+"""Fuzzing the upload validation path (``imaging.decode``) with hypothesis, bounded and derandomized.
 
 Whatever the bytes, ``sniff_format`` answers an allowed format or None and ``decode_image`` either
-returns an upright RGB image within the size limits or raises one of the inference errors (which
+returns an upright RGB image within the size limits or raises one of the image errors (which
 the gateway maps to 4xx problems): never another exception, never an image over the limits.
 Inputs: arbitrary bytes, bytes behind a real signature, and mutations (truncation, bit flips,
 insertions, overwrites) of real JPEG, PNG and WebP files in every mode the gateway accepts.
@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
-from inference.errors import InferenceError
-from inference.imageio import ALLOWED_FORMATS, decode_image, sniff_format
+from imaging.decode import decode_image
+from imaging.errors import ImageError
+from imaging.formats import ALLOWED_FORMATS, sniff_format
 
 # Pillow warns (it does not raise) about corrupt EXIF blocks and reads on; the suite turns warnings
 # into errors, so this one is let through as production sees it. Decompression-bomb warnings stay errors.
@@ -89,7 +90,7 @@ def _check(data: bytes) -> None:
     assert sniff_format(data) in (*ALLOWED_FORMATS, None)
     try:
         decoded = decode_image(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
-    except InferenceError as exc:
+    except ImageError as exc:
         message = str(exc)
         decoded = None
     if decoded is None:
@@ -104,19 +105,19 @@ def _check(data: bytes) -> None:
 
 @FUZZ
 @given(st.binary(max_size=2048))
-def test_arbitrary_bytes_decode_or_raise_an_inference_error(data: bytes) -> None:
+def test_arbitrary_bytes_decode_or_raise_an_image_error(data: bytes) -> None:
     _check(data)
 
 
 @FUZZ
 @given(st.sampled_from(SIGNATURES), st.binary(max_size=1024))
-def test_bytes_behind_a_real_signature_decode_or_raise_an_inference_error(head: bytes, tail: bytes) -> None:
+def test_bytes_behind_a_real_signature_decode_or_raise_an_image_error(head: bytes, tail: bytes) -> None:
     _check(head + tail)
 
 
 @FUZZ
 @given(mutated())
-def test_mutated_real_images_decode_or_raise_an_inference_error(data: bytes) -> None:
+def test_mutated_real_images_decode_or_raise_an_image_error(data: bytes) -> None:
     _check(data)
 
 

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.crops import PORTRAIT_SIDE, CropBox, CropError, parse_crop
-from inference.errors import ImageTooLargeError, InferenceError, PrecisionError, WeightsError
-from inference.imageio import FILE_EXTENSIONS, OUTPUT_FORMATS, DecodedImage, decode_image, decode_portrait, encode_image
-from inference.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
+from animegan.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
+from imaging.crops import PORTRAIT_SIDE, CropBox, parse_crop
+from imaging.decode import DecodedImage, decode_image, decode_portrait
+from imaging.encode import encode_image
+from imaging.errors import CropError, ImageError, ImageTooLargeError
+from imaging.formats import FILE_EXTENSIONS, OUTPUT_FORMATS
+from inference.errors import InferenceError, PrecisionError, WeightsError
 from inference.weights import (
     DEFAULT_STYLE,
     STYLES,
@@ -182,7 +185,7 @@ def _stylize_all(stylizer: Stylizer, inputs: list[Path], out_dir: Path, *, fmt: 
                 continue
             try:
                 _stylize_file(stylizer, path, target, fmt=fmt, framing=framing)
-            except InferenceError as exc:
+            except (ImageError, InferenceError) as exc:
                 tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
                 continue
             except OSError as exc:

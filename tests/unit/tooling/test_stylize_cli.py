@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from animegan.cli import main as animegan_main
-from inference.cli import main as inference_main
+from animegan.stylize_cli import main as inference_main
 
 ROOT = Path(__file__).resolve().parents[3]
 

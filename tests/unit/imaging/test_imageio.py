@@ -1,4 +1,4 @@
-"""inference.imageio: what uploads are accepted, how they are normalised, and how results are encoded."""
+"""imaging.decode: what uploads are accepted, how they are normalised, and how results are encoded."""
 
 from __future__ import annotations
 
@@ -14,18 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
-from inference.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
-from inference.imageio import (
-    ALLOWED_FORMATS,
-    CONTENT_TYPES,
-    OUTPUT_FORMATS,
-    decode_image,
-    encode_image,
-    fit_within,
-    image_digest,
-    sniff_format,
-    to_rgb,
-)
+from imaging.convert import to_rgb
+from imaging.decode import decode_image, fit_within
+from imaging.encode import encode_image, image_digest
+from imaging.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
+from imaging.formats import ALLOWED_FORMATS, CONTENT_TYPES, OUTPUT_FORMATS, sniff_format
 
 WHITE = (255, 255, 255)
 

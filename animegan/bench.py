@@ -1,6 +1,6 @@
 """`animegan bench`: latency, throughput, peak memory and efficiency of the engine on this machine.
 
-Every variant runs in its own fresh subprocess (`inference.bench_worker`), so peak RSS (VmHWM) is
+Every variant runs in its own fresh subprocess (`animegan.bench_worker`), so peak RSS (VmHWM) is
 that variant's alone and the engine process never imports torch. The variants of one size stay
 alive together and run one image each in turn (interleaved rounds), so a noisy host slows all of
 them alike and their ratios stay fair. Per size it prints median and min-max latency, peak RSS,
@@ -32,11 +32,11 @@ from typing import Any
 
 import psutil
 
-from inference import bench_worker
-from inference.bench_worker import MATMUL_N, VARIANTS
+from animegan import bench_worker
+from animegan.bench_worker import MATMUL_N, VARIANTS
+from animegan.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
 from inference.errors import WeightsError
 from inference.precision import bf16_flags_line, cpu_flags, cpu_model
-from inference.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
 
 DEFAULT_SIZES = ((512, 512), (1024, 576), (1024, 1024), (1920, 1080))
 PEER = "openvino"
@@ -98,7 +98,7 @@ class _Process:
 def _spawn(
     variant: str, size: tuple[int, int], args: argparse.Namespace, weights: str, *, threads: int, cpu: int | None = None
 ) -> _Process:
-    command = [sys.executable, "-m", "inference.bench", "--worker", variant, "--sizes", f"{size[0]}x{size[1]}"]
+    command = [sys.executable, "-m", "animegan.bench", "--worker", variant, "--sizes", f"{size[0]}x{size[1]}"]
     command += [
         "--threads",
         str(threads),

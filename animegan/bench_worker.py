@@ -1,6 +1,6 @@
 """One `animegan bench` variant in its own process: load it, warm it up, answer commands on stdin.
 
-The parent (`inference.bench`) starts one such process per variant (latency mode) or several
+The parent (`animegan.bench`) starts one such process per variant (latency mode) or several
 pinned single-thread ones (throughput mode) and speaks a line protocol: `run` (one image, answers
 its seconds), `matmul` (the BLAS peak, in the eager process), `report` (peak RSS, precision),
 anything else ends the process. Variants:

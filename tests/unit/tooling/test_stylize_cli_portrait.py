@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.cli import main
+from animegan.stylize_cli import main
 from inference.pipeline import Stylizer
 
 SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples"

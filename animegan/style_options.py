@@ -1,6 +1,6 @@
 """The command-line options that choose a style, its weights file and its upsample mode.
 
-Shared by `animegan stylize` (`inference.cli`) and `animegan bench` (`inference.bench`), so both
+Shared by `animegan stylize` (`animegan.stylize_cli`) and `animegan bench` (`animegan.bench`), so both
 read `--style NAME`, `--weights FILE.pt` and `--align-corners` / `--no-align-corners` the same
 way: the style defaults to the one the weights file is named after (else the default style),
 and the upsample mode to that style's own.

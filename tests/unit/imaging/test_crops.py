@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from inference.crops import PORTRAIT_SIDE, CropBox, CropError, centre_square, parse_crop
-from inference.imageio import decode_portrait
+from imaging.crops import PORTRAIT_SIDE, CropBox, centre_square, parse_crop
+from imaging.decode import decode_portrait
+from imaging.errors import CropError
 
 SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples"
 

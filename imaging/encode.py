@@ -1,0 +1,44 @@
+"""Pictures to bytes: png, jpeg or webp in memory, with no metadata; digests of pixels.
+
+Output is a fresh encode: no EXIF, ICC profile, XMP or text from the input is carried over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from io import BytesIO
+
+from PIL import Image
+
+from imaging.convert import to_rgb
+from imaging.formats import OUTPUT_FORMATS
+
+
+def encode_image(image: Image.Image, fmt: str, *, quality: int = 92) -> bytes:
+    """Encode ``image`` as png, jpeg or webp in memory, with no metadata (EXIF, ICC, XMP, text)."""
+    key = fmt.lower()
+    if key not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}; expected one of {', '.join(OUTPUT_FORMATS)}")
+    if not 1 <= quality <= 100:
+        raise ValueError("quality must be between 1 and 100")
+    rgb = to_rgb(image)
+    if rgb.info:
+        # Encoders fall back to image.info for some metadata (PNG takes its ICC profile from
+        # there), so write from an image that has none; copy only when the caller's has some.
+        rgb = rgb.copy() if rgb is image else rgb
+        rgb.info = {}
+    buffer = BytesIO()
+    if key == "png":
+        rgb.save(buffer, "PNG", compress_level=6)
+    elif key == "jpeg":
+        rgb.save(buffer, "JPEG", quality=quality)
+    else:
+        rgb.save(buffer, "WEBP", quality=quality, method=4)
+    return buffer.getvalue()
+
+
+def image_digest(image: Image.Image) -> str:
+    """SHA-256 of mode, size and raw pixels: equal for equal images whatever file they came from."""
+    digest = hashlib.sha256(f"{image.mode} {image.width}x{image.height}\n".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,89 @@
+"""Which image formats are accepted, judged by their leading (magic) bytes, and how results are named.
+
+Accepted uploads are JPEG, PNG and WebP, never by a file name or a Content-Type: the signature
+must be followed by what that format requires next (the PNG IHDR chunk, a JPEG marker, a WebP
+VP8/VP8L/VP8X chunk); anything else, including GIF, TIFF, BMP, SVG, HTML and files that merely
+start with an image signature, is refused as unsupported even where Pillow could decode it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from imaging.errors import InvalidImageError, UnsupportedFormatError
+
+ALLOWED_FORMATS: Final = ("JPEG", "PNG", "WEBP")
+OUTPUT_FORMATS: Final = ("png", "jpeg", "webp")
+CONTENT_TYPES: Final[dict[str, str]] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+FILE_EXTENSIONS: Final[dict[str, str]] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+# How many leading bytes sniff_format needs to decide.
+SNIFF_BYTES: Final = 16
+
+_PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
+_WEBP_CHUNKS = (b"VP8 ", b"VP8L", b"VP8X")
+# Named only to make the refusal message useful; none of these is ever decoded.
+_OTHER_SIGNATURES = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Return "JPEG", "PNG" or "WEBP" when the leading bytes are that format's signature, else None.
+
+    Needs the first ``SNIFF_BYTES`` bytes; fewer may be too few to decide.
+    """
+    if data[:16] == _PNG_HEAD:
+        return "PNG"
+    # SOI, then the first marker of the stream (APPn, DQT, DHT, SOF, COM, ...).
+    if data[:3] == b"\xff\xd8\xff" and len(data) > 3 and data[3] >= 0xC0:
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] in _WEBP_CHUNKS:
+        return "WEBP"
+    return None
+
+
+def require_allowed_format(data: bytes) -> str:
+    """The format ``data`` is in by its magic bytes; raises InvalidImageError or UnsupportedFormatError."""
+    if not data:
+        raise InvalidImageError("The upload is empty: no image data was received.")
+    fmt = sniff_format(data)
+    if fmt is not None:
+        return fmt
+    if _is_cut_signature(data):
+        raise InvalidImageError("The image data ends inside its header: the file is truncated.")
+    detected = _name_other_format(data)
+    what = f"{detected} data" if detected else "This data"
+    raise UnsupportedFormatError(f"{what} is not an accepted image; send a JPEG, PNG or WebP image.")
+
+
+def _is_cut_signature(data: bytes) -> bool:
+    """True when ``data`` is a proper prefix of an allowed format's signature."""
+    n = len(data)
+    if n >= SNIFF_BYTES:
+        return False
+    if data == _PNG_HEAD[:n]:
+        return True
+    if n <= 3 and data == b"\xff\xd8\xff"[:n]:
+        return True
+    riff_ok = data[:4] == b"RIFF"[: min(n, 4)]
+    return riff_ok and data[8:12] == b"WEBP"[: max(0, min(n, 12) - 8)]
+
+
+def _name_other_format(data: bytes) -> str | None:
+    for signature, name in _OTHER_SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data[4:8] == b"ftyp":
+        return "HEIF/AVIF"
+    text = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "SVG"
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "HTML"
+    return None
