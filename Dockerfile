@@ -29,7 +29,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ libdnnl-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && python -I -c "from inference import runtime_onednn as r; assert r.available(), 'native kernels not built'" \
     && find /opt/venv -depth -name '__pycache__' -type d -exec rm -rf {} +
 

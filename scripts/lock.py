@@ -3,7 +3,8 @@
 requirements/dev.txt      the development and test environment (`scripts/setup.sh dev`, `make test`, CI)
 requirements/service.txt  the service alone (the container image)
 
-Both are resolved by uv for Linux and every Python the project supports (universal markers), with the
+Both hold the build requirements too (installs build the project without isolation, from the
+lock alone), and are resolved by uv for Linux and every Python the project supports (universal markers), with the
 sha256 of every file PyPI has for each pinned version, and installed with `pip --require-hashes`.
 torch is resolved as its CPU build (requirements/torch-cpu.txt) so that none of the CUDA packages
 PyPI's Linux torch pulls in reach the lock, and is left out of it: `scripts/setup.sh` installs the
@@ -93,6 +94,7 @@ def write_locks() -> None:
             "pip",
             "compile",
             "pyproject.toml",
+            "-",  # the build requirements, on stdin: installs run without build isolation
             *extras,
             "--universal",
             "--python-version",
@@ -109,7 +111,8 @@ def write_locks() -> None:
             str(out),
             *_torch_source(),
         ]
-        subprocess.run(command, cwd=ROOT, check=True)
+        build = "\n".join(tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"])
+        subprocess.run(command, cwd=ROOT, check=True, input=build, text=True)
         resolved = out.read_text()
         out.write_text(f"{HEADER}{digest}\n{resolved}")
         sys.stdout.write(f"lock: wrote {out.relative_to(ROOT)} ({resolved.count('==')} pins)\n")

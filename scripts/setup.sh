@@ -64,17 +64,13 @@ native_deps() {
   echo "setup: oneDNN (libdnnl-dev) and g++ are not installed: bf16 will run on OpenVINO's band graphs" >&2
 }
 
-# The locked packages, then the project itself without resolving anything (no build isolation:
-# setuptools comes from the lock too where the lock has it).
+# The locked packages, then the project itself without resolving anything: no build isolation, the
+# build requirements (setuptools, ...) come from the lock too.
 install_locked() {
   local lock=requirements/$1.txt
   "$VENV/bin/python" scripts/lock.py --check || echo "setup: installing from the stale $lock anyway" >&2
   "$VENV/bin/pip" install --quiet --require-hashes --no-deps -r "$lock"
-  if "$VENV/bin/python" -c "import setuptools" 2>/dev/null; then
-    "$VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e .
-  else
-    "$VENV/bin/pip" install --quiet --no-deps -e .
-  fi
+  "$VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e .
 }
 
 case "${1:-install}" in

@@ -68,7 +68,9 @@ def test_image_installs_no_torch() -> None:
     deps = next(rest for keyword, rest in instructions() if keyword == "RUN" and "requirements/service.txt" in rest)
     assert "--require-hashes" in deps
     assert "torch" not in (ROOT / "requirements" / "service.txt").read_text().lower()
-    assert any(keyword == "RUN" and "pip install --no-deps ." in rest for keyword, rest in instructions())
+    assert any(
+        keyword == "RUN" and "pip install --no-deps --no-build-isolation ." in rest for keyword, rest in instructions()
+    )
 
 
 def test_final_stage_runs_as_a_non_root_user_with_a_healthcheck(healthcheck: Callable[..., int]) -> None:
