@@ -19,7 +19,7 @@ from jobstore.keys import QUEUE_NAME
 from worker import metrics, runtime, webhook_process
 from worker.config import WorkerSettings, load_worker_settings
 from worker.log import configure_logging
-from worker.sweeper import SweeperStep
+from worker.runtime import SweeperStep
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Per-process worker runtime: the loaded Stylizers, the Redis client, CPU pinning, heartbeats.
+"""Per-process worker runtime: the loaded Stylizers, the Redis client, CPU pinning, heartbeats, and
+the main process's sweeper (built here, run from Celery's timer by ``SweeperStep``).
 
 Prefork children load every configured style once, in ``worker_process_init``; the parent never
 does (a fork after the runtime's thread pools exist can hang the children). Threaded and solo
@@ -13,9 +14,10 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
+from celery import bootsteps, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -26,10 +28,10 @@ from jobstore.queue import QueueScripts
 from jobstore.records import as_text
 from worker import metrics
 from worker.config import WorkerSettings, available_cores
+from worker.sweeper import Sweeper
 
 if TYPE_CHECKING:
     from inference.pipeline import Stylizer
-    from worker.sweeper import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +78,8 @@ class Runtime:
         return self._scripts
 
     def sweeper_for_main(self) -> Sweeper:
-        """This process's sweeper (the main worker process runs its thread; started by ``start_sweeper``)."""
+        """This process's sweeper (the main worker process runs it from Celery's timer: ``SweeperStep``)."""
         if self._sweeper is None:
-            from worker.sweeper import Sweeper
-
             # Its own client, quick to give up: the sweep runs on the main process's event loop.
             client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
             broker = (
@@ -99,8 +99,6 @@ class Runtime:
 
     def send_token(self, job_id: str) -> None:
         """Send one message for a waiting job (``job_id`` only names it in the log)."""
-        from celery import current_app
-
         current_app.send_task(TASK_NAME, args=[job_id], queue=QUEUE_NAME)
 
     def pin_cpu(self, index: int) -> None:
@@ -216,3 +214,21 @@ def get_runtime() -> Runtime:
         concurrency = _runtime.concurrency if _runtime is not None else None
         _runtime = Runtime(settings, concurrency=concurrency)
     return _runtime
+
+
+class SweeperStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Runs this worker's sweeper from Celery's timer, in the main process."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self._timer_entry: Any = None
+
+    def start(self, worker: Any) -> None:
+        sweeper = get_runtime().sweeper_for_main()
+        self._timer_entry = worker.timer.call_repeatedly(sweeper.interval_s, sweeper.tick)
+
+    def stop(self, worker: Any) -> None:
+        if self._timer_entry is not None:
+            self._timer_entry.cancel()

@@ -1,9 +1,10 @@
 """The sweeper: finds what no reader should have to find, from the workers themselves.
 
-Every worker's main process runs one from Celery's timer (``SweeperStep``: on the thread that forks
-the pool children, so no other thread of the supervisor holds a lock a child would inherit). A Redis
-lock (``keys.SWEEPER_LOCK_KEY``, expiring after three intervals) lets one of them sweep at a time;
-another takes over within three intervals when that worker dies. Each sweep, every ``sweep_interval_s``:
+Every worker's main process runs one from Celery's timer (``worker.runtime.SweeperStep``: on the
+thread that forks the pool children, so no other thread of the supervisor holds a lock a child would
+inherit). A Redis lock (``keys.SWEEPER_LOCK_KEY``, expiring after three intervals) lets one of them
+sweep at a time; another takes over within three intervals when that worker dies. Each sweep, every
+``sweep_interval_s``:
 
 - hands back every running job whose lease passed (its process is gone): re-queued at the head of
   its client's line with a fresh message, or failed ``worker-lost`` once it used its attempts;
@@ -13,17 +14,16 @@ another takes over within three intervals when that worker dies. Each sweep, eve
   while jobs waited (the gateway died between storing a job and sending its message). Extra
   messages are harmless: a message that finds no waiting job is dropped unrun.
 
-GET requests never write: the job store's state is kept true by the workers.
+GET requests never write: the job store's state is kept true by the workers. This module knows
+nothing of Celery: messages go out through the ``send_token`` it is given.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import redis
-from celery import bootsteps
 
 from jobstore.clock import now
 from jobstore.errors import ErrorCode
@@ -160,23 +160,3 @@ class Sweeper:
         metrics.observe_task(record.style, outcome)
         logger.warning("job failed", extra={"job_id": job_id, "error": code.value, "detail": detail})
         return record
-
-
-class SweeperStep(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Runs this worker's sweeper from Celery's timer, in the main process."""
-
-    requires = ("celery.worker.components:Timer",)
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        self._timer_entry: Any = None
-
-    def start(self, worker: Any) -> None:
-        from worker.runtime import get_runtime
-
-        sweeper = get_runtime().sweeper_for_main()
-        self._timer_entry = worker.timer.call_repeatedly(sweeper.interval_s, sweeper.tick)
-
-    def stop(self, worker: Any) -> None:
-        if self._timer_entry is not None:
-            self._timer_entry.cancel()
