@@ -21,8 +21,7 @@ from api.config import ApiSettings
 from api.job_reader import JobReader
 from api.problems import ApiError, broker_unavailable
 from jobstore.keys import WAITING_KEY, client_active_key
-from jobstore.queue import Limits
-from jobstore.service_time import DEFAULT_SERVICE_S, estimate_wait_s
+from jobstore.queue import DEFAULT_SERVICE_S, Limits, estimate_wait_s
 
 RETRY_AFTER_MAX_S = 3600
 

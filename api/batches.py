@@ -28,12 +28,9 @@ from imaging.crops import CropBox
 from imaging.formats import sniff_format
 from jobstore.batch_view import Batch
 from jobstore.batches import BatchEntry, BatchRecord, admit_batch_call, parse_batch_admitted, read_batch
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
-from jobstore.ids import is_job_id, new_job_id
 from jobstore.job_view import Job
 from jobstore.queue import AsyncQueueScripts
-from jobstore.records import JobRecord
+from jobstore.records import ErrorCode, JobRecord, is_job_id, new_job_id, now
 from jobstore.transitions import add_mark_failed
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,7 @@ import redis.asyncio
 
 from api.job_reader import JobReader
 from jobstore.keys import dedup_key
-from jobstore.records import JobRecord, as_text
-from jobstore.states import JobState
+from jobstore.records import JobRecord, JobState, as_text
 
 
 class Deduplicator:

@@ -1,7 +1,7 @@
 """Idempotency-Key: retries of one request map to one job.
 
 The key is remembered (hashed, scoped to the client) for ANIMEGAN_RECORD_TTL_S with a fingerprint
-of the request (``jobstore.fingerprints.upload_digest``: image bytes, style, format). The same key
+of the request (``jobstore.queue.upload_digest``: image bytes, style, format). The same key
 with the same request returns the first job; with a different request it is refused with 422
 ``idempotency-key-reused`` (as the IETF idempotency-key draft advises). The key is tied to its job
 by the job store's ADMIT script in the same step that creates the job, so requests racing with one
@@ -16,8 +16,8 @@ import re
 import redis.asyncio
 
 from api.problems import ApiError
-from jobstore.idempotency import decode_idempotency
 from jobstore.keys import idempotency_key
+from jobstore.queue import decode_idempotency
 
 HEADER = "Idempotency-Key"
 _SANE_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")

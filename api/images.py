@@ -17,7 +17,7 @@ from api.problems import ApiError
 from imaging.crops import DEFAULT_MODE, CropBox
 from imaging.decode import DecodedImage, decode_image, decode_portrait
 from imaging.errors import CropError, ImageError, ImageTooLargeError, UnsupportedFormatError
-from jobstore.fingerprints import request_digest
+from jobstore.queue import request_digest
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class NormalizedImage:
     height: int
     original_width: int
     original_height: int
-    digest: str  # jobstore.fingerprints.request_digest of these pixels, style and format
+    digest: str  # jobstore.queue.request_digest of these pixels, style and format
     mode: str = DEFAULT_MODE  # "scene" or "portrait"
     crop: str | None = None  # the portrait box as x,y,w,h; None for the centre square (or scene)
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 import redis.asyncio
 
 from jobstore.heartbeats import Heartbeat, live_heartbeats
-from jobstore.ids import is_job_id
 from jobstore.keys import SERVICE_TIME_KEY, WAITING_KEY, WORKERS_KEY, client_queue_key, job_key, result_key
 from jobstore.queue import AsyncQueueScripts, position_call, position_call_for
-from jobstore.records import JobRecord, as_text
-from jobstore.states import JobState
+from jobstore.records import JobRecord, JobState, as_text, is_job_id
 
 
 class JobReader:

@@ -24,13 +24,9 @@ from api.job_reader import JobReader
 from api.problems import ApiError, broker_unavailable
 from api.task_sender import TaskSender
 from imaging.crops import DEFAULT_MODE, CropBox
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
-from jobstore.ids import new_job_id
 from jobstore.keys import job_key
 from jobstore.queue import AsyncQueueScripts, admit_call, parse_admitted
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import ErrorCode, JobRecord, JobState, new_job_id, now
 from jobstore.transitions import add_delete, add_mark_failed
 
 logger = logging.getLogger(__name__)

@@ -25,10 +25,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from jobstore.clock import now
 from jobstore.keys import PREFIX, ROUND_KEY, WAITING_KEY, batch_key, batch_pending_key, client_active_key, job_key
 from jobstore.queue import Limits
-from jobstore.records import JobRecord, RawHash, as_text
+from jobstore.records import JobRecord, RawHash, as_text, now
 from jobstore.webhooks import PENDING_TTL_S, WebhookEvent, new_delivery_id
 
 Pipe = redis.client.Pipeline | redis.asyncio.client.Pipeline

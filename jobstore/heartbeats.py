@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from jobstore.clock import now
-from jobstore.records import RawHash
+from jobstore.records import RawHash, now
 
 
 class Heartbeat(BaseModel):

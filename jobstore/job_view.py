@@ -11,9 +11,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from jobstore.errors import error_title
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import JobRecord, JobState, error_title
 
 
 class JobLinks(BaseModel):

@@ -1,14 +1,18 @@
-"""The fair job queue: atomic admission, round-robin claims across clients, leases.
+"""The fair job queue: atomic admission, round-robin claims across clients, leases, waits.
 
 What each script decides is told in ``jobstore.queue_scripts``, which holds their Lua. This
 module builds each call's KEYS and ARGV, parses the replies, and registers the scripts on a
-client (``QueueScripts`` blocking, ``AsyncQueueScripts`` asyncio).
+client (``QueueScripts`` blocking, ``AsyncQueueScripts`` asyncio). With them, what admission
+compares (the request and upload digests, the value stored under an Idempotency-Key) and the
+wait a position in the queue means (the service-time average the workers keep).
 
 Redis Cluster is not supported: the scripts name keys derived from the client and job ids.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +34,42 @@ from jobstore.keys import (
 )
 from jobstore.queue_scripts import ADMIT, ADMIT_BATCH, CLAIM, EXPIRE, POSITION, RENEW
 from jobstore.records import JobRecord, as_text
+
+
+def request_digest(raw_rgb: bytes, width: int, height: int, style: str, fmt: str) -> str:
+    """Identity of a job for deduplication: the normalized pixels plus what was asked of them."""
+    h = hashlib.sha256(raw_rgb)
+    h.update(f"|{width}x{height}|{style}|{fmt}".encode())
+    return h.hexdigest()
+
+
+def upload_digest(
+    upload: bytes, style: str, fmt: str, max_side: int, mode: str = "scene", crop: str | None = None
+) -> str:
+    """Identity of an upload before decoding: the same bytes always normalize to the same pixels.
+
+    Lets the gateway answer a repeated upload without decoding it again, and doubles as the
+    request fingerprint of an Idempotency-Key. ``mode`` and ``crop`` (its canonical ``x,y,w,h``)
+    choose which pixels the bytes normalize to, so they are part of it.
+    """
+    h = hashlib.sha256(upload)
+    h.update(f"|upload|{style}|{fmt}|{max_side}".encode())
+    if mode != "scene" or crop is not None:
+        # Scene mode keeps the digest it always had: fingerprints stored before portrait mode
+        # existed (dedup entries, Idempotency-Keys) still match after an upgrade.
+        h.update(f"|{mode}|{crop or 'centre'}".encode())
+    return h.hexdigest()
+
+
+def encode_idempotency(job_id: str, fingerprint: str) -> str:
+    """The value stored under an Idempotency-Key: the job it names and the request's fingerprint."""
+    return json.dumps({"job_id": job_id, "fingerprint": fingerprint})
+
+
+def decode_idempotency(raw: bytes | str) -> tuple[str, str]:
+    """``(job_id, fingerprint)`` of a stored value."""
+    value: dict[str, Any] = json.loads(raw)
+    return str(value["job_id"]), str(value["fingerprint"])
 
 
 @dataclass(frozen=True)
@@ -70,7 +110,7 @@ def admit_call(
     if idempotency is not None:
         keys.append(idempotency_key(client, idempotency))
         # The script substitutes the job that answers (this one, or the identical one found).
-        idem_value = f'{{"job_id": "{{JOB}}", "fingerprint": "{fingerprint}"}}'
+        idem_value = encode_idempotency("{JOB}", fingerprint)
     fields: list[bytes | str | int] = [x for pair in record.to_hash().items() for x in pair]
     args: list[bytes | str | int] = [
         record.id,
@@ -129,6 +169,23 @@ def position_call(record: JobRecord) -> tuple[list[str], list[str]]:
 
 def position_call_for(job_id: str, client: str) -> tuple[list[str], list[str]]:
     return [ROUND_KEY], [job_id, client]
+
+
+# Weight of the newest sample in the service-time average used for Retry-After.
+SERVICE_TIME_ALPHA = 0.3
+DEFAULT_SERVICE_S = 5.0
+
+
+def next_service_time(previous: bytes | str | None, sample_s: float) -> float:
+    """Exponentially weighted mean of inference seconds (read-modify-write; races only blur it)."""
+    if previous is None:
+        return sample_s
+    return (1 - SERVICE_TIME_ALPHA) * float(previous) + SERVICE_TIME_ALPHA * sample_s
+
+
+def estimate_wait_s(jobs_ahead: int, service_s: float, workers: int) -> float:
+    """Seconds until a job with ``jobs_ahead`` before it finishes, given ``workers`` in parallel."""
+    return (jobs_ahead + 1) * service_s / max(1, workers)
 
 
 class QueueScripts:

@@ -1,13 +1,79 @@
-"""The job record: one job as stored in the ``job:{id}`` hash, and its (de)serialisation."""
+"""The job record: one job as stored in the ``job:{id}`` hash, and its (de)serialisation.
+
+With what a record is made of: its id (``new_job_id``), its state (``JobState``), the code a failed
+job carries (``ErrorCode``) and the wall clock of its timestamps (``now``). Imports pydantic only.
+"""
 
 from __future__ import annotations
 
+import re
+import secrets
+import time
 from collections.abc import Mapping
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from jobstore.errors import ErrorCode
-from jobstore.states import JobState
+# token_urlsafe(16) gives 22 characters; anything else cannot be one of ours.
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+_JOB_ID_RE = re.compile(JOB_ID_PATTERN)
+
+
+def now() -> float:
+    """The wall clock of the job store: every timestamp in a record is ``time.time()`` seconds."""
+    return time.time()
+
+
+def new_job_id() -> str:
+    """128 random bits: unguessable, since the id is the only capability needed to read a job."""
+    return secrets.token_urlsafe(16)
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_JOB_ID_RE.match(value))
+
+
+class JobState(StrEnum):
+    """queued -> running -> succeeded | failed; a job whose worker died mid-job is queued again."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+class ErrorCode(StrEnum):
+    """Why a job failed; the value is the problem slug the gateway shows as ``error.type``."""
+
+    INVALID_IMAGE = "invalid-image"
+    TOO_MANY_PIXELS = "too-many-pixels"
+    MODEL_UNAVAILABLE = "model-unavailable"
+    INFERENCE_TIMEOUT = "inference-timeout"
+    INPUT_EXPIRED = "input-expired"
+    WORKER_LOST = "worker-lost"
+    BROKER_UNAVAILABLE = "broker-unavailable"
+    INTERNAL_ERROR = "internal-error"
+
+
+_ERROR_TITLES = {
+    ErrorCode.INVALID_IMAGE: "Invalid image",
+    ErrorCode.TOO_MANY_PIXELS: "Too many pixels",
+    ErrorCode.MODEL_UNAVAILABLE: "Model unavailable",
+    ErrorCode.INFERENCE_TIMEOUT: "Inference timed out",
+    ErrorCode.INPUT_EXPIRED: "Input expired",
+    ErrorCode.WORKER_LOST: "Worker lost",
+    ErrorCode.BROKER_UNAVAILABLE: "Broker unavailable",
+    ErrorCode.INTERNAL_ERROR: "Internal error",
+}
+
+
+def error_title(code: ErrorCode) -> str:
+    return _ERROR_TITLES[code]
+
 
 # The client of jobs written without a gateway (tools, tests).
 LOCAL_CLIENT = "local"

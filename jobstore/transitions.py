@@ -14,8 +14,6 @@ import redis
 import redis.asyncio
 
 from jobstore.batches import add_batch_progress
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
 from jobstore.keys import (
     LEASES_KEY,
     WAITING_KEY,
@@ -27,8 +25,7 @@ from jobstore.keys import (
     job_key,
     result_key,
 )
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import ErrorCode, JobRecord, JobState, now
 from jobstore.webhooks import WebhookEvent, add_schedule_webhook
 
 Pipe = redis.client.Pipeline | redis.asyncio.client.Pipeline

@@ -29,9 +29,8 @@ from enum import StrEnum
 import redis
 import redis.asyncio
 
-from jobstore.clock import now
 from jobstore.keys import WEBHOOKS_DUE_KEY, webhook_key
-from jobstore.records import JobRecord, RawHash, as_text
+from jobstore.records import JobRecord, RawHash, as_text, now
 
 # The same pipelines as jobstore.transitions (which imports this module, so it cannot be imported here).
 Pipe = redis.client.Pipeline | redis.asyncio.client.Pipeline

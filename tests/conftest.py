@@ -44,14 +44,10 @@ from PIL import Image
 
 from animegan.redis_server import RedisServer, free_port
 from animegan.serve import api_command, worker_command
-from jobstore.clock import now
-from jobstore.fingerprints import request_digest
 from jobstore.heartbeats import live_heartbeats
-from jobstore.ids import new_job_id
 from jobstore.keys import WORKERS_KEY
-from jobstore.queue import Limits, QueueScripts, admit_call, parse_admitted
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.queue import Limits, QueueScripts, admit_call, parse_admitted, request_digest
+from jobstore.records import JobRecord, JobState, new_job_id, now
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import redis
 
-from jobstore.clock import now
 from jobstore.queue import QueueScripts, renew_call
+from jobstore.records import now
 
 logger = logging.getLogger(__name__)
 

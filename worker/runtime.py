@@ -21,11 +21,10 @@ from celery import bootsteps, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from jobstore.clock import now
 from jobstore.heartbeats import Heartbeat, live_heartbeats
 from jobstore.keys import QUEUE_NAME, TASK_NAME, WORKERS_KEY
 from jobstore.queue import QueueScripts
-from jobstore.records import as_text
+from jobstore.records import as_text, now
 from worker import metrics
 from worker.config import WorkerSettings, available_cores
 from worker.sweeper import Sweeper

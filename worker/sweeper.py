@@ -25,11 +25,9 @@ from collections.abc import Callable
 
 import redis
 
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
 from jobstore.keys import LEASES_KEY, QUEUE_NAME, SWEEPER_LOCK_KEY, WAITING_KEY, input_key, job_key
 from jobstore.queue import QueueScripts, expire_call, ids
-from jobstore.records import JobRecord, as_text
+from jobstore.records import ErrorCode, JobRecord, as_text, now
 from jobstore.transitions import add_mark_failed
 from worker import metrics
 

@@ -34,12 +34,9 @@ from PIL import Image
 from imaging import errors as image_errors
 from imaging.encode import encode_image
 from inference import errors as inference_errors
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
 from jobstore.keys import SERVICE_TIME_KEY, TASK_NAME, input_key, job_key, result_key
-from jobstore.queue import claim_call, parse_claimed
-from jobstore.records import JobRecord
-from jobstore.service_time import next_service_time
+from jobstore.queue import claim_call, next_service_time, parse_claimed
+from jobstore.records import ErrorCode, JobRecord, now
 from jobstore.transitions import add_mark_failed, add_mark_succeeded
 from telemetry.logs import job_id_var
 from worker import leases, metrics

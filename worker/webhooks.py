@@ -34,10 +34,9 @@ import redis
 
 from jobstore.batch_view import Batch
 from jobstore.batches import read_batch_sync
-from jobstore.clock import now
 from jobstore.job_view import Job
 from jobstore.keys import job_key
-from jobstore.records import JobRecord
+from jobstore.records import JobRecord, now
 from jobstore.webhooks import Delivery, DeliveryState, DeliveryStore
 from worker import metrics
 from worker.config import WorkerSettings, load_worker_settings

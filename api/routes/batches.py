@@ -39,7 +39,7 @@ from api.routes.jobs import STYLIZE_BODY, choose_framing, choose_output
 from api.upload import read_batch_upload
 from imaging.formats import FILE_EXTENSIONS
 from jobstore.batch_view import Batch
-from jobstore.states import JobState
+from jobstore.records import JobState
 
 logger = logging.getLogger(__name__)
 

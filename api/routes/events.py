@@ -42,9 +42,7 @@ from api.event_hub import Feed
 from api.job_reader import JobReader
 from api.problems import PROBLEMS, TYPE_PREFIX, ApiError, broker_unavailable
 from api.schemas import Job
-from jobstore.ids import is_job_id
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import JobRecord, JobState, is_job_id
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,8 @@ from api.upload import Upload, read_upload
 from imaging.crops import DEFAULT_MODE, MODES, PORTRAIT_SIDE, CropBox, parse_crop
 from imaging.errors import CropError
 from imaging.formats import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS, sniff_format
-from jobstore.fingerprints import upload_digest
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.queue import upload_digest
+from jobstore.records import JobRecord, JobState
 
 router = APIRouter(tags=["jobs"])
 

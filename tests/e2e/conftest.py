@@ -33,8 +33,7 @@ import redis
 from PIL import Image
 
 from jobstore.keys import job_key, result_key
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import JobRecord, JobState
 
 _variants = itertools.count(1)
 

@@ -36,9 +36,8 @@ import redis
 from PIL import Image
 
 from animegan.serve import worker_command
-from jobstore.errors import ErrorCode
 from jobstore.keys import result_key
-from jobstore.states import JobState
+from jobstore.records import ErrorCode, JobState
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

@@ -23,8 +23,7 @@ import httpx
 import psutil
 import pytest
 
-from jobstore.errors import ErrorCode
-from jobstore.states import JobState
+from jobstore.records import ErrorCode, JobState
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

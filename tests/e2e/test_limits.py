@@ -29,8 +29,7 @@ from api.config import ApiSettings
 from api.task_sender import create_celery_client
 from jobstore.heartbeats import Heartbeat, live_heartbeats
 from jobstore.keys import QUEUE_NAME, TASK_NAME, WORKERS_KEY, job_key
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import JobRecord, JobState
 from worker.celery_app import create_celery
 from worker.config import WorkerSettings, available_cores
 

@@ -35,11 +35,9 @@ from playwright.sync_api import (
 
 from animegan.redis_server import RedisServer
 from api.api_keys import key_digest
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
 from jobstore.keys import job_key
 from jobstore.queue import QueueScripts, claim_call
-from jobstore.records import JobRecord
+from jobstore.records import ErrorCode, JobRecord, now
 from jobstore.transitions import add_mark_failed
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,14 +21,10 @@ import redis
 from PIL import Image
 
 from animegan.redis_server import free_port
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
 from jobstore.heartbeats import Heartbeat
-from jobstore.ids import is_job_id, new_job_id
 from jobstore.keys import SERVICE_TIME_KEY, WAITING_KEY, WORKERS_KEY, input_key, job_key, result_key
-from jobstore.records import JobRecord
-from jobstore.service_time import estimate_wait_s
-from jobstore.states import JobState
+from jobstore.queue import estimate_wait_s
+from jobstore.records import ErrorCode, JobRecord, JobState, is_job_id, new_job_id, now
 from jobstore.transitions import add_mark_failed, add_mark_succeeded
 
 PROBLEM = "application/problem+json"

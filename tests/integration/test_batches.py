@@ -25,9 +25,8 @@ from PIL import Image
 
 from animegan.client.protocol import EventDecoder
 from imaging.decode import decode_image
-from jobstore.errors import ErrorCode
 from jobstore.keys import WAITING_KEY, WEBHOOKS_DUE_KEY, batch_key, batch_pending_key, job_key, result_key, webhook_key
-from jobstore.records import JobRecord
+from jobstore.records import ErrorCode, JobRecord
 from jobstore.transitions import add_mark_failed, add_mark_succeeded
 
 ApiFactory = Callable[..., str]

@@ -15,11 +15,9 @@ from PIL import Image
 from api.config import ApiSettings
 from api.task_sender import create_celery_client
 from imaging.decode import decode_image
-from jobstore.errors import ErrorCode
 from jobstore.heartbeats import live_heartbeats
 from jobstore.keys import TASK_NAME, WORKERS_KEY, job_key, result_key
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import ErrorCode, JobRecord, JobState
 from worker.config import available_cores
 
 RUNTIME_LIBRARIES = ("libtorch", "onnxruntime", "libopenvino", "libdnnl")

@@ -26,10 +26,9 @@ from api.config import ApiSettings
 from api.main import create_app
 from api.routes.events import StreamLimits, get_stream_limits
 from imaging.decode import decode_image
-from jobstore.clock import now
 from jobstore.keys import SERVICE_TIME_KEY, job_key, result_key
 from jobstore.queue import QueueScripts, claim_call
-from jobstore.records import JobRecord
+from jobstore.records import JobRecord, now
 from jobstore.transitions import add_mark_succeeded
 
 ApiFactory = Callable[..., str]

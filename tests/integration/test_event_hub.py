@@ -10,8 +10,8 @@ import redis.asyncio
 
 from api.config import ApiSettings
 from api.event_hub import EventHub
-from jobstore.ids import new_job_id
 from jobstore.keys import events_channel
+from jobstore.records import new_job_id
 
 pytestmark = pytest.mark.anyio
 

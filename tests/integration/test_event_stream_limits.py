@@ -17,11 +17,10 @@ import httpx
 import pytest
 import redis
 
-from jobstore.clock import now
 from jobstore.keys import events_channel, job_key, result_key
 from jobstore.queue import claim_call
 from jobstore.queue_scripts import CLAIM
-from jobstore.records import JobRecord
+from jobstore.records import JobRecord, now
 from jobstore.transitions import add_mark_succeeded
 
 EventNames = Iterator[str]

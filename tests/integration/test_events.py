@@ -25,11 +25,9 @@ from animegan.redis_server import free_port
 from api.config import ApiSettings
 from api.main import create_app
 from api.routes.events import StreamLimits, get_stream_limits
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
 from jobstore.keys import job_key, result_key
 from jobstore.queue import QueueScripts, claim_call
-from jobstore.records import JobRecord
+from jobstore.records import ErrorCode, JobRecord, now
 from jobstore.transitions import add_mark_failed, add_mark_succeeded
 
 FAST = StreamLimits(position_refresh_s=0.05, heartbeat_s=60.0, max_duration_s=60.0)

@@ -16,11 +16,8 @@ import pytest
 import redis
 from PIL import Image
 
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
 from jobstore.keys import LEASES_KEY, QUEUE_NAME, WAITING_KEY, input_key, job_key
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import ErrorCode, JobRecord, JobState, now
 from worker import leases
 from worker.config import WorkerSettings
 from worker.runtime import Runtime

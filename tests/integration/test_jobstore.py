@@ -10,9 +10,6 @@ import pytest
 import redis
 import redis.asyncio
 
-from jobstore.clock import now
-from jobstore.errors import ErrorCode
-from jobstore.ids import new_job_id
 from jobstore.keys import (
     LEASES_KEY,
     ROUND_KEY,
@@ -38,8 +35,7 @@ from jobstore.queue import (
     position_call,
     renew_call,
 )
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import ErrorCode, JobRecord, JobState, new_job_id, now
 from jobstore.transitions import add_delete, add_mark_failed, add_mark_succeeded
 
 UNLIMITED = Limits(10_000, 10_000)

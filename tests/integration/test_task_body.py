@@ -17,11 +17,8 @@ from PIL import Image
 
 from imaging.decode import decode_image
 from imaging.encode import encode_image
-from jobstore.errors import ErrorCode
-from jobstore.ids import new_job_id
 from jobstore.keys import SERVICE_TIME_KEY, input_key, job_key, result_key
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import ErrorCode, JobRecord, JobState, new_job_id
 from worker.config import WorkerSettings
 from worker.runtime import Runtime
 from worker.tasks import run_job

@@ -20,10 +20,9 @@ import redis
 from PIL import Image
 
 from api.api_keys import key_digest
-from jobstore.clock import now
 from jobstore.keys import WAITING_KEY, client_active_key, job_key, result_key
 from jobstore.queue import QueueScripts, claim_call
-from jobstore.records import JobRecord
+from jobstore.records import JobRecord, now
 
 ApiFactory = Callable[..., str]
 Photo = Callable[[], bytes]

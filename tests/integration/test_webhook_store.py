@@ -9,9 +9,8 @@ from collections.abc import Callable
 import redis
 from PIL import Image
 
-from jobstore.errors import ErrorCode
 from jobstore.keys import WEBHOOKS_DUE_KEY, job_key, webhook_key
-from jobstore.records import JobRecord
+from jobstore.records import ErrorCode, JobRecord
 from jobstore.transitions import add_mark_failed, add_mark_succeeded
 from jobstore.webhooks import Delivery, DeliveryState, DeliveryStore
 

@@ -28,8 +28,7 @@ from api.job_reader import JobReader
 from api.main import create_app
 from api.store_budget import StoreBudget
 from api.submission import JobRequest, JobSubmitter, Submission
-from jobstore.ids import new_job_id
-from jobstore.records import JobRecord
+from jobstore.records import JobRecord, new_job_id
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")]
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from api.schemas import Job
-from jobstore.records import JobRecord
-from jobstore.states import JobState
+from jobstore.records import JobRecord, JobState
 
 
 def _record(**changes: object) -> JobRecord:

@@ -6,11 +6,7 @@ import json
 
 import pytest
 
-from jobstore.errors import ErrorCode, error_title
-from jobstore.fingerprints import request_digest
 from jobstore.heartbeats import Heartbeat, live_heartbeats
-from jobstore.idempotency import decode_idempotency, encode_idempotency
-from jobstore.ids import is_job_id, new_job_id
 from jobstore.keys import (
     LEASES_KEY,
     ROUND_KEY,
@@ -26,9 +22,16 @@ from jobstore.keys import (
     job_key,
     result_key,
 )
-from jobstore.records import JobRecord
-from jobstore.service_time import estimate_wait_s, next_service_time
-from jobstore.states import JobState
+from jobstore.queue import (
+    Limits,
+    admit_call,
+    decode_idempotency,
+    encode_idempotency,
+    estimate_wait_s,
+    next_service_time,
+    request_digest,
+)
+from jobstore.records import ErrorCode, JobRecord, JobState, error_title, is_job_id, new_job_id
 
 
 def _record(**changes: object) -> JobRecord:
@@ -143,3 +146,12 @@ def test_idempotency_value_round_trips() -> None:
     encoded = encode_idempotency("job", "print")
     assert json.loads(encoded) == {"job_id": "job", "fingerprint": "print"}
     assert decode_idempotency(encoded.encode()) == ("job", "print")
+
+
+def test_admit_stores_the_idempotency_value_the_gateway_decodes() -> None:
+    record = _record(upload_digest="u" * 64)
+    keys, args = admit_call(record, b"rgb", Limits(max_depth=10, max_per_client=5), "retry-1", "f" * 64)
+    assert keys[-1] == idempotency_key(record.client, "retry-1")
+    # The script puts the id of the job that answers in place of {JOB}.
+    stored = str(args[8]).replace("{JOB}", record.id)
+    assert decode_idempotency(stored) == (record.id, "f" * 64)
