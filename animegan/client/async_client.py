@@ -42,9 +42,10 @@ from animegan.client.protocol import (
 class AsyncClient:
     """Submit photos, follow their jobs and fetch the results.
 
-    ``AsyncClient("http://127.0.0.1:8000", api_key=...)``; use it as ``async with`` (or ``aclose()``)
-    to release its connections. Errors are ``ClientError``s: ``ApiError`` for the service's
-    refusals (with the problem document), ``ServiceUnreachableError`` when it does not answer.
+    ``AsyncClient("http://127.0.0.1:8000", api_key=...)``; use it as a context manager (``async with``),
+    or ``aclose()`` it, to release its connections. Errors are ``ClientError``s: ``ApiError`` for
+    the service's refusals (with the problem document), ``ServiceUnreachableError`` when it does not
+    answer.
     """
 
     def __init__(

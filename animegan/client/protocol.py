@@ -27,6 +27,8 @@ from animegan.client.models import Batch, Job
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
 # "x,y,w,h" or (x, y, w, h): a square of the upright photo, for portrait mode.
 CropInput = str | tuple[int, int, int, int]
+# A job or a batch: what ``wait`` and ``wait_batch`` follow.
+State = TypeVar("State", Job, Batch)
 RETRYABLE_SUBMIT_STATUSES = frozenset({429, 503})
 # Without a Retry-After, retries wait 1, 2, 4 ... seconds, never more than this.
 MAX_BACKOFF_S = 30.0
@@ -118,26 +120,22 @@ def api_error(response: httpx.Response) -> ApiError:
 
 def job_of(response: httpx.Response) -> Job:
     """The job a 2xx answer describes; anything else raises its ApiError."""
-    if not response.is_success:
-        raise api_error(response)
-    try:
-        return Job.from_json(response.json())
-    except ValueError as exc:
-        raise ApiError(response.status_code, _not_a_job(response, str(exc))) from None
+    return _state_of(response, Job.from_json)
 
 
 def batch_of(response: httpx.Response) -> Batch:
     """The batch a 2xx answer describes; anything else raises its ApiError."""
+    return _state_of(response, Batch.from_json)
+
+
+def _state_of(response: httpx.Response, parse: Callable[[dict[str, Any]], State]) -> State:
     if not response.is_success:
         raise api_error(response)
     try:
-        return Batch.from_json(response.json())
+        return parse(response.json())
     except ValueError as exc:
-        raise ApiError(response.status_code, _not_a_job(response, str(exc))) from None
-
-
-def _not_a_job(response: httpx.Response, why: str) -> dict[str, Any]:
-    return {"type": "about:blank", "title": "Unexpected answer", "status": response.status_code, "detail": why}
+        problem = {"type": "about:blank", "title": "Unexpected answer", "status": response.status_code}
+        raise ApiError(response.status_code, {**problem, "detail": str(exc)}) from None
 
 
 def content_of(response: httpx.Response) -> bytes:
@@ -207,10 +205,6 @@ class EventDecoder:
         elif name == "data":
             self._data.append(value)
         return None
-
-
-# A job or a batch: what ``wait`` and ``wait_batch`` follow.
-State = TypeVar("State", Job, Batch)
 
 
 def state_of_event(event: ServerSentEvent, parse: Callable[[dict[str, Any]], State]) -> State | None:

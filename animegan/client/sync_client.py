@@ -1,3 +1,4 @@
+# Generated from async_client.py by scripts/unasync.py: edit that file, then run the script.
 """``Client``: the service's HTTP API from blocking code (httpx)."""
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from animegan.client.protocol import (
 class Client:
     """Submit photos, follow their jobs and fetch the results.
 
-    ``Client("http://127.0.0.1:8000", api_key=...)``; use it as a context manager (or ``close()``)
-    to release its connections. Errors are ``ClientError``s: ``ApiError`` for the service's
-    refusals (with the problem document), ``ServiceUnreachableError`` when it does not answer.
+    ``Client("http://127.0.0.1:8000", api_key=...)``; use it as a context manager (``with``),
+    or ``close()`` it, to release its connections. Errors are ``ClientError``s: ``ApiError`` for
+    the service's refusals (with the problem document), ``ServiceUnreachableError`` when it does not
+    answer.
     """
 
     def __init__(
@@ -157,7 +159,8 @@ class Client:
         """
         deadline = deadline_after(timeout)
         current = batch if isinstance(batch, Batch) else self.batch_status(batch)
-        return self._wait(current, current.events_url, deadline, timeout, batch_of, batch_of_event, BatchTimeoutError)
+        events = current.events_url
+        return self._wait(current, events, deadline, timeout, batch_of, batch_of_event, BatchTimeoutError)
 
     def batch_results(self, batch: Batch | str) -> bytes:
         """``GET /batches/{id}/results.zip``: a zip of the results that succeeded so far, named after
