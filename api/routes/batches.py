@@ -128,18 +128,21 @@ async def read_batch(batch_id: str, request: Request, response: Response, batche
 async def read_batch_results(batch_id: str, request: Request, batches: BatchesDep) -> StreamingResponse:
     """A zip of the batch's succeeded results, named after the uploads; 409 while none has succeeded."""
     batch = await _read(batches, batch_id, request)
-    names = zip_names([item.filename for item in batch.jobs], FILE_EXTENSIONS[_format_of(batch)])
+    succeeded = [item.job for item in batch.jobs if item.job is not None and item.job.status is JobState.SUCCEEDED]
+    if not succeeded:
+        if batch.status == "completed":
+            # Also when every job was deleted or expired: nothing is left to zip, and nothing will come.
+            raise ApiError("batch-no-results", "Every job of the batch ended and none succeeded.")
+        hint = await batches.poll_hint(batch)
+        detail = f"No job of the batch has succeeded yet; retry in {hint} s."
+        raise ApiError("batch-not-ready", detail, headers={"Retry-After": str(hint)})
+    # Every job of a batch has the batch's format: a succeeded one says which.
+    names = zip_names([item.filename for item in batch.jobs], FILE_EXTENSIONS[succeeded[0].output.format])
     members = [
         ZipMember(name, item.job.id, item.job.finished_at.timestamp() if item.job.finished_at else 0.0)
         for name, item in zip(names, batch.jobs, strict=True)
         if item.job is not None and item.job.status is JobState.SUCCEEDED
     ]
-    if not members:
-        if batch.status == "completed":
-            raise ApiError("batch-no-results", "Every job of the batch ended and none succeeded.")
-        hint = await batches.poll_hint(batch)
-        detail = f"No job of the batch has succeeded yet; retry in {hint} s."
-        raise ApiError("batch-not-ready", detail, headers={"Retry-After": str(hint)})
     headers = {
         "Content-Disposition": f'attachment; filename="batch-{batch.id}.zip"',
         "X-Animegan-Pending": str(batch.pending),
@@ -147,11 +150,6 @@ async def read_batch_results(batch_id: str, request: Request, batches: BatchesDe
     }
     reader = batches.gateway.reader
     return StreamingResponse(stream_zip(members, reader.read_result), media_type="application/zip", headers=headers)
-
-
-def _format_of(batch: Batch) -> str:
-    # Every job of a batch has the batch's format; the first job says which.
-    return next(item.job.output.format for item in batch.jobs if item.job is not None)
 
 
 async def _wait_any(feeds: Sequence[Feed], timeout_s: float) -> bool:

@@ -316,3 +316,18 @@ def test_batch_body_may_carry_every_file_at_full_size_and_each_file_is_judged_al
     assert too_big.status_code == 413
     assert too_big.json()["type"] == "/problems/image-too-large"
     assert waiting(redis_url) == 1
+
+
+def test_results_zip_of_a_batch_whose_every_job_was_deleted_is_409_batch_no_results(
+    start_api: ApiFactory, redis_url: str, photo: Photo
+) -> None:
+    base = start_api(redis_url=redis_url)
+    accepted = post_batch(base, [("a.jpg", photo()), ("b.jpg", photo())])
+    assert accepted.status_code == 202
+    batch = accepted.json()
+    for item in batch["jobs"]:
+        assert httpx.delete(f"{base}/jobs/{item['job']['id']}", timeout=10).status_code == 204
+    response = httpx.get(f"{base}/batches/{batch['id']}/results.zip", timeout=10)
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "/problems/batch-no-results"
