@@ -34,7 +34,7 @@ from api.clients import client_of
 from api.deps import GatewayDep
 from api.event_hub import Feed
 from api.problems import PROBLEMS, TYPE_PREFIX, ApiError, broker_unavailable
-from api.routes.events import StreamLimits, get_stream_limits
+from api.routes.events import KeyWatch, StreamLimits, get_stream_limits
 from api.routes.jobs import STYLIZE_BODY, choose_framing, choose_output
 from api.upload import read_batch_upload
 from imaging.formats import FILE_EXTENSIONS
@@ -228,7 +228,10 @@ async def follow_batch(
     sent: str | None = None
     beat_at = clock() + limits.heartbeat_s
     current: Batch | None = snapshot
+    revoked = KeyWatch(request)
     while current is not None:
+        if revoked.now():
+            return
         body = current.model_dump_json()
         if body != sent:
             retry = limits.reconnect_ms if sent is None else None
@@ -238,8 +241,10 @@ async def follow_batch(
             return
         # Queue positions move without a notice: re-read while a job waits.
         read_at = clock() + (limits.position_refresh_s if current.counts.queued else math.inf)
-        while not await _wait_any(feeds, min(read_at, beat_at, ends_at) - clock()) and clock() < read_at:
-            if clock() >= ends_at:
+        while (
+            not await _wait_any(feeds, min(read_at, beat_at, ends_at, revoked.check_at) - clock()) and clock() < read_at
+        ):
+            if clock() >= ends_at or revoked.now():
                 return
             if clock() >= beat_at:
                 yield ServerSentEvent(comment="keep-alive")
