@@ -51,6 +51,8 @@ class ApiSettings(SharedSettings, WebhookSettings):
     # Image parts one POST /batches may carry (its body may be this many times max_upload_bytes).
     max_batch_files: int = Field(default=20, ge=1)
     decode_concurrency: int = Field(default=2, ge=1)
+    # The request line and headers together (nginx's default buffers hold 32 KiB; cookies fit).
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096)
     max_concurrent_uploads: int = Field(default=8, ge=1)
     # A 5 MiB upload over a 1 Mbit/s link takes about 42 s: room for slow clients, none for a trickle.
     upload_timeout_s: float = Field(default=60.0, gt=0)

@@ -23,6 +23,7 @@ slug                       status  when
 ``batch-not-ready``        409     results.zip asked for before any job of the batch succeeded (+ Retry-After)
 ``batch-no-results``       409     results.zip of a batch whose jobs all ended and none succeeded
 ``request-timeout``        408     the body did not arrive within ANIMEGAN_UPLOAD_TIMEOUT_S
+``headers-too-large``      431     the request line and headers are over ANIMEGAN_MAX_HEADER_BYTES
 ``result-expired``         404     the job succeeded but its result has expired
 ``job-not-ready``          409     result asked for before the job succeeded (+ Retry-After)
 ``job-failed``             409     result asked for a failed job (the job's error is the detail)
@@ -79,6 +80,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "batch-not-ready": (409, "Batch not ready"),
     "batch-no-results": (409, "No result in the batch"),
     "request-timeout": (408, "Request timeout"),
+    "headers-too-large": (431, "Request header fields too large"),
     "result-expired": (404, "Result expired"),
     "job-not-ready": (409, "Job not ready"),
     "job-failed": (409, "Job failed"),
