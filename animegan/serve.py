@@ -53,6 +53,8 @@ WORKER_GRACE_S = 30.0
 OTHER_GRACE_S = 10.0
 
 Popen = subprocess.Popen[bytes]
+# api.header_limit.PROTOCOL_PATH, named here so building the command imports nothing of the gateway.
+API_PROTOCOL = "api.header_limit:HeaderLimitedProtocol"
 
 
 def _say(message: str) -> None:
@@ -152,12 +154,13 @@ def worker_command() -> list[str]:
 def api_command(host: str, port: int) -> list[str]:
     """The production gateway command (one uvicorn process).
 
-    uvicorn's own X-Forwarded-For handling is off: the gateway believes the header only from
+    The HTTP protocol is ``api.header_limit``'s (431 past ANIMEGAN_MAX_HEADER_BYTES). uvicorn's own
+    X-Forwarded-For handling is off: the gateway believes the header only from
     ANIMEGAN_TRUSTED_PROXIES (api.auth), and uvicorn would otherwise rewrite the peer first.
     """
     return [
         sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-        "--host", host, "--port", str(port), "--no-proxy-headers",
+        "--host", host, "--port", str(port), "--no-proxy-headers", "--http", API_PROTOCOL,
     ]  # fmt: skip
 
 
@@ -281,7 +284,13 @@ def main_api(argv: list[str]) -> int:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _say("several API processes without PROMETHEUS_MULTIPROC_DIR: /metrics shows one process per scrape")
     uvicorn.run(
-        "api.main:create_app", factory=True, host=args.host, port=args.port, workers=workers, proxy_headers=False
+        "api.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=workers,
+        proxy_headers=False,
+        http=API_PROTOCOL,  # 431 past ANIMEGAN_MAX_HEADER_BYTES
     )
     return 0
 

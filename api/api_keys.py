@@ -4,8 +4,9 @@ The file holds one ``NAME SHA256HEX`` line per client: the hex SHA-256 of the ke
 itself, so a leaked file grants nothing. ``#`` starts a comment; blank lines are ignored. A name is
 1-64 of ``A-Z a-z 0-9 . _ -`` (it becomes a metric label and part of a Redis key name).
 
-``KeyRing`` re-reads the file when its size, mtime or inode changes (checked at most once a
-second, on use), so keys are added and revoked without a restart; a reload that finds the file
+``KeyRing`` re-reads the file when its size, mtime, ctime or inode changes (checked at most once
+a second, on use; ctime because a rewrite within one mtime tick, or one that restores the mtime,
+leaves the other three equal), so keys are added and revoked without a restart; a reload that finds the file
 malformed or missing keeps the last good set and logs a warning. Standard library only: the
 ``animegan keys`` command imports this module.
 """
@@ -88,12 +89,12 @@ def read_keys_file(path: Path) -> tuple[KeyEntry, ...]:
     return parse_keys(text, str(path))
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
+def _signature(path: Path) -> tuple[int, int, int, int] | None:
     try:
         stat = path.stat()
     except OSError:
         return None
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino)
 
 
 class KeyRing:

@@ -11,16 +11,21 @@ upload limiter, so a request without a valid key is refused before its body take
   ``error="invalid_token"`` (RFC 6750). Open without a key: the probes (``/healthz``, ``/readyz``),
   and the web page and its two static files (``/``, ``/static/*``), since a browser's navigation
   cannot send the header: the page itself asks for the key when the API answers 401.
+- A request admitted with a key also gets ``scope["state"]["key_check"]``: ``key_revoked(request)``
+  asks the keys file again (re-read within ``RELOAD_CHECK_S`` of a change), so a long-lived
+  response (an event stream) ends once its key is revoked instead of running its full life.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import metrics
-from api.api_keys import KeyRing
+from api.api_keys import RELOAD_CHECK_S, KeyRing
 from api.clients import ClientIdentity, TrustedProxies, address_client, key_client, route_path
 from api.problems import ApiError, problem_response
 from telemetry.logs import request_id_var
@@ -30,6 +35,26 @@ logger = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
 OPEN_PREFIXES = ("/static/",)
 REALM = 'Bearer realm="animegan"'
+# How often a long-lived response asks whether its key still holds: the keys file's reload interval.
+KEY_RECHECK_S = RELOAD_CHECK_S
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """Whether the key a request was admitted with still names the same client."""
+
+    keys: KeyRing
+    token: str
+    name: str
+
+    def holds(self) -> bool:
+        return self.keys.match(self.token) == self.name
+
+
+def key_revoked(request: Request) -> bool:
+    """True when the request came with a key that the keys file no longer holds (False without keys)."""
+    check = request.scope.get("state", {}).get("key_check")
+    return isinstance(check, KeyCheck) and not check.holds()
 
 
 def needs_key(path: str) -> bool:
@@ -66,7 +91,10 @@ class ClientMiddleware:
         token = bearer_token(scope) if self.keys is not None else None
         name = self.keys.match(token) if self.keys is not None and token is not None else None
         client = key_client(name) if name is not None else self._by_address(scope)
-        scope.setdefault("state", {})["client"] = client
+        state = scope.setdefault("state", {})
+        state["client"] = client
+        if self.keys is not None and token is not None and name is not None:
+            state["key_check"] = KeyCheck(self.keys, token, name)
         if self.keys is None or name is not None or not needs_key(route_path(scope)):
             await self.app(scope, receive, send)
             return

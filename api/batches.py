@@ -25,7 +25,8 @@ from api.problems import TYPE_PREFIX, ApiError, broker_unavailable
 from api.submission import JobRequest
 from api.upload import BatchUpload, UploadedFile, too_large
 from imaging.crops import CropBox
-from imaging.formats import sniff_format
+from imaging.errors import ImageError, UnsupportedFormatError
+from imaging.formats import require_allowed_format
 from jobstore.batch_view import Batch
 from jobstore.batches import BatchEntry, BatchRecord, admit_batch_call, parse_batch_admitted, read_batch
 from jobstore.job_view import Job
@@ -106,7 +107,7 @@ class BatchService:
 
         async def judge(index: int) -> None:
             try:
-                judged[index] = await self._judge(files[index].data, request)
+                judged[index] = await self._judge(files[index], index, request)
             except ApiError as exc:
                 judged[index] = problem_of(exc)
 
@@ -116,12 +117,23 @@ class BatchService:
                 group.start_soon(judge, index)
         return judged
 
-    async def _judge(self, data: bytes, request: BatchRequest) -> NormalizedImage:
+    async def _judge(self, file: UploadedFile, index: int, request: BatchRequest) -> NormalizedImage:
+        data = file.data
+        if not file.is_file:
+            detail = f"Part {index + 1} named 'image' has no filename: send every image as a file part."
+            raise ApiError(
+                "validation-error", detail, extra={"errors": [{"loc": ["body", "image", index], "msg": detail}]}
+            )
         limit = self.gateway.settings.max_upload_bytes
         if len(data) > limit:
             raise too_large(limit)
-        if sniff_format(data) is None:
-            raise ApiError("unsupported-media-type", "The file is not a JPEG, PNG or WebP image (judged by its bytes).")
+        # Judged by its bytes before it waits for a decode slot, with the answers of POST /stylize.
+        try:
+            require_allowed_format(data)
+        except UnsupportedFormatError as exc:
+            raise ApiError("unsupported-media-type", str(exc)) from None
+        except ImageError as exc:
+            raise ApiError("invalid-image", str(exc)) from None
         return await self.gateway.images.normalize(
             data, style=request.style, fmt=request.fmt, mode=request.mode, crop=request.crop
         )

@@ -51,6 +51,11 @@ class ApiSettings(SharedSettings, WebhookSettings):
     # Image parts one POST /batches may carry (its body may be this many times max_upload_bytes).
     max_batch_files: int = Field(default=20, ge=1)
     decode_concurrency: int = Field(default=2, ge=1)
+    # Bytes the decodes in flight may hold at once (api.decode_budget); an image needing more is
+    # refused. 256 MiB keeps the gateway under 400 MB in the compose file's 512 MB container.
+    decode_memory_bytes: int = Field(default=256 * MiB, ge=64 * MiB)
+    # The request line and headers together (nginx's default buffers hold 32 KiB; cookies fit).
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096)
     max_concurrent_uploads: int = Field(default=8, ge=1)
     # A 5 MiB upload over a 1 Mbit/s link takes about 42 s: room for slow clients, none for a trickle.
     upload_timeout_s: float = Field(default=60.0, gt=0)
@@ -107,7 +112,7 @@ class ApiSettings(SharedSettings, WebhookSettings):
     # The store's budget when Redis reports maxmemory 0 (0: none, admission does not look at memory then).
     store_budget_bytes: int = 0
 
-    @field_validator("store_budget_bytes", mode="before")
+    @field_validator("store_budget_bytes", "decode_memory_bytes", mode="before")
     @classmethod
     def _parse_size(cls, value: object) -> int:
         return parse_size(value)

@@ -1,7 +1,9 @@
 """Image normalisation at the gateway: decode, orient, frame, downscale and hash an upload off the event loop.
 
-At most ANIMEGAN_DECODE_CONCURRENCY decoded images exist at once (a semaphore), so the gateway's
-memory stays bounded whatever the number of uploads in flight. Decoding uses the runtime-free
+Memory: every upload is weighed from its header before it is decoded and waits for that many
+bytes of the decode budget (``api.decode_budget``, ANIMEGAN_DECODE_MEMORY_BYTES); one that needs
+more than the whole budget is refused as ``too-many-pixels``. At most ANIMEGAN_DECODE_CONCURRENCY
+decodes run at once (threads), and after a large one the freed memory is handed back. Decoding uses the runtime-free
 ``imaging`` package; its errors become problems here. Scene mode queues the whole photo
 downscaled to ANIMEGAN_MAX_SIDE; portrait mode queues one square at 512x512 (``imaging.crops``).
 """
@@ -13,11 +15,15 @@ from dataclasses import dataclass
 import anyio
 
 from api.config import ApiSettings
+from api.decode_budget import TRIM_AFTER_BYTES, DecodeBudget, release_memory
 from api.problems import ApiError
 from imaging.crops import DEFAULT_MODE, CropBox
-from imaging.decode import DecodedImage, decode_image, decode_portrait
+from imaging.decode import DecodedImage, decode_image, decode_memory, decode_portrait
 from imaging.errors import CropError, ImageError, ImageTooLargeError, UnsupportedFormatError
+from imaging.formats import declared
 from jobstore.queue import request_digest
+
+MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,14 +45,18 @@ class ImageNormalizer:
         self.max_side = settings.max_side
         self.max_pixels = settings.max_pixels
         self._decode_slots = anyio.Semaphore(settings.decode_concurrency)
+        self.budget = DecodeBudget(settings.decode_memory_bytes)
 
     async def normalize(
         self, data: bytes, *, style: str, fmt: str, mode: str = DEFAULT_MODE, crop: CropBox | None = None
     ) -> NormalizedImage:
-        """Decode, orient, frame, downscale and hash in a worker thread."""
-        async with self._decode_slots:
+        """Decode, orient, frame, downscale and hash in a worker thread, within the decode budget."""
+        cost = decode_memory(data, max_side=self.max_side)
+        if cost > self.budget.total:
+            raise self._over_budget(data, cost)
+        async with self.budget.hold(cost), self._decode_slots:
             try:
-                return await anyio.to_thread.run_sync(self._normalize_sync, data, style, fmt, mode, crop)
+                return await anyio.to_thread.run_sync(self._normalize_sync, data, style, fmt, mode, crop, cost)
             except CropError as exc:
                 detail = str(exc)
                 raise ApiError(
@@ -59,8 +69,23 @@ class ImageNormalizer:
             except ImageError as exc:
                 raise ApiError("invalid-image", str(exc)) from None
 
-    def _normalize_sync(self, data: bytes, style: str, fmt: str, mode: str, crop: CropBox | None) -> NormalizedImage:
-        decoded = self._decode(data, mode, crop)
+    def _over_budget(self, data: bytes, cost: int) -> ApiError:
+        header = declared(data)
+        size = f"{header.width}x{header.height} " if header is not None else ""
+        return ApiError(
+            "too-many-pixels",
+            f"Decoding this {size}image would take about {cost / MiB:.0f} MiB; the gateway decodes "
+            f"at most {self.budget.total / MiB:.0f} MiB at once (ANIMEGAN_DECODE_MEMORY_BYTES).",
+        )
+
+    def _normalize_sync(
+        self, data: bytes, style: str, fmt: str, mode: str, crop: CropBox | None, cost: int
+    ) -> NormalizedImage:
+        try:
+            decoded = self._decode(data, mode, crop)
+        finally:
+            if cost >= TRIM_AFTER_BYTES:
+                release_memory()
         raw = decoded.image.tobytes()
         return NormalizedImage(
             raw_rgb=raw,

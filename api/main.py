@@ -25,6 +25,7 @@ from api.clients import TrustedProxies
 from api.config import ApiSettings, load_api_settings
 from api.docs import install_docs
 from api.gateway import Gateway
+from api.head import HeadMiddleware
 from api.http_metrics import HttpMetricsMiddleware
 from api.log import RequestIdMiddleware, configure_logging
 from api.metrics_server import serving_metrics
@@ -126,6 +127,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         install_docs(app)
     limiter = app.state.rate_limiter = _rate_limiter(settings)
     # Added last = outermost: the request id exists before anything else runs or fails.
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(
         UploadLimitMiddleware,
         image_limit=settings.max_upload_bytes,

@@ -25,6 +25,7 @@ REJECTION_REASONS = {
     "malformed-request": "malformed",
     "validation-error": "malformed",
     "request-timeout": "timeout",
+    "headers-too-large": "headers_too_large",
     "too-many-uploads": "too_many_uploads",
     "queue-full": "queue_full",
     "client-quota": "client_quota",

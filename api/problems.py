@@ -23,6 +23,7 @@ slug                       status  when
 ``batch-not-ready``        409     results.zip asked for before any job of the batch succeeded (+ Retry-After)
 ``batch-no-results``       409     results.zip of a batch whose jobs all ended and none succeeded
 ``request-timeout``        408     the body did not arrive within ANIMEGAN_UPLOAD_TIMEOUT_S
+``headers-too-large``      431     the request line and headers are over ANIMEGAN_MAX_HEADER_BYTES
 ``result-expired``         404     the job succeeded but its result has expired
 ``job-not-ready``          409     result asked for before the job succeeded (+ Retry-After)
 ``job-failed``             409     result asked for a failed job (the job's error is the detail)
@@ -37,6 +38,9 @@ slug                       status  when
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
 ``not-ready``              503     /readyz: Redis unreachable or no live worker
+``client-closed-request``  499     the client closed the connection before its request body arrived
+                                   (nobody reads this answer: it names the outcome in the request
+                                   metrics, nginx's 499, so a dropped upload never counts as a 5xx)
 ``internal-error``         500     anything unhandled; the detail is generic, never the exception
 ``about:blank``            any     plain HTTP errors (unknown route 404, 405); title = reason phrase
 =========================  ======  ================================================================
@@ -52,6 +56,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +80,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "batch-not-ready": (409, "Batch not ready"),
     "batch-no-results": (409, "No result in the batch"),
     "request-timeout": (408, "Request timeout"),
+    "headers-too-large": (431, "Request header fields too large"),
     "result-expired": (404, "Result expired"),
     "job-not-ready": (409, "Job not ready"),
     "job-failed": (409, "Job failed"),
@@ -88,6 +94,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),
     "not-ready": (503, "Not ready"),
+    "client-closed-request": (499, "Client closed request"),
     "internal-error": (500, "Internal error"),
 }
 
@@ -185,6 +192,13 @@ async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(error, instance=request.url.path, request_id=_request_id(request))
 
 
+async def _on_client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # Not an error of the service: no traceback, and 499 (not 500) in the request metrics.
+    logger.info("the client closed the connection before its request body arrived")
+    error = ApiError("client-closed-request", "The client closed the connection before the request body arrived.")
+    return problem_response(error, instance=request.url.path, request_id=_request_id(request))
+
+
 async def _on_dependency_down(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("dependency unavailable: %s", type(exc).__name__)
     error = ApiError(
@@ -196,6 +210,7 @@ async def _on_dependency_down(request: Request, exc: Exception) -> JSONResponse:
 def install_problem_handlers(app: FastAPI, *, unavailable: tuple[type[Exception], ...] = ()) -> None:
     """Register the handlers; ``unavailable`` are exception types meaning Redis or the broker is down."""
     app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_gone)
     for exc_type in unavailable:
         app.add_exception_handler(exc_type, _on_dependency_down)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -142,7 +142,7 @@ async def read_upload(request: Request, image_limit: int) -> Upload:
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise ApiError("malformed-request", f"The multipart body could not be parsed: {exc.message}") from None
+        raise _unparsable(exc) from None
     image = form.get("image")
     if not isinstance(image, UploadFile):
         detail = "The form needs a file part named 'image'."
@@ -165,6 +165,8 @@ async def read_upload(request: Request, image_limit: int) -> Upload:
 class UploadedFile:
     filename: str | None
     data: bytes
+    # False for an ``image`` part sent without a filename (a text field): judged as a refused entry.
+    is_file: bool = True
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,8 @@ class BatchUpload:
 
 async def read_batch_upload(request: Request, max_files: int) -> BatchUpload:
     """Parse up to ``max_files`` ``image`` file parts and the fields of ``read_upload``. A part over the
-    size limit is not refused here: the route judges every file on its own."""
+    size limit, or an ``image`` part without a filename, is not refused here: the route judges every
+    file on its own."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError("unsupported-media-type", "Send the images as multipart/form-data with file parts 'image'.")
@@ -190,12 +193,14 @@ async def read_batch_upload(request: Request, max_files: int) -> BatchUpload:
         if exc.message.startswith("Too many files"):
             detail = f"A batch carries at most {max_files} images (ANIMEGAN_MAX_BATCH_FILES)."
             raise ApiError("too-many-files", detail, extra={"max_files": max_files}) from None
-        raise ApiError("malformed-request", f"The multipart body could not be parsed: {exc.message}") from None
+        raise _unparsable(exc) from None
     files = []
     for part in form.getlist("image"):
         if isinstance(part, UploadFile):
             files.append(UploadedFile(part.filename, await part.read()))
             await part.close()  # its in-memory spool goes now, not once every part was copied
+        else:  # no filename: Starlette reads the part as text; refused as an entry, never dropped
+            files.append(UploadedFile(None, part.encode(), is_file=False))
     await form.close()
     if not files:
         detail = "The form needs at least one file part named 'image'."
@@ -209,6 +214,14 @@ async def read_batch_upload(request: Request, max_files: int) -> BatchUpload:
         callback_url=_text_field(form.get("callback_url")),
     )
     return BatchUpload(files, options)
+
+
+def _unparsable(exc: MultiPartException) -> ApiError:
+    detail = f"The multipart body could not be parsed: {exc.message}"
+    if exc.message.startswith("Part exceeded maximum size"):
+        # Starlette reads a part without a filename as a text field, and caps those.
+        detail += " A part without a filename is a text field: send each image as a file part with a filename."
+    return ApiError("malformed-request", detail)
 
 
 def _text_field(value: str | UploadFile | None) -> str | None:

@@ -17,6 +17,10 @@ The rules, as users see them:
 - Images whose longest side exceeds ``max_side`` are downscaled with LANCZOS, aspect kept,
   to exactly ``max_side`` on the longest (oriented) side; images are never upscaled. Large
   JPEGs are decoded at a reduced scale first (libjpeg "draft" mode), then resized exactly.
+- Memory: the mode conversion and the resize run in bands of rows (``resample_in_bands``), so a
+  decode holds the decoded pixels plus a few MB, never a converted full-size copy;
+  ``decode_memory`` tells from the header alone how much a decode will hold, for the gateway's
+  memory budget. (PNG and WebP have no reduced-scale decode in Pillow; a WebP costs the most.)
 - Portrait mode (``decode_portrait``) takes one square instead: the centre square, or a box in
   the upright original's pixels (``imaging.crops``), resampled once to 512x512 (LANCZOS; up
   or down) straight from the original pixels.
@@ -35,10 +39,10 @@ from typing import Final
 
 from PIL import ExifTags, Image
 
-from imaging.convert import to_rgb_or_grey
+from imaging.convert import grey_scale, to_rgb_or_grey
 from imaging.crops import PORTRAIT_SIDE, CropBox, Region, centre_square, stored_region
 from imaging.errors import ImageTooLargeError, InvalidImageError
-from imaging.formats import require_allowed_format
+from imaging.formats import Declared, declared, require_allowed_format
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,10 @@ _ORIENTATION_TRANSPOSE: Final = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_SIDES: Final = frozenset({5, 6, 7, 8})
+# About this many bytes of source rows are converted and resampled at a time.
+BAND_BYTES: Final = 8 * 1024 * 1024
+# Pillow decodes a WebP as an animation: two RGBA canvases in libwebp, the frame's bytes, the image.
+WEBP_BYTES_PER_PIXEL: Final = 16
 
 
 @dataclass(frozen=True)
@@ -130,10 +138,10 @@ def _decode(data: bytes, max_pixels: int, frame: _Framing) -> DecodedImage:
                 region = stored_region(box, orientation, width, height)
             region = _draft(img, fmt, target, region)
             img.load()
-            # Greys stay one channel until after the resize: a quarter of the memory.
-            rgb = to_rgb_or_grey(img)
-            if rgb.size != target or region != (0.0, 0.0, float(rgb.width), float(rgb.height)):
-                rgb = rgb.resize(target, Image.Resampling.LANCZOS, box=region)
+            if img.size == target and region == (0.0, 0.0, float(img.width), float(img.height)):
+                rgb = to_rgb_or_grey(img)
+            else:
+                rgb = resample_in_bands(img, target, region)
             if rgb.mode != "RGB":
                 rgb = rgb.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -151,6 +159,69 @@ def _decode(data: bytes, max_pixels: int, frame: _Framing) -> DecodedImage:
         width, height = height, width
     rgb.info = {}
     return DecodedImage(image=rgb, format=fmt, original_width=width, original_height=height)
+
+
+def resample_in_bands(img: Image.Image, target: tuple[int, int], region: Region) -> Image.Image:
+    """``img``'s ``region`` resampled (LANCZOS) to ``target`` and converted to RGB or L, in bands of rows.
+
+    The same two passes as ``Image.resize`` (horizontal, then vertical), but the horizontal pass
+    runs on one band of rows at a time, each converted (alpha flattened, greys scaled) just before:
+    besides ``img`` this holds one band and a strip of target width, never a converted full-size
+    copy (Pillow's own resize of RGBA makes a premultiplied one). Flattening before resampling
+    gives the colours of flattening the whole image first.
+    """
+    x0, y0, x1, y1 = region
+    width, height = target
+    # The rows the vertical pass reads: LANCZOS reaches 3 source pixels (scaled when shrinking).
+    reach = 3.0 * max(1.0, (y1 - y0) / height) + 1.0
+    top, bottom = max(0, math.floor(y0 - reach)), min(img.height, math.ceil(y1 + reach))
+    scale = grey_scale(img)
+    rows = max(16, BAND_BYTES // (4 * img.width))
+    strip: Image.Image | None = None
+    for start in range(top, bottom, rows):
+        stop = min(bottom, start + rows)
+        band = to_rgb_or_grey(img.crop((0, start, img.width, stop)), scale)
+        narrow = band.resize((width, stop - start), Image.Resampling.LANCZOS, box=(x0, 0, x1, stop - start))
+        del band
+        if strip is None:
+            strip = Image.new(narrow.mode, (width, bottom - top))
+        strip.paste(narrow, (0, start - top))
+    assert strip is not None  # the region has at least one row
+    return strip.resize(target, Image.Resampling.LANCZOS, box=(0.0, y0 - top, float(width), y1 - top))
+
+
+def decode_memory(data: bytes, *, max_side: int) -> int:
+    """Bytes a decode of ``data`` holds at its peak, judged from the header alone (0 if unreadable).
+
+    Pillow's pixels (its RGB, RGBA and LA images take 4 bytes a pixel; its WebP decoder, which
+    decodes every file as an animation, about ``WEBP_BYTES_PER_PIXEL``), a JPEG's reduced-scale
+    decode, the strip and the bands of ``resample_in_bands``.
+    """
+    header = declared(data)
+    if header is None:
+        return 0
+    width, height = header.width, header.height
+    scale = 1
+    if header.format == "JPEG":
+        target = fit_within(width, height, max_side)
+        # Pillow's draft: the largest of 1/2, 1/4, 1/8 that keeps the target's size (scene mode).
+        while scale < 8 and min(width // (2 * scale * target[0]), height // (2 * scale * target[1])) >= 1:
+            scale *= 2
+    pixels = math.ceil(width / scale) * math.ceil(height / scale)
+    per_pixel = _bytes_per_pixel(header)
+    strip = 4 * min(width, max(max_side, PORTRAIT_SIDE)) * math.ceil(height / scale)
+    return pixels * per_pixel + strip + 4 * BAND_BYTES
+
+
+def _bytes_per_pixel(header: Declared) -> int:
+    if header.format == "WEBP":
+        return WEBP_BYTES_PER_PIXEL
+    if header.format == "PNG":
+        if header.color_type == 0:
+            return 2 if header.bit_depth == 16 else 1  # I;16, else L or 1
+        if header.color_type == 3:
+            return 1  # P
+    return 4
 
 
 def _draft(img: Image.Image, fmt: str, target: tuple[int, int], region: Region) -> Region:

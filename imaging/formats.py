@@ -8,6 +8,7 @@ start with an image signature, is refused as unsupported even where Pillow could
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from imaging.errors import InvalidImageError, UnsupportedFormatError
@@ -45,6 +46,73 @@ def sniff_format(data: bytes) -> str | None:
         return "JPEG"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] in _WEBP_CHUNKS:
         return "WEBP"
+    return None
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What an image's header declares, read without decoding: its size and what its pixels are."""
+
+    format: str
+    width: int
+    height: int
+    # PNG: the IHDR colour type and bit depth; JPEG: the number of components; WebP: 0.
+    color_type: int = 0
+    bit_depth: int = 8
+
+
+def declared(data: bytes) -> Declared | None:
+    """The size an accepted image declares in its header, or None when the header cannot be read."""
+    fmt = sniff_format(data)
+    if fmt == "PNG" and len(data) >= 26:
+        return Declared(fmt, _u32(data, 16), _u32(data, 20), color_type=data[25], bit_depth=data[24])
+    if fmt == "WEBP":
+        return _webp_declared(data)
+    if fmt == "JPEG":
+        return _jpeg_declared(data)
+    return None
+
+
+def _u32(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 4], "big")
+
+
+def _webp_declared(data: bytes) -> Declared | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return Declared(
+            "WEBP", int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+        )
+    if chunk == b"VP8X" and len(data) >= 30:
+        return Declared("WEBP", int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1)
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return Declared("WEBP", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    return None
+
+
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic).
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_declared(data: bytes) -> Declared | None:
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in _JPEG_SOF:
+            if at + 10 > len(data):
+                return None
+            height, width = int.from_bytes(data[at + 5 : at + 7], "big"), int.from_bytes(data[at + 7 : at + 9], "big")
+            return Declared("JPEG", width, height, color_type=data[at + 9])
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            at += 2
+            continue
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
     return None
 
 

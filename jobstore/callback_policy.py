@@ -5,13 +5,16 @@ before every delivery attempt (``worker.webhook_delivery``), each with its own r
 that resolved to a public address at submit time and to a private one later is not followed.
 An address is refused when it is not globally routable or names a cloud metadata service:
 
-- loopback, private (RFC 1918, IPv6 unique local), link-local, unspecified, multicast, reserved,
-  carrier-grade NAT (100.64.0.0/10) and every other non-global range of ``ipaddress``;
+- loopback, private (RFC 1918, IPv6 unique local), link-local, IPv6 site-local (fec0::/10,
+  deprecated but still routed inside some networks, and ``ipaddress`` calls it global),
+  unspecified, multicast, reserved, carrier-grade NAT (100.64.0.0/10) and every other non-global
+  range of ``ipaddress``;
 - cloud metadata endpoints (169.254.169.254, fd00:ec2::254, 100.100.100.200, 192.0.0.192);
 - IPv6 forms that embed an IPv4 address (mapped ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``,
   6to4 ``2002::/16``) are judged by the IPv4 address they carry.
 
-A host resolving to several addresses is refused if any one of them is. Stdlib only.
+A host resolving to several addresses is refused if any one of them is. A URL naming port 0 is
+refused (it would otherwise mean the scheme's default port). Stdlib only.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ def parse_callback_url(url: str) -> CallbackTarget:
         raise CallbackRefused("The URL must start with http:// or https://.")
     if not parts.hostname:
         raise CallbackRefused("The URL has no host.")
+    if port == 0:
+        raise CallbackRefused("The URL names port 0, which no receiver listens on.")
     if parts.username is not None or parts.password is not None:
         # The signature authenticates the service; credentials in a URL end up in logs and proxies.
         raise CallbackRefused("The URL must not carry credentials (user:password@).")
@@ -106,6 +111,7 @@ def refusal_reason(address: IPAddress) -> str | None:
         ("loopback", address.is_loopback),
         ("unspecified", address.is_unspecified),
         ("link-local", address.is_link_local),
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("reserved", address.is_reserved),
         ("private", address.is_private),

@@ -79,7 +79,8 @@ class WorkerSettings(SharedSettings, WebhookSettings):
 
     @property
     def webhook_lease_s(self) -> float:
-        """How long a claimed delivery is held: one resolution and one POST, with room to record it."""
+        """How long a claimed delivery is held: one resolution and one POST (its wall-clock deadline,
+        worker.webhook_delivery), with room to render the body and record the attempt."""
         return self.webhook_resolve_timeout_s + self.webhook_timeout_s + 30.0
 
     @property

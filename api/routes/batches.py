@@ -34,7 +34,7 @@ from api.clients import client_of
 from api.deps import GatewayDep
 from api.event_hub import Feed
 from api.problems import PROBLEMS, TYPE_PREFIX, ApiError, broker_unavailable
-from api.routes.events import StreamLimits, get_stream_limits
+from api.routes.events import KeyWatch, StreamLimits, get_stream_limits
 from api.routes.jobs import STYLIZE_BODY, choose_framing, choose_output
 from api.upload import read_batch_upload
 from imaging.formats import FILE_EXTENSIONS
@@ -128,18 +128,21 @@ async def read_batch(batch_id: str, request: Request, response: Response, batche
 async def read_batch_results(batch_id: str, request: Request, batches: BatchesDep) -> StreamingResponse:
     """A zip of the batch's succeeded results, named after the uploads; 409 while none has succeeded."""
     batch = await _read(batches, batch_id, request)
-    names = zip_names([item.filename for item in batch.jobs], FILE_EXTENSIONS[_format_of(batch)])
+    succeeded = [item.job for item in batch.jobs if item.job is not None and item.job.status is JobState.SUCCEEDED]
+    if not succeeded:
+        if batch.status == "completed":
+            # Also when every job was deleted or expired: nothing is left to zip, and nothing will come.
+            raise ApiError("batch-no-results", "Every job of the batch ended and none succeeded.")
+        hint = await batches.poll_hint(batch)
+        detail = f"No job of the batch has succeeded yet; retry in {hint} s."
+        raise ApiError("batch-not-ready", detail, headers={"Retry-After": str(hint)})
+    # Every job of a batch has the batch's format: a succeeded one says which.
+    names = zip_names([item.filename for item in batch.jobs], FILE_EXTENSIONS[succeeded[0].output.format])
     members = [
         ZipMember(name, item.job.id, item.job.finished_at.timestamp() if item.job.finished_at else 0.0)
         for name, item in zip(names, batch.jobs, strict=True)
         if item.job is not None and item.job.status is JobState.SUCCEEDED
     ]
-    if not members:
-        if batch.status == "completed":
-            raise ApiError("batch-no-results", "Every job of the batch ended and none succeeded.")
-        hint = await batches.poll_hint(batch)
-        detail = f"No job of the batch has succeeded yet; retry in {hint} s."
-        raise ApiError("batch-not-ready", detail, headers={"Retry-After": str(hint)})
     headers = {
         "Content-Disposition": f'attachment; filename="batch-{batch.id}.zip"',
         "X-Animegan-Pending": str(batch.pending),
@@ -147,11 +150,6 @@ async def read_batch_results(batch_id: str, request: Request, batches: BatchesDe
     }
     reader = batches.gateway.reader
     return StreamingResponse(stream_zip(members, reader.read_result), media_type="application/zip", headers=headers)
-
-
-def _format_of(batch: Batch) -> str:
-    # Every job of a batch has the batch's format; the first job says which.
-    return next(item.job.output.format for item in batch.jobs if item.job is not None)
 
 
 async def _wait_any(feeds: Sequence[Feed], timeout_s: float) -> bool:
@@ -230,7 +228,10 @@ async def follow_batch(
     sent: str | None = None
     beat_at = clock() + limits.heartbeat_s
     current: Batch | None = snapshot
+    revoked = KeyWatch(request)
     while current is not None:
+        if revoked.now():
+            return
         body = current.model_dump_json()
         if body != sent:
             retry = limits.reconnect_ms if sent is None else None
@@ -240,8 +241,10 @@ async def follow_batch(
             return
         # Queue positions move without a notice: re-read while a job waits.
         read_at = clock() + (limits.position_refresh_s if current.counts.queued else math.inf)
-        while not await _wait_any(feeds, min(read_at, beat_at, ends_at) - clock()) and clock() < read_at:
-            if clock() >= ends_at:
+        while (
+            not await _wait_any(feeds, min(read_at, beat_at, ends_at, revoked.check_at) - clock()) and clock() < read_at
+        ):
+            if clock() >= ends_at or revoked.now():
                 return
             if clock() >= beat_at:
                 yield ServerSentEvent(comment="keep-alive")

@@ -13,7 +13,8 @@ while queued the stream re-reads every ``position_refresh_s``. A running job who
 is handed back (``queued``) or failed by the workers' sweeper, which publishes that too. Another
 client's job is a 404, exactly like an unknown one. Comment lines keep idle proxies from
 closing the connection, and the stream ends after ``max_duration_s`` so no connection lives
-forever; EventSource clients reconnect by themselves and get the current state first.
+forever, or within about a second of its API key being revoked (``api.auth.key_revoked``);
+EventSource clients reconnect by themselves and get the current state first.
 
 Before any stream starts: 429 ``too-many-streams`` past the per-process or per-client cap
 (``EventHub.slots``; the slot is held until the stream ends or the client goes), 404 for an
@@ -35,6 +36,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from redis.exceptions import RedisError
 
 from api import metrics
+from api.auth import KEY_RECHECK_S, key_revoked
 from api.clients import client_of
 from api.config import ApiSettings
 from api.deps import GatewayDep, JobReaderDep, SettingsDep
@@ -87,6 +89,24 @@ async def read_snapshot(reader: JobReader, job_id: str, client: str) -> Snapshot
     if record is None:
         return None
     return Snapshot(Job.from_record(record, position=await reader.position(record)), record)
+
+
+class KeyWatch:
+    """Asks every KEY_RECHECK_S whether the stream's key was revoked (then the stream ends)."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.check_at = anyio.current_time() + KEY_RECHECK_S
+
+    def now(self) -> bool:
+        """True once the key is revoked (asked when a check is due)."""
+        if anyio.current_time() < self.check_at:
+            return False
+        self.check_at = anyio.current_time() + KEY_RECHECK_S
+        if key_revoked(self.request):
+            logger.info("API key revoked; ending the event stream", extra={"path": self.request.url.path})
+            return True
+        return False
 
 
 def _not_found(job_id: str, settings: ApiSettings) -> ApiError:
@@ -152,6 +172,7 @@ def _next_read_in(snapshot: Snapshot, limits: StreamLimits) -> float:
 )
 async def follow_job(
     job_id: str,
+    request: Request,
     reader: JobReaderDep,
     stream: Annotated[OpenStream, Depends(open_stream)],
     limits: Annotated[StreamLimits, Depends(get_stream_limits)],
@@ -163,7 +184,10 @@ async def follow_job(
     sent: str | None = None
     beat_at = clock() + limits.heartbeat_s
     snapshot: Snapshot | None = stream.first
+    revoked = KeyWatch(request)
     while snapshot is not None:
+        if revoked.now():
+            return
         body = snapshot.job.model_dump_json()
         if body != sent:
             retry = limits.reconnect_ms if sent is None else None
@@ -173,8 +197,8 @@ async def follow_job(
             return
         read_at = clock() + _next_read_in(snapshot, limits)
         # Wait for a notice, a due read, the end of the stream's life; keep the line alive meanwhile.
-        while not await feed.wait(min(read_at, beat_at, ends_at) - clock()) and clock() < read_at:
-            if clock() >= ends_at:
+        while not await feed.wait(min(read_at, beat_at, ends_at, revoked.check_at) - clock()) and clock() < read_at:
+            if clock() >= ends_at or revoked.now():
                 return
             if clock() >= beat_at:
                 yield ServerSentEvent(comment="keep-alive")

@@ -246,3 +246,34 @@ def test_a_bad_rate_limit_stops_the_api(value: str) -> None:
     refused = _animegan("api", "--port", str(free_port()), ANIMEGAN_RATE_LIMIT=value)
     assert refused.returncode == 2
     assert "ANIMEGAN_RATE_LIMIT" in refused.stderr
+
+
+def _stream_lasts(client: httpx.Client, path: str, revoke: Callable[[], None]) -> float:
+    """Open the event stream at ``path``, revoke its key once the first event is in; seconds until it ends."""
+    with client.stream("GET", path) as response:
+        assert response.status_code == 200, response.read()
+        lines = response.iter_lines()
+        assert any(line.startswith("event: ") for line in lines)
+        revoke()
+        revoked_at = time.monotonic()
+        for _ in lines:
+            assert time.monotonic() - revoked_at < 8, "the stream outlived its revoked key"
+    return time.monotonic() - revoked_at
+
+
+def test_revoking_a_key_ends_its_open_event_streams_within_seconds(
+    start_api: ApiFactory, redis_url: str, tmp_path: Path, photo: Callable[[], bytes]
+) -> None:
+    keys = _keys_file(tmp_path / "keys", alice=ALICE, bob=BOB)
+    base = start_api(redis_url=redis_url, api_keys_file=keys)
+    with httpx.Client(base_url=base, headers=_bearer(ALICE), timeout=20) as alice:
+        job = alice.post("/stylize", files={"image": ("p.jpg", photo(), "image/jpeg")}).json()["id"]
+        batch = alice.post("/batches", files={"image": ("p.jpg", photo(), "image/jpeg")}).json()["id"]
+        # No worker listens: both stay queued, so only the revocation can end their streams.
+        lasted = _stream_lasts(alice, f"/jobs/{job}/events", lambda: _keys_file(keys, bob=BOB))
+        assert lasted < 4
+        _problem(alice.get(f"/jobs/{job}/events"), 401, "unauthorized")
+        _keys_file(keys, alice=ALICE, bob=BOB)
+        time.sleep(1.2)
+        lasted = _stream_lasts(alice, f"/batches/{batch}/events", lambda: _keys_file(keys, bob=BOB))
+        assert lasted < 4

@@ -35,6 +35,16 @@ UNDECODABLE = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + b"\x00" * 200  # a JPEG si
 SECRET = "test-webhook-secret-batches-0123"
 
 
+def _tiny_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (24, 16), (200, 90, 40)).save(buffer, "JPEG", quality=80)
+    assert len(buffer.getvalue()) < 4096
+    return buffer.getvalue()
+
+
+TINY_JPEG = _tiny_jpeg()
+
+
 def post_batch(base: str, files: list[tuple[str, bytes]], **fields: str) -> httpx.Response:
     """POST /batches with a multipart body written by hand: file names go out byte for byte (httpx
     would percent-encode control characters)."""
@@ -315,3 +325,54 @@ def test_batch_body_may_carry_every_file_at_full_size_and_each_file_is_judged_al
     assert too_big.status_code == 413
     assert too_big.json()["type"] == "/problems/image-too-large"
     assert waiting(redis_url) == 1
+
+
+def test_results_zip_of_a_batch_whose_every_job_was_deleted_is_409_batch_no_results(
+    start_api: ApiFactory, redis_url: str, photo: Photo
+) -> None:
+    base = start_api(redis_url=redis_url)
+    accepted = post_batch(base, [("a.jpg", photo()), ("b.jpg", photo())])
+    assert accepted.status_code == 202
+    batch = accepted.json()
+    for item in batch["jobs"]:
+        assert httpx.delete(f"{base}/jobs/{item['job']['id']}", timeout=10).status_code == 204
+    response = httpx.get(f"{base}/batches/{batch['id']}/results.zip", timeout=10)
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "/problems/batch-no-results"
+
+
+def test_an_empty_part_is_422_like_stylize_and_a_part_without_filename_is_refused_not_dropped(
+    start_api: ApiFactory, redis_url: str, photo: Photo
+) -> None:
+    base = start_api(redis_url=redis_url)
+    boundary = "batch-test-boundary-empty"
+    parts = [
+        ('name="image"; filename="good.jpg"', photo()),
+        ('name="image"; filename="empty.jpg"', b""),
+        ('name="image"', TINY_JPEG),  # no filename: a text field to the multipart parser
+    ]
+    body = b"".join(
+        f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n".encode() + data + b"\r\n"
+        for disposition, data in parts
+    )
+    body += f"--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    response = httpx.post(f"{base}/batches", content=body, headers=headers, timeout=60)
+    assert response.status_code == 202, response.text
+    jobs = response.json()["jobs"]
+    assert len(jobs) == 3
+    assert jobs[0]["job"] is not None
+    assert jobs[1]["problem"]["type"] == "/problems/invalid-image"
+    assert jobs[1]["problem"]["status"] == 422
+    assert jobs[2]["job"] is None
+    assert jobs[2]["problem"]["type"] == "/problems/validation-error"
+    assert "no filename" in jobs[2]["problem"]["detail"]
+    single = httpx.post(f"{base}/stylize", files={"image": ("empty.jpg", b"", "image/jpeg")}, timeout=30)
+    assert (single.status_code, single.json()["type"]) == (422, "/problems/invalid-image")
+    assert waiting(redis_url) == 1
+    # A part without a filename over the 4 KB cap of text fields: the answer says what to do.
+    big = body.replace(TINY_JPEG, photo())
+    refused = httpx.post(f"{base}/batches", content=big, headers=headers, timeout=60)
+    assert refused.status_code == 400
+    assert "send each image as a file part with a filename" in refused.json()["detail"]

@@ -61,3 +61,35 @@ def test_stream_zip_yields_each_entry_as_written_and_skips_results_that_are_gone
         assert archive.namelist() == ["one.png", "two.png"]
         assert archive.read("two.png") == results["c"]
         assert archive.getinfo("one.png").compress_type == zipfile.ZIP_STORED
+
+
+@pytest.mark.parametrize(
+    ("shown", "zipped"),
+    [
+        ("C:evil.png", "C_evil.png"),
+        ("a:stream.png", "a_stream.png"),
+        ('what?"<>|*.jpg', "what______.png"),
+        ("CON.png", "_CON.png"),
+        ("nul.tar.gz", "_nul.tar.png"),
+        ("com1.jpg", "_com1.png"),
+        ("Lpt9", "_Lpt9.png"),
+        ("console.jpg", "console.png"),
+    ],
+)
+def test_zip_names_have_no_drive_colon_stream_or_windows_device_name(shown: str, zipped: str) -> None:
+    assert zip_names([shown], ".png") == [zipped]
+
+
+def test_zip_names_are_nfc_before_deduplication() -> None:
+    composed, decomposed = "caf\u00e9.jpg", "cafe\u0301.jpg"
+    assert zip_names([composed, decomposed], ".png") == ["caf\u00e9.png", "caf\u00e9-2.png"]
+
+
+def test_zip_names_fit_255_bytes_of_utf8_and_keep_the_extension() -> None:
+    long = "\U0001f600" * 120  # 480 bytes of UTF-8
+    names = zip_names([long + ".jpg", long + ".jpeg"], ".webp")
+    assert all(len(name.encode()) <= 255 for name in names)
+    assert names[0].endswith(".webp")
+    assert names[1].endswith("-2.webp")
+    assert names[0] != names[1]
+    assert names[0].removesuffix(".webp") == "\U0001f600" * 62  # whole characters only

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,21 @@ def test_what_needs_a_key_and_what_counts_against_the_rate() -> None:
         False
     ] * 6
     assert [counts(p) for p in ("/stylize", "/jobs/x", "/jobs/x/events", "/styles", "/docs")] == [True] * 5
+
+
+def test_key_ring_sees_a_rewrite_that_keeps_size_mtime_and_inode(tmp_path: Path) -> None:
+    now = [0.0]
+    path = tmp_path / "keys"
+    path.write_text(f"alice {key_digest('k1')}\n")
+    before = path.stat()
+    ring = KeyRing(path, clock=lambda: now[0])
+    assert ring.match("k1") == "alice"
+    time.sleep(0.01)
+    with path.open("r+") as same_inode:  # same length, same inode, then the old mtime put back
+        same_inode.write(f"carol {key_digest('k2')}\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    now[0] = 1.5
+    assert ring.match("k2") == "carol"
+    assert ring.match("k1") is None

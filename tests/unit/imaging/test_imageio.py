@@ -15,10 +15,10 @@ import pytest
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from imaging.convert import to_rgb
-from imaging.decode import decode_image, fit_within
+from imaging.decode import decode_image, decode_memory, fit_within, resample_in_bands
 from imaging.encode import encode_image, image_digest
 from imaging.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
-from imaging.formats import ALLOWED_FORMATS, CONTENT_TYPES, OUTPUT_FORMATS, sniff_format
+from imaging.formats import ALLOWED_FORMATS, CONTENT_TYPES, OUTPUT_FORMATS, declared, sniff_format
 
 WHITE = (255, 255, 255)
 
@@ -504,3 +504,80 @@ def test_image_digest_depends_on_pixels_not_on_the_file() -> None:
     assert image_digest(from_png) != image_digest(quadrants(8, 16))
     assert image_digest(from_png) != image_digest(from_png.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
     assert len(image_digest(from_png)) == 64
+
+
+# -- decoding in bands, and what a decode costs ----------------------------------------------------
+
+
+def _noise(mode: str, size: tuple[int, int]) -> Image.Image:
+    rng = np.random.default_rng(5)
+    rgba = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA")
+    return rgba if mode == "RGBA" else rgba.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "RGB", "L", "CMYK", "I;16"])
+def test_banded_resample_equals_converting_the_whole_image_then_resizing(mode: str) -> None:
+    image = _noise(mode, (1800, 1300))  # several bands of rows
+    region = (37.5, 51.0, 1700.25, 1250.0)
+    expected = to_rgb(image).resize((500, 360), Image.Resampling.LANCZOS, box=region)
+    banded = resample_in_bands(image, (500, 360), region)
+    got = banded if banded.mode == "RGB" else banded.convert("RGB")
+    assert got.size == (500, 360)
+    assert np.array_equal(np.asarray(got), np.asarray(expected))
+
+
+def test_banded_resample_of_a_palette_image_with_transparency_flattens_on_white() -> None:
+    image = _noise("RGB", (900, 700)).quantize(32)
+    image.info["transparency"] = 3
+    expected = to_rgb(image).resize((300, 233), Image.Resampling.LANCZOS)
+    got = resample_in_bands(image, (300, 233), (0.0, 0.0, 900.0, 700.0))
+    assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(expected))
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "params", "declared_as"),
+    [
+        ("LA", "PNG", {}, ("PNG", 4, 8)),
+        ("I;16", "PNG", {}, ("PNG", 0, 16)),
+        ("RGB", "JPEG", {"progressive": True}, ("JPEG", 3, 8)),
+        ("CMYK", "JPEG", {}, ("JPEG", 4, 8)),
+        ("RGBA", "WEBP", {"lossless": True}, ("WEBP", 0, 8)),
+        ("RGB", "WEBP", {"quality": 50}, ("WEBP", 0, 8)),
+        ("RGB", "WEBP", {"exif": b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00"}, ("WEBP", 0, 8)),
+    ],
+)
+def test_declared_reads_the_size_from_the_header(
+    mode: str, fmt: str, params: dict[str, object], declared_as: tuple[str, int, int]
+) -> None:
+    buffer = io.BytesIO()
+    Image.new(mode, (321, 123)).save(buffer, fmt, **params)
+    header = declared(buffer.getvalue())
+    assert header is not None
+    assert (header.width, header.height) == (321, 123)
+    assert (header.format, header.color_type, header.bit_depth) == declared_as
+
+
+def test_declared_is_none_for_a_header_cut_short() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buffer, "JPEG")
+    assert declared(buffer.getvalue()[:40]) is None
+    assert declared(b"not an image at all") is None
+
+
+def test_decode_memory_weighs_formats_by_what_pillow_holds() -> None:
+    def cost(mode: str, fmt: str, **params: object) -> int:
+        buffer = io.BytesIO()
+        Image.new(mode, (6320, 6320)).save(buffer, fmt, **params)
+        return decode_memory(buffer.getvalue(), max_side=1024)
+
+    pixels = 6320 * 6320
+    webp, la_png, grey_png, jpeg = (
+        cost("RGBA", "WEBP", lossless=True),
+        cost("LA", "PNG"),
+        cost("L", "PNG"),
+        cost("RGB", "JPEG"),
+    )
+    assert webp > 16 * pixels  # Pillow's WebP decoder: 16 bytes a pixel
+    assert 4 * pixels < la_png < 4 * pixels + 64 * 2**20  # LA: 4 bytes a pixel, plus the strip and the bands
+    assert pixels < grey_png < la_png
+    assert jpeg < grey_png  # RGB at 4 bytes a pixel, but decoded at 1/4 scale (libjpeg draft)
