@@ -116,7 +116,8 @@ def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, membership: Path = CGROUP_
     v1_mount = next((cgroup_root / name for name in ("cpu", "cpu,cpuacct") if (cgroup_root / name).is_dir()), None)
     quotas = [_quota_v2(cgroup_root)] + ([_quota_v1(v1_mount)] if v1_mount else [])
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
         levels = [part for part in path.split("/") if part]
         if controllers == "":
             quotas += [_quota_v2(cgroup_root.joinpath(*levels[: i + 1])) for i in range(len(levels))]

@@ -228,7 +228,7 @@ def base_images(engine: Engine) -> dict[str, str]:
     """Role (python, redis, prometheus) -> image: the named one when present or pullable, else its stand-in."""
     found = {}
     for role, name in named_bases().items():
-        if engine.has_image(name) or engine.run("pull", name, timeout=300, check=False).returncode == 0:
+        if engine.has_image(name) or engine.run("pull", name, timeout=120, check=False).returncode == 0:
             found[role] = name
     if len(found) < len(named_bases()):
         found = {**standins(engine, cache_dir()), **found}
