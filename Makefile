@@ -85,11 +85,14 @@ audit: install-dev
 	$(PY) scripts/audit.py
 
 # Compose stack (needs a Docker engine; not available on every machine).
+# Compose v2 (the docker plugin) where it is installed, else Debian 12's docker-compose 1.x.
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
 up:
-	docker compose up -d --build
+	$(COMPOSE) up -d --build
 
 down:
-	docker compose down
+	$(COMPOSE) down
 
 chart-lint: system-deps
 	$(BIN)/helm lint --strict charts/animegan
