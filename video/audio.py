@@ -16,9 +16,12 @@ import av.audio.stream
 import av.container
 import av.packet
 
-from video.errors import InvalidVideoError
+from video.errors import InvalidVideoError, UnsupportedVideoError
 
 MP4_AUDIO_CODECS: Final = frozenset({"aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"})
+# FFmpeg's default layout for a channel count, for sound whose channel order is unspecified
+# (PCM in Matroska): the AAC encoder takes named layouts only.
+_DEFAULT_LAYOUTS: Final = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 # AAC bit rate per channel when the sound has to be re-encoded.
 _AAC_BITS_PER_CHANNEL: Final = 96_000
 
@@ -36,14 +39,23 @@ def audio_packets(
     Call before the output's header is written; nothing is read from ``media`` until iterated.
     """
     source: av.audio.stream.AudioStream = media.streams.audio[0]
-    if is_copied(source.codec_context.name):
+    if is_copied(source.codec_context.codec.canonical_name):
         target = output.add_stream_from_template(source)
         return _copied(media, source, target)
     context = source.codec_context
     encoder = output.add_stream("aac", rate=context.sample_rate)
-    encoder.codec_context.layout = context.layout
+    encoder.codec_context.layout = _aac_layout(context.layout.name, context.channels)
+    encoder.codec_context.format = "fltp"  # the only sample format FFmpeg's AAC encoder takes
     encoder.codec_context.bit_rate = _AAC_BITS_PER_CHANNEL * context.channels
     return _transcoded(media, source, encoder)
+
+
+def _aac_layout(name: str, channels: int) -> str:
+    if not name.endswith("channels"):
+        return name
+    if channels not in _DEFAULT_LAYOUTS:
+        raise UnsupportedVideoError(f"The clip's sound has {channels} channels; send at most 8.")
+    return _DEFAULT_LAYOUTS[channels]
 
 
 def _copied(

@@ -69,7 +69,9 @@ def read_frame_table(
         raise InvalidVideoError("The clip's video stream has no time base: its frames cannot be put in order.")
     shown: dict[int, int] = {}  # pts -> packet duration
     keyframes: list[tuple[int, int]] = []
+    packets = 0
     for packet in _packets(container, stream):
+        packets += 1
         if packet.pts is None or packet.is_corrupt:
             raise InvalidVideoError("The clip's video data is corrupt or truncated.")
         if packet.is_keyframe:
@@ -83,6 +85,8 @@ def read_frame_table(
             raise VideoTooLongError(f"The clip has more than {max_frames} frames, the limit.")
     if not shown:
         raise InvalidVideoError("The clip's video stream has no frames.")
+    if stream.frames and packets != stream.frames:  # an MP4 index names every packet; a cut file has fewer
+        raise InvalidVideoError("The clip's video data is cut short: the file is truncated.")
     pts = tuple(sorted(shown))
     durations = [later - earlier for earlier, later in itertools.pairwise(pts)]
     durations.append(_last_duration(shown[pts[-1]], durations, stream))

@@ -40,8 +40,8 @@ def upright_turns(rotation: int, matrix: tuple[int, ...] | None) -> int:
 def to_model(frame: av.VideoFrame, size: tuple[int, int], turns: int) -> np.ndarray:
     """The frame at ``size`` (stored orientation), turned upright, as a contiguous HxWx3 uint8 array."""
     rgb = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation=Interpolation.LANCZOS)
-    array = rgb.to_ndarray()
-    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+    # Rows of a frame are padded for alignment: the array is a strided view until copied.
+    return np.ascontiguousarray(np.rot90(rgb.to_ndarray(), turns))
 
 
 def to_encoder(upright: np.ndarray, turns: int) -> av.VideoFrame:

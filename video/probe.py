@@ -25,7 +25,7 @@ from av.sidedata.sidedata import SideDataContainer, Type
 from video.errors import FrameTooLargeError, InvalidVideoError, UnsupportedVideoError, VideoTooLongError
 from video.frametable import FrameTable, read_frame_table
 from video.picture import output_size
-from video.source import Buffer, Source, open_input, read_source, sniff_container
+from video.source import Buffer, Source, open_input, read_source, require_whole, sniff_container
 
 # FFmpeg codec name -> the name users know.
 VIDEO_CODECS: Final[dict[str, str]] = {"h264": "H.264", "hevc": "H.265", "vp9": "VP9", "av1": "AV1"}
@@ -69,6 +69,7 @@ class ClipInfo:
     output_height: int
     rotation: int
     display_matrix: tuple[int, ...] | None
+    # The declared rate of a constant-rate clip, else (a variable rate) frames per second on average.
     frame_rate: Fraction
     frames: FrameTable
     audio: AudioInfo | None
@@ -102,6 +103,7 @@ def inspect_clip(data: Buffer, limits: Limits | None = None) -> ClipInfo:
     """``probe`` for bytes already in memory; the byte limit is not checked here."""
     limits = limits or Limits()
     container = sniff_container(data)
+    require_whole(data, container)
     with open_input(data, container) as media:
         stream = video_stream(media, container)
         _check_header(media, stream, limits)
@@ -110,8 +112,14 @@ def inspect_clip(data: Buffer, limits: Limits | None = None) -> ClipInfo:
             raise VideoTooLongError(_too_long(frames.duration, limits.max_seconds))
         audio = _audio(media)
         # Read while the container is open: its streams are freed with it.
-        codec, width, height = stream.codec_context.name, stream.codec_context.width, stream.codec_context.height
-        rate = stream.average_rate or stream.guessed_rate
+        codec, width, height = (
+            stream.codec_context.codec.canonical_name,
+            stream.codec_context.width,
+            stream.codec_context.height,
+        )
+        # FFmpeg's guess (the rate the timestamps keep to) survives remuxing; the average of an
+        # MP4 is recomputed from rounded durations (a WebM's milliseconds).
+        rate = stream.guessed_rate or stream.average_rate
     rotation, matrix = _first_frame_display(data, container)
     out_width, out_height = output_size(width, height, limits.max_side)
     return ClipInfo(
@@ -123,7 +131,7 @@ def inspect_clip(data: Buffer, limits: Limits | None = None) -> ClipInfo:
         output_height=out_height,
         rotation=rotation,
         display_matrix=matrix,
-        frame_rate=Fraction(rate) if rate else frames.count / frames.duration,
+        frame_rate=_frame_rate(rate, frames),
         frames=frames,
         audio=audio,
     )
@@ -134,7 +142,7 @@ def video_stream(media: av.container.InputContainer, container: str) -> av.video
     if not media.streams.video:
         raise InvalidVideoError(f"The {container.upper()} file has no video stream.")
     stream = media.streams.video[0]
-    codec = stream.codec_context.name
+    codec = stream.codec_context.codec.canonical_name
     if codec not in VIDEO_CODECS:
         accepted = ", ".join(VIDEO_CODECS.values())
         raise UnsupportedVideoError(f"The clip's video is {codec.upper()}; send {accepted} video.")
@@ -160,7 +168,7 @@ def _audio(media: av.container.InputContainer) -> AudioInfo | None:
         return None
     stream: av.audio.stream.AudioStream = media.streams.audio[0]
     context = stream.codec_context
-    return AudioInfo(codec=context.name, channels=context.channels, sample_rate=context.sample_rate)
+    return AudioInfo(codec=context.codec.canonical_name, channels=context.channels, sample_rate=context.sample_rate)
 
 
 def _first_frame_display(data: Buffer, container: str) -> tuple[int, tuple[int, ...] | None]:
@@ -181,6 +189,14 @@ def _first_frame_display(data: Buffer, container: str) -> tuple[int, tuple[int, 
         return 0, None
     values: tuple[int, ...] = struct.unpack("=9i", matrix)  # FFmpeg keeps it in native byte order
     return round(frame.rotation), values
+
+
+def _frame_rate(declared: Fraction | None, frames: FrameTable) -> Fraction:
+    """The declared rate when the frames keep to it (within 1 %: timestamps are rounded), else the mean rate."""
+    mean = frames.count / frames.duration if frames.duration else Fraction(0)
+    if declared and abs(mean - declared) <= Fraction(declared) / 100:
+        return Fraction(declared)
+    return mean
 
 
 def _too_long(duration: Fraction, max_seconds: float) -> str:

@@ -125,6 +125,29 @@ def sniff_container(data: Buffer) -> str:
     raise UnsupportedVideoError(f"{what} is not an accepted clip; send an MP4, MOV, WebM or MKV video.")
 
 
+def require_whole(data: Buffer, container: str) -> None:
+    """Raise InvalidVideoError when an MP4/MOV's top-level boxes run past the end of the data (a cut file).
+
+    FFmpeg reads a cut MP4 as far as it goes and says nothing, so the box sizes decide.
+    Matroska is checked by its demuxer as it goes.
+    """
+    if DEMUXERS[container] != "mov":
+        return
+    view = memoryview(data).cast("B")
+    offset, end = 0, len(view)
+    while offset < end:
+        if end - offset < 8:
+            raise InvalidVideoError("The clip ends inside a box header: the file is truncated.")
+        size = int.from_bytes(view[offset : offset + 4], "big")
+        if size == 1 and end - offset >= 16:
+            size = int.from_bytes(view[offset + 8 : offset + 16], "big")
+        elif size == 0:  # the last box, up to the end
+            return
+        if size < 8 or offset + size > end:
+            raise InvalidVideoError("The clip is cut short: the file is truncated.")
+        offset += size
+
+
 def open_input(data: Buffer, container: str) -> av.container.InputContainer:
     """Open ``data`` with the demuxer of ``container`` only; InvalidVideoError when FFmpeg cannot read it."""
     try:
