@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
+import itertools
 from collections.abc import Callable
 from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 
@@ -94,7 +93,7 @@ def test_opus_from_webm_is_copied_bit_identical_at_the_same_times(clip: Make, au
     assert [p[1] for p in copied] == [p[1] for p in original]  # the times, Opus's pre-skip included
     # WebM times are rounded to the millisecond; MP4 stores durations as differences of times.
     times = [p[1] for p in original]
-    assert [p[2] for p in copied[:-1]] == [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert [p[2] for p in copied[:-1]] == [b - a for a, b in itertools.pairwise(times)]
     assert probe(output).audio == probe(data).audio
 
 

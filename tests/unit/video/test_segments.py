@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -17,7 +18,7 @@ Make = Callable[..., bytes]
 
 
 def _table(pts: list[int], time_base: Fraction = Fraction(1, 1000)) -> FrameTable:
-    durations = [b - a for a, b in zip(pts, pts[1:], strict=False)] + [pts[-1] - pts[-2]]
+    durations = [b - a for a, b in itertools.pairwise(pts)] + [pts[-1] - pts[-2]]
     return FrameTable(time_base, tuple(pts), tuple(durations), ((pts[0], pts[0]),))
 
 
