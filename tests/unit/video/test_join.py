@@ -50,8 +50,9 @@ def _same_timing(source: ClipInfo, output: ClipInfo) -> None:
         {"rate": Fraction(30000, 1001)},
         {"container": "mkv", "time_base": Fraction(1, 1000), "pts": VFR_PTS, "frames": len(VFR_PTS)},
         {"container": "mov", "rotation": 90, "audio": "libmp3lame"},
+        {"pts": list(range(7, 47)), "audio": None},  # first frame shown at 7/30 s: an edit list
     ],
-    ids=["h264-aac-mp4", "vp9-opus-webm", "hevc-mkv", "ntsc-mp4", "vfr-mkv", "rotated-mov"],
+    ids=["h264-aac-mp4", "vp9-opus-webm", "hevc-mkv", "ntsc-mp4", "vfr-mkv", "rotated-mov", "late-start-mp4"],
 )
 def test_split_run_join_keeps_frames_times_duration_and_rotation(
     clip: Make, fields: dict[str, object], video_packets: Packets, decoded_frames: Frames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from fractions import Fraction
@@ -9,8 +10,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from video.decoding import decode_range
 from video.errors import InvalidVideoError
 from video.frametable import FrameTable
+from video.picture import to_model
 from video.probe import Limits, probe
 from video.segments import Segment, plan_segments, run_segment, still_frame
 
@@ -78,6 +81,18 @@ def test_segment_straddling_keyframes_hands_exactly_its_frames_in_order(clip: Ma
     assert len(recorder.frames) == 15
     for offset, handed in enumerate(recorder.frames):
         np.testing.assert_array_equal(handed, still_frame(data, 17 + offset))
+
+
+def test_seek_that_lands_past_the_keyframe_falls_back_to_decoding_from_the_start(clip: Make) -> None:
+    data = clip(frames=40, gop=12)
+    table = probe(data).frames
+    # A keyframe "before the start" in decode time: FFmpeg's seek can only land after it.
+    misleading = dataclasses.replace(table, keyframes=((table.pts[0], table.keyframes[0][1] - 10**6),))
+    frames = list(decode_range(data, "mp4", misleading, 17, 5))
+    assert [frame.pts for frame in frames] == list(table.pts[17:22])
+    expected = [still_frame(data, i) for i in range(17, 22)]
+    for frame, still in zip(frames, expected, strict=True):
+        np.testing.assert_array_equal(to_model(frame, (96, 64), 0), still)
 
 
 def test_frame_in_segment_equals_the_frame_as_a_still(clip: Make) -> None:
