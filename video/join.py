@@ -64,21 +64,22 @@ def join_pieces(pieces: Iterable[Buffer], source: Source, *, limits: Limits | No
 def _piece_packets(
     first: av.container.InputContainer, rest: Iterator[av.container.InputContainer], target: av.video.stream.VideoStream
 ) -> Iterator[av.packet.Packet[Any]]:
-    reference = first.streams.video[0].codec_context
+    # Plain values: a container's streams are freed when it closes, and the first closes first.
+    reference = _settings(first.streams.video[0])
     for number, piece in enumerate(_chain(first, rest)):
         with piece:
             stream = piece.streams.video[0]
-            context = stream.codec_context
-            if (context.extradata, context.width, context.height) != (
-                reference.extradata,
-                reference.width,
-                reference.height,
-            ):
+            if _settings(stream) != reference:
                 raise PieceMismatchError(f"piece {number} was encoded with other settings than piece 0")
             for packet in piece.demux(stream):
                 if packet.size:
                     packet.stream = target
                     yield packet
+
+
+def _settings(stream: av.video.stream.VideoStream) -> tuple[bytes | None, int, int]:
+    context = stream.codec_context
+    return context.extradata, context.width, context.height
 
 
 def _chain(

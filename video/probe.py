@@ -180,15 +180,16 @@ def _first_frame_display(data: Buffer, container: str) -> tuple[int, tuple[int, 
             frame = next(media.decode(stream), None)
         except (av.FFmpegError, EOFError) as exc:
             raise InvalidVideoError("The clip's video could not be decoded: it is truncated or corrupt.") from exc
-    if frame is None:
-        raise InvalidVideoError("The clip's video could not be decoded: no frame came out of it.")
-    # PyAV's stubs type side_data as a TypedDict; it is a SideDataContainer.
-    side = cast("SideDataContainer", frame.side_data).get(Type.DISPLAYMATRIX)
-    matrix = bytes(side) if side is not None else b""
+        if frame is None:
+            raise InvalidVideoError("The clip's video could not be decoded: no frame came out of it.")
+        # PyAV's stubs type side_data as a TypedDict; it is a SideDataContainer.
+        side = cast("SideDataContainer", frame.side_data).get(Type.DISPLAYMATRIX)
+        matrix = bytes(side) if side is not None else b""
+        rotation = round(frame.rotation)
     if len(matrix) != 36:
         return 0, None
     values: tuple[int, ...] = struct.unpack("=9i", matrix)  # FFmpeg keeps it in native byte order
-    return round(frame.rotation), values
+    return rotation, values
 
 
 def _frame_rate(declared: Fraction | None, frames: FrameTable) -> Fraction:
