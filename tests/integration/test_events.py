@@ -24,7 +24,7 @@ import uvicorn
 from animegan.redis_server import free_port
 from api.config import ApiSettings
 from api.main import create_app
-from api.routes.events import StreamLimits, get_stream_limits
+from api.events.streams import StreamLimits, get_stream_limits
 from jobstore.keys import job_key, result_key
 from jobstore.queue import QueueScripts, claim_call
 from jobstore.records import ErrorCode, JobRecord, now
@@ -203,7 +203,13 @@ def test_job_that_expires_while_followed_ends_with_an_expired_event(api: httpx.C
         jobs.redis.delete(job_key(job_id))
         expired = next(events)
         assert expired.name == "expired"
-        assert expired.json()["type"] == "/problems/job-not-found"
+        assert expired.json() == {
+            "type": "/problems/job-not-found",
+            "title": "Job not found",
+            "status": 404,
+            "detail": "The job expired while it was followed.",
+            "instance": f"/jobs/{job_id}/events",
+        }
         assert list(events) == []
 
 
