@@ -1,8 +1,8 @@
 """The dependencies every folder may declare: the settings and the job store's client (``Annotated`` aliases).
 
 A route's signature says what it touches; a test swaps a part with
-``app.dependency_overrides[get_x]``. Everything here is built once per app by ``api.main`` and kept
-on ``app.state``. The parts of one use case are provided by its folder: ``api.jobs.deps`` (reader,
+``app.dependency_overrides[get_x]``. Everything here is built once per app (``api.main``) and kept on
+``app.state``. The parts of one use case are provided by its folder: ``api.jobs.deps`` (reader,
 admission, submission), ``api.batches.reader``, ``api.events.streams``.
 """
 
@@ -11,9 +11,26 @@ from __future__ import annotations
 from typing import Annotated
 
 import redis.asyncio
+import redis.asyncio.retry
+import redis.exceptions
 from fastapi import Depends, Request
+from redis.backoff import ExponentialBackoff
 
 from api.config import ApiSettings
+
+
+def connect_store(settings: ApiSettings) -> redis.asyncio.Redis:
+    """The job store's client of one app (a pool; connections open on first use)."""
+    # A pooled connection that died with a Redis restart fails its next command: retry that on a
+    # fresh connection instead of answering 503 to a client after Redis is back.
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=3,
+        socket_timeout=10,
+        health_check_interval=30,
+        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    )
 
 
 def get_settings(request: Request) -> ApiSettings:

@@ -18,29 +18,24 @@ from importlib.metadata import PackageNotFoundError, version
 
 import redis.asyncio
 import redis.asyncio.retry
-import redis.exceptions
 from fastapi import APIRouter, FastAPI
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from api import metrics
 from api.batches.routes import router as batches_router
 from api.config import ApiSettings, load_api_settings
+from api.deps import connect_store
 from api.edge.docs import install_docs
 from api.edge.head import HeadMiddleware
-from api.edge.images import ImageNormalizer
 from api.edge.page import router as page_router
 from api.edge.security import SecurityHeadersMiddleware
 from api.edge.upload import UploadLimitMiddleware
 from api.events.batch_stream import router as batch_stream_router
 from api.events.hub import EventHub
 from api.events.job_stream import router as job_stream_router
-from api.jobs.admission import Admission
-from api.jobs.dedup import Deduplicator
-from api.jobs.reader import JobReader
+from api.jobs.deps import build_job_parts
 from api.jobs.routes import router as jobs_router
-from api.jobs.sender import TaskSender, create_celery_client
-from api.jobs.store_budget import StoreBudget
 from api.log import RequestIdMiddleware, configure_logging
 from api.ops.health import router as health_router
 from api.ops.http_metrics import HttpMetricsMiddleware
@@ -111,27 +106,11 @@ def _rate_limiter(settings: ApiSettings) -> RateLimiter | None:
 
 
 def _build_parts(app: FastAPI, settings: ApiSettings) -> None:
-    """The parts routes use (``api.deps``), one of each per app, on ``app.state``; the lifespan closes them."""
-    # A pooled connection that died with a Redis restart fails its next command: retry that on a
-    # fresh connection instead of answering 503 to a client after Redis is back.
-    store = redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=3,
-        socket_timeout=10,
-        health_check_interval=30,
-        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-    )
-    reader = JobReader(store)
-    state = app.state
-    state.store = store
-    state.job_reader = reader
-    state.admission = Admission(settings, store, reader, StoreBudget(settings, store))
-    state.dedup = Deduplicator(store, reader)
-    state.images = ImageNormalizer(settings)
-    state.sender = TaskSender(create_celery_client(settings), store)
+    """The parts routes use, one of each per app, on ``app.state``; the lifespan closes them."""
+    store = app.state.store = connect_store(settings)
+    build_job_parts(app.state, settings, store)
     # Event streams' pub/sub connection (opened on the first stream) and their caps.
-    state.event_hub = EventHub(settings)
+    app.state.event_hub = EventHub(settings)
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:

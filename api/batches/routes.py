@@ -24,8 +24,7 @@ from api.batches.submit import submit_batch
 from api.deps import SettingsDep
 from api.edge.upload import read_batch_upload
 from api.jobs.deps import IntakeDep, JobReaderDep
-from api.jobs.request import read_job_request
-from api.jobs.routes import STYLIZE_BODY
+from api.jobs.request import STYLIZE_BODY, read_job_request
 from api.problems import PROBLEM_RESPONSE, ApiError
 from api.tenancy.clients import client_of
 from imaging.formats import FILE_EXTENSIONS

@@ -5,13 +5,14 @@ asks (client, request id, Idempotency-Key) travel together as one ``JobRequest``
 form by ``read_job_request``, used by the decode (framing, the pixels' digest) and turned into the
 stored ``JobRecord`` by ``new_record``. POST /stylize makes one per upload; POST /batches one for
 all of its files. The form's fields are judged in a fixed order (style, format, mode, crop,
-callback URL): the first bad one is the answer.
+callback URL): the first bad one is the answer. ``STYLIZE_BODY`` describes the form in the API
+document.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from api.config import ApiSettings
 from api.edge.images import NormalizedImage
@@ -19,10 +20,50 @@ from api.edge.upload import FormFields
 from api.jobs.callbacks import check_callback_url
 from api.problems import ApiError
 from api.tenancy.clients import ClientIdentity
-from imaging.crops import DEFAULT_MODE, MODES, CropBox, parse_crop
+from imaging.crops import DEFAULT_MODE, MODES, PORTRAIT_SIDE, CropBox, parse_crop
 from imaging.errors import CropError
 from imaging.formats import OUTPUT_FORMATS
 from jobstore.records import JobRecord, JobState, now
+
+# The form in the API document (FastAPI cannot describe a body the route parses itself).
+STYLIZE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
+                        "style": {"type": "string", "description": "A name from GET /styles."},
+                        "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+                        "callback_url": {
+                            "type": "string",
+                            "format": "uri",
+                            "maxLength": 2048,
+                            "description": "Where the job's end is POSTed, signed (README: Webhooks).",
+                        },
+                        "mode": {
+                            "type": "string",
+                            "enum": list(MODES),
+                            "default": DEFAULT_MODE,
+                            "description": "scene: the whole photo; portrait: one square at "
+                            f"{PORTRAIT_SIDE}x{PORTRAIT_SIDE} (what the face styles were trained on).",
+                        },
+                        "crop": {
+                            "type": "string",
+                            "pattern": r"^\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*$",
+                            "examples": ["120,40,600,600"],
+                            "description": "Portrait mode only: the square x,y,w,h (w = h) in the upright "
+                            "original's pixels; default the centre square.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 @dataclass(frozen=True)

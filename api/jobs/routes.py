@@ -7,7 +7,7 @@ Each route maps HTTP to a use case and its outcome back to HTTP: the submission'
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 
@@ -19,55 +19,15 @@ from api.jobs.deps import AdmissionDep, IntakeDep, JobReaderDep
 from api.jobs.describe import Described, describe, poll_hint
 from api.jobs.forget import forget_job
 from api.jobs.reader import job_not_found
-from api.jobs.request import read_job_request
+from api.jobs.request import STYLIZE_BODY, read_job_request
 from api.jobs.submit import submit_job
 from api.problems import PROBLEM_RESPONSE, ApiError
 from api.tenancy.clients import client_of
-from imaging.crops import DEFAULT_MODE, MODES, PORTRAIT_SIDE
-from imaging.formats import CONTENT_TYPES, FILE_EXTENSIONS, OUTPUT_FORMATS
+from imaging.formats import CONTENT_TYPES, FILE_EXTENSIONS
 from jobstore.job_view import Job
 from jobstore.records import JobState
 
 router = APIRouter(tags=["jobs"])
-
-STYLIZE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
-                        "style": {"type": "string", "description": "A name from GET /styles."},
-                        "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
-                        "callback_url": {
-                            "type": "string",
-                            "format": "uri",
-                            "maxLength": 2048,
-                            "description": "Where the job's end is POSTed, signed (README: Webhooks).",
-                        },
-                        "mode": {
-                            "type": "string",
-                            "enum": list(MODES),
-                            "default": DEFAULT_MODE,
-                            "description": "scene: the whole photo; portrait: one square at "
-                            f"{PORTRAIT_SIDE}x{PORTRAIT_SIDE} (what the face styles were trained on).",
-                        },
-                        "crop": {
-                            "type": "string",
-                            "pattern": r"^\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*$",
-                            "examples": ["120,40,600,600"],
-                            "description": "Portrait mode only: the square x,y,w,h (w = h) in the upright "
-                            "original's pixels; default the centre square.",
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
 
 
 @router.post(
