@@ -40,6 +40,7 @@ from api.log import RequestIdMiddleware, configure_logging
 from api.ops.health import router as health_router
 from api.ops.http_metrics import HttpMetricsMiddleware
 from api.ops.metrics_server import serving_metrics
+from api.ops.problem_pages import router as problem_pages_router
 from api.ops.scrape import router as scrape_router
 from api.problems import install_problem_handlers
 from api.tenancy.auth import ClientMiddleware
@@ -56,6 +57,7 @@ ROUTERS: list[APIRouter] = [
     health_router,
     scrape_router,
     page_router,
+    problem_pages_router,
 ]
 
 
