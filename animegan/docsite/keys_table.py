@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Callable
 
-from animegan.docsite.markdown_table import code, table
+from animegan.docsite.markdown_table import code, prose, table
 from jobstore import keys
 
 _BORDER = re.compile(r"^=+(?:\s+=+)+\s*$")
@@ -71,8 +71,9 @@ def built_keys() -> dict[str, str]:
     return found
 
 
-def check_layout() -> list[list[str]]:
-    rows = layout_rows()
+def check_layout(docstring: str | None = keys.__doc__) -> list[list[str]]:
+    """The layout's rows, once every key the module builds matched one of them."""
+    rows = layout_rows(docstring)
     patterns = [_pattern(row[0]) for row in rows]
     missing = [name for name, key in built_keys().items() if not any(p.match(key) for p in patterns)]
     if missing:
@@ -81,7 +82,10 @@ def check_layout() -> list[list[str]]:
 
 
 def render() -> str:
-    rows = [(code(keys.PREFIX + row[0].split("``")[1]) + row[0].split("``", 2)[2], *row[1:]) for row in check_layout()]
+    rows = []
+    for key, *rest in check_layout():
+        _, literal, after = key.split("``", 2)  # ``job:{id}`` (channel) -> the full name, then the rest
+        rows.append((code(keys.PREFIX + literal) + prose(after), *(prose(cell) for cell in rest)))
     header = [f"key (prefix {code(keys.PREFIX)})", "value", "TTL", "written by"]
     tail = (
         f"\nThe Celery queue is the Redis list {code(keys.QUEUE_NAME)} on the broker (with Celery's priority "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+
+_CODE_SPAN = re.compile(r"(`+).+?\1")
 
 
 def cell(text: object) -> str:
@@ -21,3 +24,17 @@ def code(text: object) -> str:
     value = str(text)
     fence = "``" if "`" in value else "`"
     return f"{fence}{value}{fence}" if value else ""
+
+
+def prose(text: str) -> str:
+    """Text from the code (a docstring, a help string, a comment) made safe for Markdown: outside code
+    spans ``<`` and ``>`` are escaped, so ``<pid>`` or ``<style>.pt`` is shown, never taken for HTML."""
+    parts, last = [], 0
+    for match in _CODE_SPAN.finditer(text):
+        parts += [_escape(text[last : match.start()]), match.group(0)]
+        last = match.end()
+    return "".join([*parts, _escape(text[last:])])
+
+
+def _escape(text: str) -> str:
+    return text.replace("<", "&lt;").replace(">", "&gt;")

@@ -16,7 +16,7 @@ from prometheus_client.metrics import Histogram, MetricWrapperBase
 from prometheus_client.registry import Collector
 
 import telemetry.families
-from animegan.docsite.markdown_table import code, table
+from animegan.docsite.markdown_table import code, prose, table
 from api import metrics as api_metrics
 from api.config import ApiSettings
 from api.ops import scrape
@@ -100,7 +100,7 @@ def render() -> str:
             f'<span id="{family.name}"></span>{code(family.name)}',
             family.kind,
             ", ".join(code(label) for label in family.labels) or "—",
-            family.help + (f" ({family.notes})" if family.notes else ""),
+            prose(family.help) + (f" ({family.notes})" if family.notes else ""),
             family.written_by,
         )
         for family in families()

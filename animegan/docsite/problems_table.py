@@ -6,7 +6,7 @@ summary table, then a section per type whose heading is the slug, so ``#<slug>``
 
 from __future__ import annotations
 
-from animegan.docsite.markdown_table import code, table
+from animegan.docsite.markdown_table import code, prose, table
 from api.ops.problem_guide import ProblemType, problem_types
 
 
@@ -31,7 +31,8 @@ def render() -> str:
         ],
     )
     sections = [
-        f"### {p.slug}\n\n**{p.title}**: {_where(p)}.\n\n**When it happens.** {p.when}\n\n**What to do.** {p.action}\n"
+        f"### {p.slug}\n\n**{prose(p.title)}**: {_where(p)}.\n\n**When it happens.** {prose(p.when)}\n\n"
+        f"**What to do.** {prose(p.action)}\n"
         for p in problems
     ]
     return summary + "\n" + "\n".join(sections)

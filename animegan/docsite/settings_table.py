@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
-from animegan.docsite.markdown_table import code, table
+from animegan.docsite.markdown_table import code, prose, table
 from animegan.serve_options import ServeSettings
 from api.config import ApiSettings
 from worker.config import WorkerSettings
@@ -134,7 +134,7 @@ def render(processes: dict[str, type[BaseSettings]] = PROCESSES) -> str:
                     f'<span id="{row.variable.lower()}"></span>{code(row.variable)}',
                     row.kind,
                     row.default,
-                    row.description,
+                    prose(row.description),
                 )
                 for row in rows
                 if row.readers == readers

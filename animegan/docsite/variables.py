@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from animegan.docsite.markdown_table import code, table
+from animegan.docsite.markdown_table import code, prose, table
 from animegan.docsite.settings_table import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def render() -> str:
             (
                 "<br>".join(code(entry.variable) for entry in group),
                 "<br>".join(code(entry.default) if entry.default else "*empty*" for entry in group),
-                description,
+                prose(description),
             )
             for description, group in groups.items()
         ]
