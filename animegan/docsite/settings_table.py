@@ -59,6 +59,7 @@ class Setting:
     default: str
     description: str
     readers: tuple[str, ...]
+    rank: int = 0  # where the declaring class stands in the first reader's MRO (rows are sorted by it)
 
 
 def describe_type(annotation: Any) -> str:
@@ -115,8 +116,10 @@ def settings(processes: dict[str, type[BaseSettings]] = PROCESSES) -> list[Setti
                 continue
             bounds = describe_bounds(field)
             kind = describe_type(field.annotation) + (f", {bounds}" if bounds else "")
-            found[variable] = Setting(variable, kind, describe_default(field), field.description, (reader,))
-    return list(found.values())
+            rank = next(i for i, base in enumerate(cls.__mro__) if name in getattr(base, "__annotations__", {}))
+            found[variable] = Setting(variable, kind, describe_default(field), field.description, (reader,), rank)
+    # Stable: field order within a class; in the shared table the common settings before the webhook ones.
+    return sorted(found.values(), key=lambda setting: setting.rank)
 
 
 def render(processes: dict[str, type[BaseSettings]] = PROCESSES) -> str:
