@@ -17,8 +17,15 @@ def _where(problem: ProblemType) -> str:
     return ", ".join(answers)
 
 
+class UndocumentedProblem(Exception):
+    """A problem type without its entry in ``api.ops.problem_guide.GUIDE``."""
+
+
 def render() -> str:
     problems = problem_types()
+    missing = [p.slug for p in problems if not (p.when and p.action)]
+    if missing:
+        raise UndocumentedProblem(f"problem types without an entry in api/ops/problem_guide.py: {', '.join(missing)}")
     summary = table(
         ["type", "status", "title"],
         [(f"[{code('/problems/' + p.slug)}](#{p.slug})", _where(p), p.title) for p in problems]

@@ -1,10 +1,11 @@
 """What every problem type means to the person who meets it: when it happens and what to do.
 
 One entry per slug of ``api.problems.PROBLEMS`` (answers of the gateway) and of
-``jobstore.records.ErrorCode`` (a failed job's ``error.type``); a test fails when a slug has no
-entry, or an entry no slug. The gateway's ``GET /problems/{slug}`` pages (``api.ops.problem_pages``)
-and the docs site's problem reference (``animegan.docsite``) are both made from it, so the ``type``
-URI a client follows and the site say the same. Text may use `code spans`, nothing else.
+``jobstore.records.ErrorCode`` (a failed job's ``error.type``); the docs build stops and a test
+fails when a slug has no entry, or an entry no slug. The gateway's ``GET /problems/{slug}`` pages
+(``api.ops.problem_pages``) and the docs site's problem reference (``animegan.docsite``) are both
+made from it, so the ``type`` URI a client follows and the site say the same. Text may use
+`code spans`, nothing else.
 """
 
 from __future__ import annotations
@@ -213,6 +214,8 @@ def problem_types() -> list[ProblemType]:
     found = []
     for slug in slugs:
         status, title = PROBLEMS.get(slug, (None, job_errors.get(slug, "")))
-        guide = GUIDE[slug]
+        # A type without an entry still gets its page (title and status); the docs build and the tests
+        # refuse it, so it never ships that way.
+        guide = GUIDE.get(slug, ProblemGuide("", ""))
         found.append(ProblemType(slug, title, status, slug in job_errors, guide.when, guide.action))
     return found

@@ -56,9 +56,9 @@ def render_problem_page(problem: ProblemType) -> bytes:
     body = (
         f"<h1>{html.escape(problem.title)}</h1>\n"
         f"<p>Problem type <code>{TYPE_PREFIX}{html.escape(slug)}</code>: {_status_line(problem)}.</p>\n"
-        f"<h2>When it happens</h2>\n<p>{_inline(problem.when)}</p>\n"
-        f"<h2>What to do</h2>\n<p>{_inline(problem.action)}</p>\n"
-        '<p><a href="/problems">Every problem type</a></p>\n'
+        + (f"<h2>When it happens</h2>\n<p>{_inline(problem.when)}</p>\n" if problem.when else "")
+        + (f"<h2>What to do</h2>\n<p>{_inline(problem.action)}</p>\n" if problem.action else "")
+        + '<p><a href="/problems">Every problem type</a></p>\n'
     )
     return _document(problem.title, body)
 

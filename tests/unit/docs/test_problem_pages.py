@@ -10,8 +10,9 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
+from animegan.docsite import problems_table
 from api.ops.problem_guide import GUIDE, problem_types
-from api.ops.problem_pages import CONTENT_SECURITY_POLICY
+from api.ops.problem_pages import CONTENT_SECURITY_POLICY, render_problem_page
 from api.problems import PROBLEM_MEDIA_TYPE, PROBLEMS
 from jobstore.records import ErrorCode
 
@@ -118,3 +119,13 @@ def test_the_api_docs_still_answer_beside_the_problem_pages(base: str) -> None:
     assert docs.status_code == 200
     assert "default-src 'self'" in docs.headers["content-security-policy"]
     assert "/problems/{slug}" not in httpx.get(f"{base}/openapi.json").json()["paths"]
+
+
+def test_a_type_missing_from_the_guide_stops_the_docs_but_still_has_a_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(GUIDE, "queue-full")
+    problem = next(p for p in problem_types() if p.slug == "queue-full")
+    page = render_problem_page(problem).decode()
+    assert "<h1>Queue full</h1>" in page
+    assert "When it happens" not in page
+    with pytest.raises(problems_table.UndocumentedProblem, match="queue-full"):
+        problems_table.render()
