@@ -79,6 +79,22 @@ def forget(client: redis.Redis, names: Sequence[str]) -> None:
         client.zrem(BLOBS_DUE_KEY, *names)
 
 
+# The normalized input as the gateway stores it: raw RGB rows, width and height on the record.
+INPUT_CONTENT_TYPE = "application/octet-stream"
+
+
+def put_input(client: redis.Redis, store: ObjectStore, job_id: str, raw: bytes, ttl_s: int) -> None:
+    """Store a new job's input in the object store, scheduled first (before ADMIT, which gets ``raw=b""``)."""
+    client.zadd(BLOBS_DUE_KEY, {input_name(job_id): now() + ttl_s})
+    store.put(input_name(job_id), raw, INPUT_CONTENT_TYPE)
+
+
+async def put_input_async(client: redis.asyncio.Redis, store: ObjectStore, job_id: str, raw: bytes, ttl_s: int) -> None:
+    """``put_input`` for the gateway's event loop."""
+    await client.zadd(BLOBS_DUE_KEY, {input_name(job_id): now() + ttl_s})
+    await store.put_async(input_name(job_id), raw, INPUT_CONTENT_TYPE)
+
+
 class JobBlobs(Protocol):
     """A worker's view of where one job's bytes are."""
 
