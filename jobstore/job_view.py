@@ -27,7 +27,7 @@ class JobInput(BaseModel):
 
 
 class JobOutput(BaseModel):
-    format: str = Field(description="png, jpeg or webp.")
+    format: str = Field(description="png, jpeg, webp or avif.")
     width: int | None = None
     height: int | None = None
     bytes: int | None = Field(default=None, description="Size of the encoded result.")

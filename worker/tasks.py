@@ -181,7 +181,9 @@ def process(runtime: Runtime, record: JobRecord) -> str:
     start = time.perf_counter()
     output = stylizer.stylize(image)
     inference_s = time.perf_counter() - start
-    encoded = encode_image(output, record.format, quality=runtime.settings.output_quality)
+    settings = runtime.settings
+    quality = settings.avif_quality if record.format == "avif" else settings.output_quality
+    encoded = encode_image(output, record.format, quality=quality)
     content_type = CONTENT_TYPES[record.format]
     stored = store_retry(runtime, "storing the result", lambda: blobs.write_result(record, encoded, content_type))
     if not stored:
