@@ -30,9 +30,10 @@ from typing import Protocol
 import redis
 import redis.asyncio
 
+from jobstore.job_view import ResultLink
 from jobstore.keys import BLOBS_DUE_KEY, input_key, result_key
 from jobstore.objectstore import ObjectStore
-from jobstore.records import JobRecord, as_text, now
+from jobstore.records import JobRecord, JobState, as_text, now
 
 Pipe = redis.client.Pipeline | redis.asyncio.client.Pipeline
 
@@ -77,6 +78,22 @@ def forget(client: redis.Redis, names: Sequence[str]) -> None:
     """Remove deleted objects from the schedule."""
     if names:
         client.zrem(BLOBS_DUE_KEY, *names)
+
+
+# A link valid for less than this is not handed out (it could expire before the client uses it).
+MIN_LINK_S = 5.0
+
+
+def result_link(store: ObjectStore, record: JobRecord, url_ttl_s: float, at: float | None = None) -> ResultLink | None:
+    """A presigned GET URL of a succeeded job's result in the store: valid ``url_ttl_s``, never past the
+    result's own deletion (finished_at + result TTL); None for a job without one."""
+    if not in_object_store(record) or record.state is not JobState.SUCCEEDED or record.finished_at is None:
+        return None
+    at = now() if at is None else at
+    expires = min(at + url_ttl_s, record.finished_at + record.result_ttl_s)
+    if expires - at < MIN_LINK_S:
+        return None
+    return ResultLink(url=store.sign(result_name(record.id), expires - at), expires_at=expires)
 
 
 # The normalized input as the gateway stores it: raw RGB rows, width and height on the record.

@@ -8,8 +8,10 @@ test_task_body.py, on a runtime whose object store is the session's SeaweedFS.
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -21,7 +23,7 @@ from prometheus_client import REGISTRY
 from animegan.seaweedfs_server import SeaweedFS
 from imaging.decode import decode_image
 from imaging.encode import encode_image
-from jobstore.blobs import ObjectBlobs, due_names, input_name, result_name
+from jobstore.blobs import ObjectBlobs, due_names, input_name, result_link, result_name
 from jobstore.keys import BLOBS_DUE_KEY, input_key, job_key, result_key
 from jobstore.objectstore import ObjectStore, StoreError
 from jobstore.queue import Limits, QueueScripts, admit_call, parse_admitted
@@ -32,6 +34,7 @@ from worker.config import WorkerSettings
 from worker.runtime import Runtime
 from worker.sweeper import Sweeper
 from worker.tasks import run_job
+from worker.webhooks import WebhookSender
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "weights"
 MAX_VALUE_BYTES = 64 * 1024
@@ -288,3 +291,32 @@ def test_object_blobs_schedule_a_result_before_writing_it(
     assert blobs.write_result(record, buffer.getvalue(), "image/png")
     assert _due(client, result_name(record.id)) == pytest.approx(time.time() + 90, abs=2)
     assert blobs.read_input(record) == small_photo.tobytes()
+
+
+def test_a_result_link_is_capped_by_the_result_ttl_and_webhook_bodies_carry_it(
+    runtime: Runtime, object_store: ObjectStore, small_photo: Image.Image, queue_job: Callable[..., JobRecord]
+) -> None:
+    record = queue_job(runtime.redis, small_photo, store=object_store, ttl_s=60)
+    assert run_job(runtime, record.id) == "succeeded"
+    done = _read(runtime.redis, record.id)
+    assert done.finished_at is not None
+    long_link = result_link(object_store, done, url_ttl_s=3600)
+    assert long_link is not None
+    assert long_link.expires_at == pytest.approx(done.finished_at + 60, abs=0.01)  # the result TTL, not 3600 s
+    short_link = result_link(object_store, done, url_ttl_s=30)
+    assert short_link is not None
+    assert short_link.expires_at == pytest.approx(time.time() + 30, abs=2)
+    assert result_link(object_store, done, url_ttl_s=3600, at=done.finished_at + 58) is None  # too close to the end
+
+    settings = WorkerSettings(s3_bucket="animegan", s3_url_ttl_s=600)
+    sender = WebhookSender(settings, runtime.redis, None, object_store)  # type: ignore[arg-type]
+    body = json.loads(sender.render(record.id) or b"{}")
+    answer = httpx.get(body["links"]["download"])
+    assert answer.status_code == 200
+    assert answer.content == object_store.get(result_name(record.id))
+    expires = datetime.fromisoformat(body["links"]["download_expires_at"]).timestamp()
+    assert expires == pytest.approx(done.finished_at + 60, abs=0.01)
+    # A job of the Redis store has no download link.
+    plain = queue_job(runtime.redis, small_photo)
+    assert run_job(runtime, plain.id) == "succeeded"
+    assert json.loads(sender.render(plain.id) or b"{}")["links"]["download"] is None
