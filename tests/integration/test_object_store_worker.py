@@ -146,3 +146,22 @@ def test_jobs_running_when_the_store_dies_end_once_it_returns_and_none_is_lost(
     assert "job store unreachable; retrying" in log.read_text(), "no job met the outage"
     for job in jobs:
         assert object_store.get(result_name(job.id)) is not None
+
+
+def test_pool_children_forked_after_jobs_ran_still_reach_the_store(
+    redis_url: str,
+    spawn_worker: Callable[..., object],
+    s3_env: Callable[..., dict[str, str]],
+    object_store: ObjectStore,
+    samples_dir: Path,
+    queue_job: Callable[..., JobRecord],
+) -> None:
+    # Each child runs one job and is replaced by a fresh fork of the main process. obstore is not
+    # fork-safe: had the main process (sweeper, start-up check) made one store call, these later
+    # children would hang on their first read.
+    spawn_worker(redis_url, ANIMEGAN_MAX_TASKS_PER_CHILD="1", **s3_env(object_store.prefix))
+    client = redis.Redis.from_url(redis_url)
+    jobs = [queue_job(client, photo_of(samples_dir, 128, n * 50), store=object_store) for n in range(3)]
+    records = wait_for_states(client, [j.id for j in jobs], 180)
+    assert [r.state for r in records.values()] == [JobState.SUCCEEDED] * 3, records
+    assert len({r.holder for r in records.values()}) == 3  # three different child processes
