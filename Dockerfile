@@ -1,13 +1,23 @@
-# syntax=docker/dockerfile:1
 # One image for every role; the command picks it:
 #   docker run IMAGE animegan api      # HTTP gateway (the default command)
 #   docker run IMAGE animegan worker   # Celery worker (CPU inference)
-# Build: docker build -t animegan .   (README "Deployment" says what is verified without a Docker engine.)
+# Build: DOCKER_BUILDKIT=1 docker build -t animegan .   (README "Deployment": options, and what the tests verify.)
+# No `# syntax=` line on purpose: the engine's built-in Dockerfile frontend builds this file, so a
+# BuildKit build needs no registry (a syntax line makes every build pull a frontend image first).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # ---- build: a self-contained virtualenv in /opt/venv -------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
+# Builds behind a company proxy: the package index to install from (pip's own variables, passed
+# with --build-arg, unset by default), and the proxy's CA bundle as the BuildKit secret
+# `ca-bundle` (--secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt): a secret is mounted
+# for one RUN and never lands in a layer. HTTP_PROXY, HTTPS_PROXY and NO_PROXY are Docker's
+# predefined build arguments (--build-arg, or `proxies` in ~/.docker/config.json): they reach
+# apt-get and pip without being declared here, and stay out of the image's history.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_TRUSTED_HOST
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -19,7 +29,9 @@ WORKDIR /src
 # seconds of work instead of minutes. The lock (`make lock`) pins every package of [project]
 # dependencies with its sha256: no torch (an optional extra that no serving process imports).
 COPY requirements/service.txt ./requirements/service.txt
-RUN pip install --require-hashes --no-deps -r requirements/service.txt
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -f /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && pip install --require-hashes --no-deps -r requirements/service.txt
 
 # The project itself (.dockerignore lets only the packages and packaging files through), with the
 # native bf16 kernels (inference/_onednn.cpp) built against Debian's oneDNN (its version is the
@@ -60,10 +72,11 @@ COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker-entrypoint.sh /usr/local/bin/animegan-entrypoint
 COPY deploy/healthcheck.sh /usr/local/bin/animegan-healthcheck
 
-# Fixed uid/gid so Kubernetes runAsUser/fsGroup and host bind mounts can match it.
+# Fixed uid/gid so Kubernetes runAsUser/fsGroup and host bind mounts can match it. A regular
+# account, not --system: system ids end at 999, and useradd warns about 10001 with --system.
 # /weights is where an offline weights directory is mounted (ANIMEGAN_WEIGHTS_DIR=/weights).
-RUN groupadd --system --gid 10001 animegan \
-    && useradd --system --uid 10001 --gid animegan --home-dir /home/animegan --create-home \
+RUN groupadd --gid 10001 animegan \
+    && useradd --uid 10001 --gid animegan --no-log-init --home-dir /home/animegan --create-home \
         --shell /usr/sbin/nologin animegan \
     && install -d -o animegan -g animegan /var/cache/animegan /weights \
     && chmod 0755 /usr/local/bin/animegan-entrypoint /usr/local/bin/animegan-healthcheck
@@ -73,10 +86,13 @@ WORKDIR /home/animegan
 
 # Weights baked in at build time (needs network during the build; each style is ~8.6 MB and is
 # verified against its pinned digest). Build with --build-arg ANIMEGAN_PREFETCH_STYLES= to skip,
-# then mount a weights directory or set ANIMEGAN_FETCH_ON_START at run time.
+# then mount a weights directory or set ANIMEGAN_FETCH_ON_START at run time. The `ca-bundle`
+# secret, when given, is the CA bundle of this download too (SSL_CERT_FILE, read by OpenSSL).
 ARG ANIMEGAN_PREFETCH_STYLES=face_paint_512_v2
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN for style in $(echo "${ANIMEGAN_PREFETCH_STYLES}" | tr ',' ' '); do \
+RUN --mount=type=secret,id=ca-bundle,uid=10001 \
+    if [ -f /run/secrets/ca-bundle ]; then export SSL_CERT_FILE=/run/secrets/ca-bundle; fi; \
+    for style in $(echo "${ANIMEGAN_PREFETCH_STYLES}" | tr ',' ' '); do \
         animegan weights fetch "${style}" --quiet || exit 1; \
     done
 

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev system-deps serve test test-latest lint lock fmt test-unit bench loadtest audit up down chart-lint clean
+.PHONY: install install-dev system-deps image-deps serve test test-image test-latest lint lock fmt test-unit bench loadtest audit up down chart-lint clean
 
 # Python environment with the service (no torch); install-dev adds the test tools and the torch extra (CPU build).
 # Both install the exact versions of the lock files in requirements/ (`make lock` regenerates them).
@@ -23,6 +23,10 @@ install-dev: $(VENV)/.stamp-dev
 system-deps:
 	scripts/setup.sh system
 
+# What the image tests need from Debian: the docker.io engine and client, docker-compose, debootstrap.
+image-deps:
+	scripts/setup.sh image
+
 # One command: set up, then run the whole service on this machine (embedded Redis + worker + API).
 # STYLE=hayao,paprika picks the styles (the first is the default; unset: ANIMEGAN_STYLES or
 # face_paint_512_v2). Weights missing from --weights-dir DIR / ANIMEGAN_WEIGHTS_DIR and the cache
@@ -32,15 +36,21 @@ STYLE ?=
 serve: install
 	$(BIN)/animegan serve --fetch-missing $(if $(STYLE),--style $(STYLE)) $(ARGS)
 
-# One command: set up everything the tests need, then lint and run the whole suite.
-test: install-dev system-deps
+# One command: set up everything the tests need, then lint and run the whole suite (the image
+# tests in tests/image/ included).
+test: install-dev system-deps image-deps
 	$(MAKE) lint
 	$(BIN)/pytest
+
+# The image tests alone: build the image with BuildKit on a real Docker engine (started when none
+# runs) and run the compose stack (README "What is verified here").
+test-image: install-dev system-deps image-deps
+	$(BIN)/pytest tests/image
 
 # The suite against the newest versions pyproject.toml's ranges allow today, in a venv of its own
 # (.venv-latest): run it on a schedule, so an upstream release that breaks us shows up as a task
 # before the next `make lock` takes it into the locks.
-test-latest: system-deps
+test-latest: system-deps image-deps
 	VENV=.venv-latest scripts/setup.sh latest
 	@touch .venv-latest/.stamp-dev
 	$(MAKE) VENV=.venv-latest lint
@@ -75,11 +85,14 @@ audit: install-dev
 	$(PY) scripts/audit.py
 
 # Compose stack (needs a Docker engine; not available on every machine).
+# Compose v2 (the docker plugin) where it is installed, else Debian 12's docker-compose 1.x.
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
 up:
-	docker compose up -d --build
+	$(COMPOSE) up -d --build
 
 down:
-	docker compose down
+	$(COMPOSE) down
 
 chart-lint: system-deps
 	$(BIN)/helm lint --strict charts/animegan

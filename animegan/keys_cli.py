@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from api.api_keys import NAME_PATTERN, key_digest, new_key
+from api.tenancy.keys import NAME_PATTERN, key_digest, new_key
 
 
 def _parser() -> argparse.ArgumentParser:

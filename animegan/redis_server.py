@@ -5,7 +5,7 @@ plain ``pip install`` is enough) or, failing that, ``redis-server`` on PATH. The
 loopback only, on a free port, with persistence off (``--save "" --appendonly no``): nothing is
 written to disk, and everything is gone when it stops. ``maxmemory`` (bytes, 0 for none) bounds it,
 with the ``noeviction`` policy: a write over the bound is refused, never a key silently dropped,
-and the gateway's store budget (``api.store_budget``) stops admitting work before that point.
+and the gateway's store budget (``api.jobs.store_budget``) stops admitting work before that point.
 """
 
 from __future__ import annotations

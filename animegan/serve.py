@@ -156,7 +156,7 @@ def api_command(host: str, port: int) -> list[str]:
 
     The HTTP protocol is ``api.header_limit``'s (431 past ANIMEGAN_MAX_HEADER_BYTES). uvicorn's own
     X-Forwarded-For handling is off: the gateway believes the header only from
-    ANIMEGAN_TRUSTED_PROXIES (api.auth), and uvicorn would otherwise rewrite the peer first.
+    ANIMEGAN_TRUSTED_PROXIES (api.tenancy.auth), and uvicorn would otherwise rewrite the peer first.
     """
     return [
         sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",

@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
-from api.api_keys import KeysFileError, read_keys_file
-from api.rate_rule import RateRule, parse_rate
+from api.tenancy.keys import KeysFileError, read_keys_file
+from api.tenancy.rate_rule import RateRule, parse_rate
 from jobstore.settings import SharedSettings, describe_errors
 from jobstore.webhook_settings import WebhookSettings
 
@@ -51,7 +51,7 @@ class ApiSettings(SharedSettings, WebhookSettings):
     # Image parts one POST /batches may carry (its body may be this many times max_upload_bytes).
     max_batch_files: int = Field(default=20, ge=1)
     decode_concurrency: int = Field(default=2, ge=1)
-    # Bytes the decodes in flight may hold at once (api.decode_budget); an image needing more is
+    # Bytes the decodes in flight may hold at once (api.edge.decode_budget); an image needing more is
     # refused. 256 MiB keeps the gateway under 400 MB in the compose file's 512 MB container.
     decode_memory_bytes: int = Field(default=256 * MiB, ge=64 * MiB)
     # The request line and headers together (nginx's default buffers hold 32 KiB; cookies fit).

@@ -1,15 +1,36 @@
-"""Dependencies of the routes, as ``Annotated`` aliases (everything lives on ``app.state``)."""
+"""The dependencies every folder may declare: the settings and the job store's client (``Annotated`` aliases).
+
+A route's signature says what it touches; a test swaps a part with
+``app.dependency_overrides[get_x]``. Everything here is built once per app (``api.main``) and kept on
+``app.state``. The parts of one use case are provided by its folder: ``api.jobs.deps`` (reader,
+admission, submission), ``api.batches.reader``, ``api.events.streams``.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import redis.asyncio
+import redis.asyncio.retry
+import redis.exceptions
 from fastapi import Depends, Request
+from redis.backoff import ExponentialBackoff
 
-from api.admission import Admission
 from api.config import ApiSettings
-from api.gateway import Gateway
-from api.job_reader import JobReader
+
+
+def connect_store(settings: ApiSettings) -> redis.asyncio.Redis:
+    """The job store's client of one app (a pool; connections open on first use)."""
+    # A pooled connection that died with a Redis restart fails its next command: retry that on a
+    # fresh connection instead of answering 503 to a client after Redis is back.
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=3,
+        socket_timeout=10,
+        health_check_interval=30,
+        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    )
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -17,20 +38,11 @@ def get_settings(request: Request) -> ApiSettings:
     return settings
 
 
-def get_gateway(request: Request) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
-def get_job_reader(request: Request) -> JobReader:
-    return get_gateway(request).reader
-
-
-def get_admission(request: Request) -> Admission:
-    return get_gateway(request).admission
+def get_store(request: Request) -> redis.asyncio.Redis:
+    """The job store's client (one connection pool per app)."""
+    store: redis.asyncio.Redis = request.app.state.store
+    return store
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
-JobReaderDep = Annotated[JobReader, Depends(get_job_reader)]
-AdmissionDep = Annotated[Admission, Depends(get_admission)]
+StoreDep = Annotated[redis.asyncio.Redis, Depends(get_store)]

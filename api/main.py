@@ -3,6 +3,11 @@
 Run it with ``uvicorn --factory api.main:create_app`` (or ``animegan api``). The gateway never
 imports torch or the inference runtime: it decodes and downscales with the torch-free
 ``imaging.decode``, stores the input in Redis and sends the task by name.
+
+The factory builds the parts routes use, one of each per app, on ``app.state`` (routes get them as
+dependencies: ``api.deps``, ``api.jobs.deps``, ``api.events.streams``); includes the router of
+every use case (``jobs``, ``batches``, ``events``, ``ops``, the page and docs of ``edge``); and
+stacks the middleware of ``edge``, ``tenancy`` and ``ops``. The lifespan closes every connection.
 """
 
 from __future__ import annotations
@@ -13,37 +18,44 @@ from importlib.metadata import PackageNotFoundError, version
 
 import redis.asyncio
 import redis.asyncio.retry
-import redis.exceptions
 from fastapi import APIRouter, FastAPI
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from api import metrics
-from api.api_keys import KeyRing, KeysFileError
-from api.auth import ClientMiddleware
-from api.clients import TrustedProxies
+from api.batches.routes import router as batches_router
 from api.config import ApiSettings, load_api_settings
-from api.docs import install_docs
-from api.gateway import Gateway
-from api.head import HeadMiddleware
-from api.http_metrics import HttpMetricsMiddleware
+from api.deps import connect_store
+from api.edge.docs import install_docs
+from api.edge.head import HeadMiddleware
+from api.edge.page import router as page_router
+from api.edge.security import SecurityHeadersMiddleware
+from api.edge.upload import UploadLimitMiddleware
+from api.events.batch_stream import router as batch_stream_router
+from api.events.hub import EventHub
+from api.events.job_stream import router as job_stream_router
+from api.jobs.deps import build_job_parts
+from api.jobs.routes import router as jobs_router
 from api.log import RequestIdMiddleware, configure_logging
-from api.metrics_server import serving_metrics
+from api.ops.health import router as health_router
+from api.ops.http_metrics import HttpMetricsMiddleware
+from api.ops.metrics_server import serving_metrics
+from api.ops.scrape import router as scrape_router
 from api.problems import install_problem_handlers
-from api.rate_limit import RateLimiter, RateLimitMiddleware
-from api.routes import batches, events, health, jobs, metrics as metrics_routes, page
-from api.security import SecurityHeadersMiddleware
-from api.task_sender import create_celery_client
-from api.upload import UploadLimitMiddleware
+from api.tenancy.auth import ClientMiddleware
+from api.tenancy.clients import TrustedProxies
+from api.tenancy.keys import KeyRing, KeysFileError
+from api.tenancy.rate_limit import RateLimiter, RateLimitMiddleware
 
-# Every router of the gateway; a new page or endpoint module adds its router here.
+# Every router of the gateway, in the order of the API document; a new use case adds its router here.
 ROUTERS: list[APIRouter] = [
-    jobs.router,
-    batches.router,
-    events.router,
-    health.router,
-    metrics_routes.router,
-    page.router,
+    jobs_router,
+    batches_router,
+    batch_stream_router,
+    job_stream_router,
+    health_router,
+    scrape_router,
+    page_router,
 ]
 
 
@@ -65,8 +77,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     limiter: RateLimiter | None = app.state.rate_limiter
     if limiter is not None:
         await limiter.aclose()
-    gateway: Gateway = app.state.gateway
-    await gateway.aclose()
+    await app.state.event_hub.aclose()
+    await app.state.store.aclose()
+    app.state.sender.close()
 
 
 def _key_ring(settings: ApiSettings) -> KeyRing | None:
@@ -92,6 +105,14 @@ def _rate_limiter(settings: ApiSettings) -> RateLimiter | None:
     return RateLimiter(client, rule)
 
 
+def _build_parts(app: FastAPI, settings: ApiSettings) -> None:
+    """The parts routes use, one of each per app, on ``app.state``; the lifespan closes them."""
+    store = app.state.store = connect_store(settings)
+    build_job_parts(app.state, settings, store)
+    # Event streams' pub/sub connection (opened on the first stream) and their caps.
+    app.state.event_hub = EventHub(settings)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build the gateway; without ``settings`` they are read from ANIMEGAN_* and logging is set up."""
     if settings is None:
@@ -102,26 +123,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version=_version(),
         summary="Turn photos into anime-style images (AnimeGANv2 on CPU).",
         lifespan=_lifespan,
-        docs_url=None,  # /docs and /redoc come from api/docs.py, with assets shipped in the package
+        docs_url=None,  # /docs and /redoc come from api/edge/docs.py, with assets shipped in the package
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.settings = settings
-    # A pooled connection that died with a Redis restart fails its next command: retry that on a
-    # fresh connection instead of answering 503 to a client after Redis is back.
-    client = redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=3,
-        socket_timeout=10,
-        health_check_interval=30,
-        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-    )
-    app.state.gateway = Gateway(settings, client, create_celery_client(settings))
+    _build_parts(app, settings)
     install_problem_handlers(app, unavailable=(RedisError,))
     for router in ROUTERS:
         # With a metrics port of its own, /metrics is not served on the public port at all.
-        if router is not metrics_routes.router or settings.api_metrics_port is None:
+        if router is not scrape_router or settings.api_metrics_port is None:
             app.include_router(router)
     if settings.docs:
         install_docs(app)

@@ -1,9 +1,9 @@
 """Gateway metric families and the small functions the rest of the gateway records through.
 
-The gateway counts what it sees: HTTP requests (``api.http_metrics`` times them), accepted
-uploads and their size, rejections by reason, deduplicated requests, open event streams. Its own RSS and disk IO
-(``telemetry``) are refreshed at every scrape and every ``SAMPLE_INTERVAL_S``. What Redis knows
-is read at scrape time (``api.store_figures``); the exposition is ``api.routes.metrics``.
+The gateway counts what it sees: HTTP requests (``api.ops.http_metrics`` times them), accepted
+uploads and their size, rejections by reason, deduplicated requests, open event streams. Its own
+RSS and disk IO (``telemetry``) are refreshed at every scrape and every ``SAMPLE_INTERVAL_S``.
+What Redis knows is read at scrape time, and the exposition served, by ``api.ops.scrape``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Routes raise ``ApiError(slug, detail)``; the handlers registered by ``install_problem_handlers``
 turn it, FastAPI's validation errors, Starlette's HTTP errors and anything unhandled into
-``application/problem+json``. ``type`` is the relative URI ``/problems/<slug>``.
+``application/problem+json``. ``type`` is the relative URI ``/problems/<slug>``. Middleware and
+the server protocol answer with ``problem_response``; a problem carried inside another body (a
+refused file of a batch, the ``expired`` event that ends an event stream) is ``problem_document``.
 
 =========================  ======  ================================================================
 slug                       status  when
@@ -62,6 +64,8 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "/problems/"
+# A problem answer in the API document: ``responses={404: PROBLEM_RESPONSE}`` on a route.
+PROBLEM_RESPONSE: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 
 PROBLEMS: dict[str, tuple[int, str]] = {
     "malformed-request": (400, "Malformed request"),
@@ -136,6 +140,19 @@ def problem_body(
         "instance": instance,
         "request_id": request_id,
     }
+
+
+def problem_document(error: ApiError, *, instance: str | None = None) -> dict[str, Any]:
+    """The problem's own members, for a problem carried inside another body (no request id, no extras)."""
+    document: dict[str, Any] = {
+        "type": TYPE_PREFIX + error.slug,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+    }
+    if instance is not None:
+        document["instance"] = instance
+    return document
 
 
 def problem_response(

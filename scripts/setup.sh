@@ -2,7 +2,8 @@
 # Idempotent set-up used by the Makefile: `install` (service, no torch), `dev` (service + test tools
 # + the torch extra, CPU build), `latest` (as dev, but the newest versions pyproject.toml's ranges
 # allow instead of the lock), `system` (Debian packages the tests use: prometheus/promtool,
-# chromium, docker-compose).
+# chromium, docker-compose), `image` (Debian packages the image tests use: the docker.io engine and
+# client, docker-compose, debootstrap for stand-in base images).
 # install and dev take every package from a lock file (requirements/, written by `make lock`), each
 # file checked against its sha256 there, so a new upstream release changes nothing until the locks
 # are regenerated.
@@ -73,6 +74,14 @@ install_locked() {
   "$VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e .
 }
 
+# Debian packages, when any is missing (CI runs as root; elsewhere through sudo).
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 case "${1:-install}" in
   install)
     native_deps
@@ -97,11 +106,17 @@ case "${1:-install}" in
     command -v promtool >/dev/null || need+=(prometheus)
     command -v chromium >/dev/null || need+=(chromium)
     command -v docker-compose >/dev/null || need+=(docker-compose)
-    if [ ${#need[@]} -gt 0 ]; then
-      if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-      $SUDO apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    fi
+    apt_install "${need[@]}"
     ;;
-  *) echo "usage: $0 install|dev|latest|system" >&2; exit 2 ;;
+  image)
+    # The engine and a client with BuildKit built in (Debian's docker.io: /usr/bin/docker; a
+    # Docker CE install, with its buildx plugin, is used as it is). tests/image starts dockerd
+    # when none answers, and stops it afterwards.
+    need=()
+    { [ -x /usr/bin/docker ] && { command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ]; }; } || need+=(docker.io)
+    command -v docker-compose >/dev/null || need+=(docker-compose)
+    command -v debootstrap >/dev/null || need+=(debootstrap)
+    apt_install "${need[@]}"
+    ;;
+  *) echo "usage: $0 install|dev|latest|system|image" >&2; exit 2 ;;
 esac

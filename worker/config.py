@@ -15,6 +15,9 @@ from jobstore.webhook_settings import WebhookSettings
 
 # Seconds before each delivery attempt, counted from the previous one: six tries over about an hour.
 DEFAULT_WEBHOOK_RETRY_SCHEDULE_S = [0.0, 30.0, 120.0, 480.0, 1200.0, 1800.0]
+# Where the kernel's cgroup hierarchies are mounted, and which cgroups this process is in.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_MEMBERSHIP = Path("/proc/self/cgroup")
 
 
 class WorkerSettings(SharedSettings, WebhookSettings):
@@ -94,16 +97,58 @@ class WorkerSettings(SharedSettings, WebhookSettings):
         return self.threads or max(1, available_cores() // self.concurrency)
 
 
-def available_cores() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
+def available_cores(cgroup_root: Path = CGROUP_ROOT, membership: Path = CGROUP_MEMBERSHIP) -> int:
+    """CPUs this process may use: its affinity mask, capped by its cgroup's CPU quota (v2 or v1)."""
     cores = len(os.sched_getaffinity(0))
+    quota = cgroup_cpu_quota(cgroup_root, membership)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, membership: Path = CGROUP_MEMBERSHIP) -> float | None:
+    """The smallest CPU quota, in CPUs, of this process's cgroups and their ancestors; None without one.
+
+    cgroup v2 keeps it in ``cpu.max``, v1 in the cpu controller's ``cpu.cfs_quota_us`` over
+    ``cpu.cfs_period_us`` (hosts that still mount v1, where Docker and the kubelet set it there).
+    A container sees its own cgroup at the root of each hierarchy; a host process sits below it,
+    at the path ``/proc/self/cgroup`` names (a systemd unit's CPUQuota=), so every level counts.
+    """
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    v1_mount = next((cgroup_root / name for name in ("cpu", "cpu,cpuacct") if (cgroup_root / name).is_dir()), None)
+    quotas = [_quota_v2(cgroup_root)] + ([_quota_v1(v1_mount)] if v1_mount else [])
+    for line in lines:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        levels = [part for part in path.split("/") if part]
+        if controllers == "":
+            quotas += [_quota_v2(cgroup_root.joinpath(*levels[: i + 1])) for i in range(len(levels))]
+        elif v1_mount and "cpu" in controllers.split(","):
+            quotas += [_quota_v1(v1_mount.joinpath(*levels[: i + 1])) for i in range(len(levels))]
+    return min((quota for quota in quotas if quota is not None), default=None)
+
+
+def _quota_v2(directory: Path) -> float | None:
+    try:
+        quota, period = (directory / "cpu.max").read_text().split()
+        return None if quota == "max" else _cpus(int(quota), int(period))
     except (OSError, ValueError):
-        return cores
-    if quota == "max":
-        return cores
-    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+        return None
+
+
+def _quota_v1(directory: Path) -> float | None:
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return _cpus(quota, period)
+
+
+def _cpus(quota: int, period: int) -> float | None:
+    """CPUs a quota allows per period; None for no limit (v1 writes -1)."""
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def load_worker_settings() -> WorkerSettings:

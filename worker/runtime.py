@@ -163,10 +163,14 @@ class Runtime:
         return stylizer
 
     def start_heartbeat(self) -> None:
-        """Announce this process to the gateway's /readyz every few seconds, from a daemon thread."""
+        """Announce this process to the gateway's /readyz every few seconds, from a daemon thread.
+
+        The thread also makes the first beat: a beat made here would raise while Redis is away,
+        and Celery's signal dispatch swallows that, leaving a process that runs jobs but is never
+        announced. The thread keeps trying instead, so the process turns ready once Redis is back.
+        """
         if self._heartbeat is not None:
             return
-        self.beat()
         self._heartbeat = threading.Thread(target=self._beat_forever, name="animegan-heartbeat", daemon=True)
         self._heartbeat.start()
 
@@ -189,12 +193,14 @@ class Runtime:
         self.redis.hset(WORKERS_KEY, self.worker_id, beat.model_dump_json())
 
     def _beat_forever(self) -> None:
-        while not self._stop.wait(self.settings.heartbeat_interval_s):
+        while not self._stop.is_set():
             try:
                 self.beat()
                 self._forget_dead_workers()
             except redis.RedisError:
                 logger.warning("heartbeat failed; retrying", exc_info=True)
+            if self._stop.wait(self.settings.heartbeat_interval_s):
+                return
 
     def _forget_dead_workers(self) -> None:
         raw = self.redis.hgetall(WORKERS_KEY)

@@ -1,6 +1,6 @@
 """/docs and /redoc in real headless Chromium, with every request that would leave the machine aborted.
 
-The gateway serves Swagger UI and ReDoc from files it ships (api/docs.py). Debian's chromium is
+The gateway serves Swagger UI and ReDoc from files it ships (api/edge/docs.py). Debian's chromium is
 driven by Playwright through ``executable_path`` (no browser download); each request to a host
 other than loopback is recorded and aborted, and every Content-Security-Policy refusal or script
 error is collected. Screenshots go to ``test-artifacts/docs/`` (git-ignored).

@@ -26,7 +26,7 @@ import redis
 from PIL import Image
 
 from api.config import ApiSettings
-from api.task_sender import create_celery_client
+from api.jobs.sender import create_celery_client
 from jobstore.heartbeats import Heartbeat, live_heartbeats
 from jobstore.keys import QUEUE_NAME, TASK_NAME, WORKERS_KEY, job_key
 from jobstore.records import JobRecord, JobState

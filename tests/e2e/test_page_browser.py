@@ -34,7 +34,7 @@ from playwright.sync_api import (
 )
 
 from animegan.redis_server import RedisServer
-from api.api_keys import key_digest
+from api.tenancy.keys import key_digest
 from jobstore.keys import job_key
 from jobstore.queue import QueueScripts, claim_call
 from jobstore.records import ErrorCode, JobRecord, now

@@ -18,9 +18,9 @@ import redis
 import uvicorn
 
 from animegan.redis_server import free_port
-from api.api_keys import key_digest
 from api.config import ApiSettings
-from api.rate_limit import RATE_KEY_PREFIX
+from api.tenancy.keys import key_digest
+from api.tenancy.rate_limit import RATE_KEY_PREFIX
 
 ApiFactory = Callable[..., str]
 PROBLEM = "application/problem+json"

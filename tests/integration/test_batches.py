@@ -125,6 +125,35 @@ def test_batch_of_five_with_an_undecodable_file_in_the_middle_zips_four_results(
             assert result.size == decode_image(image, max_side=128).image.size
 
 
+def test_batch_that_expires_while_followed_ends_with_an_expired_problem(
+    start_api: ApiFactory, redis_url: str, photo: Photo
+) -> None:
+    base = start_api(redis_url=redis_url)
+    accepted = post_batch(base, [("a.jpg", photo())])
+    assert accepted.status_code == 202, accepted.text
+    batch_id = accepted.json()["id"]
+    seen = []
+    decoder = EventDecoder()
+    with httpx.stream("GET", f"{base}/batches/{batch_id}/events", timeout=30) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            event = decoder.feed(line)
+            if event is None:
+                continue
+            seen.append((event.event, json.loads(event.data)))
+            if event.event == "in_progress":  # no worker: the job waits, and the stream re-reads the batch
+                with redis.Redis.from_url(redis_url) as client:
+                    client.delete(batch_key(batch_id))
+    assert [name for name, _ in seen] == ["in_progress", "expired"]
+    assert seen[-1][1] == {
+        "type": "/problems/batch-not-found",
+        "title": "Batch not found",
+        "status": 404,
+        "detail": "The batch expired while it was followed.",
+        "instance": f"/batches/{batch_id}/events",
+    }
+
+
 def test_batch_past_the_client_quota_is_429_and_queues_nothing(
     start_api: ApiFactory, redis_url: str, photo: Photo
 ) -> None:

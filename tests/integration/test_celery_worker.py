@@ -13,7 +13,7 @@ import redis
 from PIL import Image
 
 from api.config import ApiSettings
-from api.task_sender import create_celery_client
+from api.jobs.sender import create_celery_client
 from imaging.decode import decode_image
 from jobstore.heartbeats import live_heartbeats
 from jobstore.keys import TASK_NAME, WORKERS_KEY, job_key, result_key

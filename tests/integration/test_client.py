@@ -23,8 +23,8 @@ from PIL import Image
 from animegan.client import ApiError, AsyncClient, Client, JobTimeoutError, ServiceUnreachableError
 from animegan.redis_server import free_port
 from api.config import ApiSettings
+from api.events.streams import StreamLimits, get_stream_limits
 from api.main import create_app
-from api.routes.events import StreamLimits, get_stream_limits
 from imaging.decode import decode_image
 from jobstore.keys import SERVICE_TIME_KEY, job_key, result_key
 from jobstore.queue import QueueScripts, claim_call

@@ -1,4 +1,4 @@
-"""api.event_hub.EventHub on real Redis: fan-out per job, and an idle connection kept alive by PINGs."""
+"""api.events.hub.EventHub on real Redis: fan-out per job, and an idle connection kept alive by PINGs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio
 
 from api.config import ApiSettings
-from api.event_hub import EventHub
+from api.events.hub import EventHub
 from jobstore.keys import events_channel
 from jobstore.records import new_job_id
 

@@ -8,23 +8,30 @@ stream makes: pushed changes, not polling.
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 import uvicorn
+from PIL import Image
 
 from animegan.redis_server import free_port
 from api.config import ApiSettings
+from api.events.streams import StreamLimits, get_stream_limits
 from api.main import create_app
-from api.routes.events import StreamLimits, get_stream_limits
 from jobstore.keys import job_key, result_key
 from jobstore.queue import QueueScripts, claim_call
 from jobstore.records import ErrorCode, JobRecord, now
@@ -33,12 +40,13 @@ from jobstore.transitions import add_mark_failed, add_mark_succeeded
 FAST = StreamLimits(position_refresh_s=0.05, heartbeat_s=60.0, max_duration_s=60.0)
 # No timed read within a test's life: whatever the stream reports must have been pushed.
 PUSH_ONLY = StreamLimits(position_refresh_s=3600.0, heartbeat_s=60.0, max_duration_s=120.0)
+_shades = itertools.count(1)
 
 
 @contextmanager
-def serving(redis_url: str, limits: StreamLimits) -> Iterator[str]:
+def serving(redis_url: str, limits: StreamLimits, max_side: int = 128) -> Iterator[str]:
     """The real gateway on a socket, with the event stream's timing replaced by ``limits``."""
-    settings = ApiSettings(redis_url=redis_url, styles=["hayao"], default_style="hayao", max_side=128)
+    settings = ApiSettings(redis_url=redis_url, styles=["hayao"], default_style="hayao", max_side=max_side)
     app = create_app(settings)
     app.dependency_overrides[get_stream_limits] = lambda: limits
     port = free_port()
@@ -203,7 +211,13 @@ def test_job_that_expires_while_followed_ends_with_an_expired_event(api: httpx.C
         jobs.redis.delete(job_key(job_id))
         expired = next(events)
         assert expired.name == "expired"
-        assert expired.json()["type"] == "/problems/job-not-found"
+        assert expired.json() == {
+            "type": "/problems/job-not-found",
+            "title": "Job not found",
+            "status": 404,
+            "detail": "The job expired while it was followed.",
+            "instance": f"/jobs/{job_id}/events",
+        }
         assert list(events) == []
 
 
@@ -221,15 +235,36 @@ def test_idle_stream_sends_heartbeats_and_ends_after_its_lifetime(redis_url: str
     assert all(e.name != "succeeded" for e in received)
 
 
-def test_stream_follows_a_real_worker_to_its_result_by_push(worker_redis_url: str, photo: Callable[[], bytes]) -> None:
-    with serving(worker_redis_url, PUSH_ONLY) as url, httpx.Client(base_url=url, timeout=60) as client:
-        job_id = Jobs(client, worker_redis_url, photo).submit()
-        with follow(client, job_id) as (_, events):
-            received = list(events)  # the stream ends by itself after the terminal state
-        assert [e.name for e in received][-2:] == ["running", "succeeded"]
-        assert {e.name for e in received} <= {"queued", "running", "succeeded"}
+def test_stream_follows_a_real_worker_to_its_result_by_push(
+    celery_worker: subprocess.Popen[bytes], worker_redis_url: str, samples_dir: Path
+) -> None:
+    # A photo large enough that its running state outlasts a re-read (a 128-pixel one takes a warm
+    # worker about 50 ms, shorter than a notice and the read it triggers on a loaded machine).
+    with Image.open(samples_dir / "chelsea.jpg") as img:
+        image = img.convert("RGB").resize((768, 512))
+    shade = next(_shades) * 53 % 256  # steps JPEG cannot blur together: no earlier job answers this one
+    image.paste((shade, 255 - shade, 40), (0, 0, 64, 64))
+
+    def photo() -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=95)
+        return buffer.getvalue()
+
+    with serving(worker_redis_url, PUSH_ONLY, max_side=768) as url, httpx.Client(base_url=url, timeout=60) as client:
+        # The worker is held still until the stream is open, so the job cannot start before the stream
+        # follows it: everything after "queued" arrives by push (PUSH_ONLY polls nothing).
+        os.killpg(celery_worker.pid, signal.SIGSTOP)
+        try:
+            job_id = Jobs(client, worker_redis_url, photo).submit()
+            with follow(client, job_id) as (_, events):
+                first = next(events)
+                os.killpg(celery_worker.pid, signal.SIGCONT)
+                received = [first, *events]  # the stream ends by itself after the terminal state
+        finally:
+            os.killpg(celery_worker.pid, signal.SIGCONT)
+        assert [e.name for e in received] == ["queued", "running", "succeeded"]
         assert received[-1].json() == client.get(f"/jobs/{job_id}").json()
-        assert received[-1].json()["output"]["width"] == 128
+        assert received[-1].json()["output"]["width"] == 768
         assert client.get(f"/jobs/{job_id}/result").status_code == 200
 
 

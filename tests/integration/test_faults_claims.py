@@ -8,8 +8,10 @@ The process-level faults are in tests/e2e/test_faults_delivery.py and test_fault
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -193,9 +195,34 @@ def test_one_sweeper_at_a_time_and_another_takes_over_when_it_stops(runtime: Run
     assert not first.acquire()
 
 
-def _writes(client: redis.Redis) -> int:
-    stats = client.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k.removeprefix("cmdstat_") in WRITE_COMMANDS)
+@contextmanager
+def _writes_to(redis_url: str) -> Iterator[list[str]]:
+    """The write commands Redis runs on ``redis_url``'s database meanwhile (MONITOR, filtered by database:
+    the session's worker beats its heartbeat into another database of the same server)."""
+    db = int(redis_url.rsplit("/", 1)[1])
+    marker = "animegan-test-monitor-end"
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(redis_url) as client, client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if marker in command["command"]:
+                    return  # MONITOR reports in execution order: every earlier write is in
+                name = command["command"].split(" ", 1)[0].lower()
+                if command["db"] == db and name in WRITE_COMMANDS:
+                    seen.append(command["command"])
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    assert ready.wait(10), "MONITOR did not start"
+    try:
+        yield seen
+    finally:
+        with redis.Redis.from_url(redis_url) as client:
+            client.echo(marker)
+        thread.join(10)
 
 
 def test_reading_a_job_whose_worker_vanished_writes_nothing(
@@ -205,8 +232,8 @@ def test_reading_a_job_whose_worker_vanished_writes_nothing(
     record = queue_job(runtime.redis, QUEUED_PIXELS, owner="addr:127.0.0.1")
     claim(runtime)
     _expire_lease(runtime.redis, record.id)
-    before = _writes(runtime.redis)
-    for _ in range(3):
-        job = httpx.get(f"{base}/jobs/{record.id}").json()
-        assert job["status"] == "running"  # the sweeper, not the reader, hands it back
-    assert _writes(runtime.redis) == before
+    with _writes_to(redis_url) as writes:
+        for _ in range(3):
+            job = httpx.get(f"{base}/jobs/{record.id}").json()
+            assert job["status"] == "running"  # the sweeper, not the reader, hands it back
+    assert writes == []

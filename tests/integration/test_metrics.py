@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from animegan.redis_server import free_port
 from api.config import ApiSettings
-from api.task_sender import create_celery_client
+from api.jobs.sender import create_celery_client
 from inference.precision import resolve_precision
 from jobstore.keys import QUEUE_NAME, TASK_NAME
 

@@ -23,8 +23,8 @@ import redis.asyncio
 
 from animegan.redis_server import RedisServer, free_port
 from api.config import ApiSettings
+from api.jobs.store_budget import StoreBudget
 from api.problems import ApiError
-from api.store_budget import StoreBudget
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024

@@ -19,7 +19,7 @@ import pytest
 import redis
 from PIL import Image
 
-from api.api_keys import key_digest
+from api.tenancy.keys import key_digest
 from jobstore.keys import WAITING_KEY, client_active_key, job_key, result_key
 from jobstore.queue import QueueScripts, claim_call
 from jobstore.records import JobRecord, now

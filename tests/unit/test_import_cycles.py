@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_PACKAGES = ("animegan", "api", "worker", "jobstore", "telemetry", "inference", "imaging", "loadtest")
+PROJECT_PACKAGES = ("animegan", "api", "worker", "jobstore", "telemetry", "inference", "imaging", "video", "loadtest")
 
 # Run in a fresh interpreter from the package's root: under pytest, sys.path and sys.modules may
 # resolve a name such as ``worker`` to a test folder instead of the project's package.

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from prometheus_client import REGISTRY
 
-from api import store_figures
 from api.config import ApiSettings
+from api.ops import scrape
 from telemetry.host import HostCollector
 from worker import metrics as worker_metrics
 
@@ -59,11 +59,11 @@ def exported_names() -> set[str]:
     """Every sample name the gateway and the workers can expose (scrape-time collectors included)."""
     # The imports above put the gateway's and the workers' families in the default registry.
     assert worker_metrics.JOBS in REGISTRY._collector_to_names
-    figures = store_figures.StoreFigures(queue_depth=1, used_memory=1, max_memory=1, worker_processes=1)
+    figures = scrape.StoreFigures(queue_depth=1, used_memory=1, max_memory=1, worker_processes=1)
     collectors = [
         REGISTRY,
         HostCollector(),
-        store_figures.StoreCollector(figures, ApiSettings()),
+        scrape.StoreCollector(figures, ApiSettings()),
     ]
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names: set[str] = set()

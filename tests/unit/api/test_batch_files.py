@@ -8,8 +8,8 @@ import zipfile
 import anyio
 import pytest
 
-from api.batch_names import display_name, zip_names
-from api.batch_zip import ZipMember, stream_zip
+from api.batches.archive import ZipMember, stream_zip
+from api.batches.names import display_name, zip_names
 
 
 @pytest.mark.parametrize(

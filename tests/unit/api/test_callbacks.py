@@ -7,7 +7,7 @@ import ipaddress
 import anyio
 import pytest
 
-from api.callbacks import Resolver, check_callback_url
+from api.jobs.callbacks import Resolver, check_callback_url
 from api.problems import ApiError
 from jobstore.callback_policy import IPAddress
 from jobstore.webhook_settings import WebhookSettings

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from api.api_keys import KEY_PREFIX, KeyRing, KeysFileError, key_digest, new_key, parse_keys
-from api.auth import needs_key
-from api.clients import TrustedProxies
-from api.rate_limit import counts
-from api.rate_rule import RateRule, parse_rate
+from api.tenancy.auth import needs_key
+from api.tenancy.clients import TrustedProxies
+from api.tenancy.keys import KEY_PREFIX, KeyRing, KeysFileError, key_digest, new_key, parse_keys
+from api.tenancy.rate_limit import counts
+from api.tenancy.rate_rule import RateRule, parse_rate
 
 PROXIES = TrustedProxies(["10.0.0.0/8", "192.0.2.1", "2001:db8::/32"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from api.decode_budget import DecodeBudget, release_memory
+from api.edge.decode_budget import DecodeBudget, release_memory
 
 
 def test_holds_never_pass_the_total_and_are_granted_first_come_first_served() -> None:

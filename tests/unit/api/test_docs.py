@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from api.config import ApiSettings
-from api.docs import ASSETS, DOCS_CSP, PATCHES, REDOC_CSP, asset_file
+from api.edge.docs import ASSETS, DOCS_CSP, PATCHES, REDOC_CSP, asset_file
 from api.main import create_app
 
 pytestmark = pytest.mark.anyio

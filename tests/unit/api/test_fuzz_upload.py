@@ -2,7 +2,7 @@
 
 The whole validation path runs for real: the body limit middleware, multipart parsing, the style
 and format checks, magic-byte sniffing, decoding and downscaling, and the problem handlers. Only
-the job store's Redis steps are answered in memory (fakes of the gateway's parts), so this stays a unit test;
+the job store's Redis steps are answered in memory (fakes of the submission's parts), so this stays a unit test;
 the real store is exercised by the integration and schemathesis tests. Whatever the request, the
 answer is 202 or a 4xx ``application/problem+json`` whose ``status`` matches: never a 5xx.
 """
@@ -10,6 +10,7 @@ answer is 202 or a 4xx ``application/problem+json`` whose ``status`` matches: ne
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -18,17 +19,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
-from api.admission import Admission
-from api.clients import ClientIdentity
 from api.config import ApiSettings
-from api.dedup import Deduplicator
-from api.gateway import Gateway
-from api.images import NormalizedImage
-from api.job_reader import JobReader
+from api.edge.images import ImageNormalizer
+from api.jobs.admission import Admission
+from api.jobs.dedup import Deduplicator
+from api.jobs.deps import get_intake
+from api.jobs.reader import JobReader
+from api.jobs.sender import TaskSender
+from api.jobs.store_budget import StoreBudget
+from api.jobs.submit import Intake
 from api.main import create_app
-from api.store_budget import StoreBudget
-from api.submission import JobRequest, JobSubmitter, Submission
-from jobstore.records import JobRecord, new_job_id
+from api.tenancy.clients import ClientIdentity
+from jobstore.queue import Admitted
+from jobstore.records import JobRecord
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")]
 
@@ -53,27 +56,25 @@ class NoDuplicates(Deduplicator):
 
 
 class OpenAdmission(Admission):
-    """The queue is never full and every wait is a second."""
+    """The store always has room, the queue is never full, every job is created, every wait is a second."""
 
-    async def precheck(self, client: ClientIdentity) -> None:
+    async def precheck(self, client: ClientIdentity, upload_sizes: Iterable[int]) -> None:
         return None
+
+    async def admit_job(
+        self, record: JobRecord, raw_rgb: bytes, client: ClientIdentity, idempotency_key: str | None, fingerprint: str
+    ) -> Admitted:
+        return Admitted("created", record.id, 1)
 
     async def estimate_wait_s(self, jobs_ahead: int) -> float:
         return 1.0
 
 
-class RoomyStore(StoreBudget):
-    """The store always has room."""
+class Unsent(TaskSender):
+    """Every message counts as sent; none goes anywhere."""
 
-    async def check(self, incoming_bytes: int) -> None:
-        return None
-
-
-class MemorySubmitter(JobSubmitter):
-    """Builds the record a real submission would store, and stores nothing."""
-
-    async def submit(self, image: NormalizedImage, request: JobRequest) -> Submission:
-        return Submission(self.new_record(new_job_id(), image, request))
+    async def send(self, record: JobRecord) -> bool:
+        return True
 
 
 class FirstInLine(JobReader):
@@ -83,14 +84,20 @@ class FirstInLine(JobReader):
 
 @cache
 def _app() -> Any:
-    """The real app with the gateway's Redis-backed parts replaced (validation and decoding stay real)."""
+    """The real app with the submission's Redis-backed parts replaced (validation and decoding stay real)."""
     app = create_app(SETTINGS)
-    gateway: Gateway = app.state.gateway
-    gateway.reader = FirstInLine(gateway.redis)
-    gateway.dedup = NoDuplicates(gateway.redis, gateway.reader)
-    gateway.admission = OpenAdmission(SETTINGS, gateway.redis, gateway.reader)
-    gateway.store_budget = RoomyStore(SETTINGS, gateway.redis)
-    gateway.submitter = MemorySubmitter(SETTINGS, gateway.redis, gateway.reader, gateway.admission, gateway.sender)
+    store = app.state.store
+    reader = FirstInLine(store)
+    intake = Intake(
+        settings=SETTINGS,
+        store=store,
+        reader=reader,
+        dedup=NoDuplicates(store, reader),
+        admission=OpenAdmission(SETTINGS, store, reader, StoreBudget(SETTINGS, store)),
+        images=ImageNormalizer(SETTINGS),
+        sender=Unsent(app.state.sender.celery, store),
+    )
+    app.dependency_overrides[get_intake] = lambda: intake
     return app
 
 

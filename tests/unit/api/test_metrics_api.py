@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from api import metrics, store_figures
+from api import metrics
 from api.config import ApiSettings
+from api.ops import scrape
 from api.problems import PROBLEMS
 
 
@@ -27,15 +28,15 @@ def test_a_rejection_counts_under_its_reason_and_other_problems_are_ignored() ->
     assert count("too_many_pixels") == before + 1
 
 
-def registry_of(collector: store_figures.StoreCollector) -> CollectorRegistry:
+def registry_of(collector: scrape.StoreCollector) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(collector)
     return registry
 
 
 def test_store_figures_become_gauges() -> None:
-    figures = store_figures.StoreFigures(queue_depth=7, used_memory=1234, max_memory=0, worker_processes=2)
-    registry = registry_of(store_figures.StoreCollector(figures, ApiSettings(max_queue_depth=20)))
+    figures = scrape.StoreFigures(queue_depth=7, used_memory=1234, max_memory=0, worker_processes=2)
+    registry = registry_of(scrape.StoreCollector(figures, ApiSettings(max_queue_depth=20)))
     assert registry.get_sample_value("animegan_queue_depth", {"queue": "animegan"}) == 7
     assert registry.get_sample_value("animegan_queue_depth_limit") == 20
     assert registry.get_sample_value("animegan_redis_used_memory_bytes") == 1234
@@ -45,7 +46,7 @@ def test_store_figures_become_gauges() -> None:
 
 
 def test_without_redis_only_the_limit_and_redis_up_zero_are_exported() -> None:
-    registry = registry_of(store_figures.StoreCollector(None, ApiSettings()))
+    registry = registry_of(scrape.StoreCollector(None, ApiSettings()))
     names = {family.name for family in registry.collect()}
     assert names == {"animegan_redis_up", "animegan_queue_depth_limit"}
     assert registry.get_sample_value("animegan_redis_up") == 0

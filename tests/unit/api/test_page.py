@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from api.config import ApiSettings
+from api.edge.page import ASSET_TYPES, CONTENT_SECURITY_POLICY
 from api.main import create_app
 from api.problems import PROBLEM_MEDIA_TYPE
-from api.routes.page import ASSET_TYPES, CONTENT_SECURITY_POLICY
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from api.log import RequestIdMiddleware
-from api.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, ApiError, install_problem_handlers
+from api.problems import PROBLEM_MEDIA_TYPE, PROBLEMS, ApiError, install_problem_handlers, problem_document
 
 pytestmark = pytest.mark.anyio
 
@@ -68,6 +68,19 @@ async def test_api_error_becomes_a_problem_document(slug: str) -> None:
         "request_id": "req-1",
         "hint": 1,
     }
+
+
+@pytest.mark.parametrize("slug", sorted(PROBLEMS))
+async def test_a_problem_inside_another_body_has_the_members_of_the_answer(slug: str) -> None:
+    """A refused file of a batch and the ``expired`` event carry what the answer would, minus the
+    request's id and the extras (the problem of the whole request)."""
+    error = ApiError(slug, f"detail of {slug}", headers={"Retry-After": "7"}, extra={"hint": 1})
+    answer = (await _get("GET", f"/raise/{slug}", headers={"X-Request-ID": "req-1"})).json()
+    assert problem_document(error, instance=f"/raise/{slug}") == {
+        k: v for k, v in answer.items() if k not in {"request_id", "hint"}
+    }
+    assert problem_document(error) == {k: v for k, v in answer.items() if k in {"type", "title", "status", "detail"}}
+    assert list(problem_document(error, instance="/x")) == ["type", "title", "status", "detail", "instance"]
 
 
 async def test_validation_error_lists_the_fields() -> None:

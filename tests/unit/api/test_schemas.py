@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.schemas import Job
+from jobstore.job_view import Job
 from jobstore.records import JobRecord, JobState
 
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.types import Message, Receive, Scope, Send
 
+from api.edge.upload import FORM_OVERHEAD_BYTES, UploadLimitMiddleware, read_upload
 from api.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
-from api.upload import FORM_OVERHEAD_BYTES, UploadLimitMiddleware, read_upload
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +25,7 @@ def _app() -> FastAPI:
     @app.post("/upload")
     async def upload(request: Request) -> dict[str, object]:
         parsed = await read_upload(request, LIMIT)
-        return {"size": len(parsed.image), "style": parsed.style, "format": parsed.format}
+        return {"size": len(parsed.image), "style": parsed.fields.style, "format": parsed.fields.format}
 
     app.add_middleware(UploadLimitMiddleware, image_limit=LIMIT)
     return app

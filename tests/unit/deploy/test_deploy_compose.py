@@ -103,13 +103,29 @@ def test_env_example_documents_every_variable_with_its_default(
     compose_text = "\n".join(
         line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#")
     )
-    defaults = dict(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}", compose_text))
+    defaults = dict(re.findall(r"\$\{([A-Z][A-Z0-9_]*):?-([^}]*)\}", compose_text))
     variables = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", compose_text))
     passed_through = {k for k, v in compose_config["services"]["worker"]["environment"].items() if v is None}
     settings = set(settings_env.names("api")) | set(settings_env.names("worker"))
     assert not (variables | passed_through | settings) - set(documented), "undocumented in .env.example"
     wrong = {name: (documented[name], value) for name, value in defaults.items() if documented[name] != value}
     assert not wrong, f".env.example shows another default than docker-compose.yml: {wrong}"
+
+
+def test_an_empty_prefetch_list_builds_without_weights(compose_config: dict[str, Any], render_compose: Any) -> None:
+    """Unset: the default style is baked in; set but empty: none (an offline build), as .env.example says."""
+    assert compose_config["services"]["worker"]["build"]["args"]["ANIMEGAN_PREFETCH_STYLES"] == "face_paint_512_v2"
+    for name in ("api", "worker"):
+        args = render_compose({"ANIMEGAN_PREFETCH_STYLES": ""})["services"][name]["build"]["args"]
+        assert args["ANIMEGAN_PREFETCH_STYLES"] == ""
+
+
+def test_package_index_build_arguments_reach_the_build(render_compose: Any) -> None:
+    index = "https://pypi.internal.example/simple"
+    args = render_compose({"PIP_INDEX_URL": index, "PIP_TRUSTED_HOST": "pypi.internal.example"})["services"]["worker"]
+    assert args["build"]["args"]["PIP_INDEX_URL"] == index
+    assert args["build"]["args"]["PIP_TRUSTED_HOST"] == "pypi.internal.example"
+    assert args["build"]["args"]["PIP_EXTRA_INDEX_URL"] == ""
 
 
 def test_redis_keeps_an_append_only_file_and_never_evicts(compose_config: dict[str, Any]) -> None:

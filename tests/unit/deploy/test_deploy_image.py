@@ -1,8 +1,8 @@
 """The container image's files: Dockerfile, .dockerignore, entrypoint and health check.
 
-No Docker engine runs here, so the image is not built: hadolint (with its embedded ShellCheck)
-checks the Dockerfile, and the two shell scripts the image runs are executed for real, outside a
-container, against a local HTTP server and a scratch directory.
+Without an engine: hadolint (with its embedded ShellCheck) checks the Dockerfile, and the two shell
+scripts the image runs are executed for real, outside a container, against a local HTTP server and
+a scratch directory. tests/image/ builds the image on a real Docker engine and runs the stack.
 """
 
 from __future__ import annotations
@@ -83,6 +83,39 @@ def test_final_stage_runs_as_a_non_root_user_with_a_healthcheck(healthcheck: Cal
     ]
     assert ("ENTRYPOINT", '["animegan-entrypoint"]') in stage
     assert ("CMD", '["animegan", "api"]') in stage
+
+
+def test_no_syntax_directive_so_an_offline_buildkit_build_needs_no_frontend_image() -> None:
+    """A `# syntax=` parser directive makes BuildKit pull that frontend from a registry first."""
+    directives = [line for line in DOCKERFILE.read_text().splitlines() if re.match(r"#\s*syntax\s*=", line, re.I)]
+    assert not directives
+
+
+def build_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    start = next(i for i, (keyword, rest) in enumerate(steps) if keyword == "FROM" and rest.endswith(" AS build"))
+    end = next(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM" and i > start)
+    return steps[start:end]
+
+
+def test_build_takes_a_package_index_and_a_ca_bundle_secret() -> None:
+    """Builds behind a company proxy: pip's index variables as build arguments, the CA bundle as a secret."""
+    stage = build_stage()
+    assert {("ARG", "PIP_INDEX_URL"), ("ARG", "PIP_EXTRA_INDEX_URL"), ("ARG", "PIP_TRUSTED_HOST")} <= set(stage)
+    install = next(rest for keyword, rest in stage if keyword == "RUN" and "requirements/service.txt" in rest)
+    assert install.startswith("--mount=type=secret,id=ca-bundle ")
+    assert "PIP_CERT=/run/secrets/ca-bundle" in install
+    fetch = next(rest for keyword, rest in final_stage() if keyword == "RUN" and "weights fetch" in rest)
+    assert fetch.startswith("--mount=type=secret,id=ca-bundle,uid=10001 ")
+    assert "SSL_CERT_FILE=/run/secrets/ca-bundle" in fetch
+
+
+def test_image_user_is_a_regular_account_with_fixed_ids() -> None:
+    """uid 10001 is above the system range: `useradd --system` warns about it (tests/image runs the line)."""
+    create = next(rest for keyword, rest in final_stage() if keyword == "RUN" and "useradd" in rest)
+    assert "--system" not in create
+    assert "groupadd --gid 10001 animegan" in create
+    assert "useradd --uid 10001 --gid animegan" in create
 
 
 def test_weights_are_prefetched_at_build_for_the_default_style() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.api_keys import key_digest, parse_keys
+from api.tenancy.keys import key_digest, parse_keys
 from loadtest import clients
 
 

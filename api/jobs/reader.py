@@ -1,0 +1,78 @@
+"""The gateway's reads of the job store: records, queue positions, results, live workers.
+
+Reads never write: a job whose worker vanished is handed back or failed by the workers' sweeper
+(``worker.sweeper``), not by whoever happens to read it. A job belongs to the client that
+submitted it: ``read`` answers None for another client's job, exactly as for an unknown one, so
+no response reveals that someone else's job exists.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio
+
+from api.problems import ApiError
+from jobstore.heartbeats import Heartbeat, live_heartbeats
+from jobstore.keys import SERVICE_TIME_KEY, WAITING_KEY, WORKERS_KEY, client_queue_key, job_key, result_key
+from jobstore.queue import AsyncQueueScripts, position_call, position_call_for
+from jobstore.records import JobRecord, JobState, as_text, is_job_id
+
+
+def job_not_found(job_id: str, record_ttl_s: int) -> ApiError:
+    """404 ``job-not-found``: what ``read`` answering None means to a client."""
+    return ApiError("job-not-found", f"No job {job_id[:64]!r}; jobs are forgotten {record_ttl_s} s after they end.")
+
+
+class JobReader:
+    """Reads jobs and what the workers publish, from the asyncio Redis client of the gateway."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.redis = client
+        self.scripts = AsyncQueueScripts(client)
+
+    async def read(self, job_id: str, client: str | None = None) -> JobRecord | None:
+        """The job's record, or None when the id is not one of ours, the job is unknown or expired,
+        or (with ``client``) it belongs to another client."""
+        if not is_job_id(job_id):
+            return None
+        raw = await self.redis.hgetall(job_key(job_id))
+        record = JobRecord.from_hash(raw) if raw else None
+        if record is not None and client is not None and record.client != client:
+            return None
+        return record
+
+    async def position(self, record: JobRecord) -> int | None:
+        """1 for the next job to start (round-robin across clients), None once it left the queue."""
+        if record.state is not JobState.QUEUED:
+            return None
+        keys, args = position_call(record)
+        found = await self.scripts.position(keys=keys, args=args)
+        return int(found) if found else None
+
+    async def first_position_of(self, client: str) -> int | None:
+        """The position of the client's next waiting job, None when none waits."""
+        head = await self.redis.lindex(client_queue_key(client), 0)
+        if head is None:
+            return None
+        keys, args = position_call_for(as_text(head), client)
+        found = await self.scripts.position(keys=keys, args=args)
+        return int(found) if found else None
+
+    async def read_result(self, job_id: str) -> bytes | None:
+        data = await self.redis.get(result_key(job_id))
+        return data.encode() if isinstance(data, str) else data
+
+    async def has_result(self, job_id: str) -> bool:
+        return bool(await self.redis.exists(result_key(job_id)))
+
+    async def live_workers(self) -> list[Heartbeat]:
+        raw = await self.redis.hgetall(WORKERS_KEY)
+        return live_heartbeats(raw)
+
+    async def waiting_count(self) -> int:
+        """The queue depth: jobs waiting for a worker (the ``waiting`` list; running jobs left it)."""
+        return int(await self.redis.llen(WAITING_KEY))
+
+    async def service_time_s(self) -> float | None:
+        """The workers' recent average inference seconds, None before the first job."""
+        value = await self.redis.get(SERVICE_TIME_KEY)
+        return float(value) if value else None
