@@ -71,6 +71,8 @@ class ApiSettings(SharedSettings, WebhookSettings):
     api_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     api_metrics_host: str = "0.0.0.0"  # the metrics port is for the internal network: all interfaces
     docs: bool = True
+    # With object storage: GET /jobs/{id}/result answers 303 to the presigned link instead of the bytes.
+    result_redirect: bool = False
 
     @field_validator("api_keys_file")
     @classmethod
