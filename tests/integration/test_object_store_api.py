@@ -245,3 +245,30 @@ def test_a_missing_bucket_stops_the_gateway_with_one_line(
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert "bucket 'no-such-bucket' does not exist" in last
+
+
+def test_a_result_is_streamed_from_the_store_in_bounded_memory(
+    stack: tuple[httpx.Client, redis.Redis, Any], object_store: ObjectStore, photo: Callable[[], bytes]
+) -> None:
+    import os
+
+    import psutil
+
+    http, _, api = stack
+    job_id = http.post("/stylize", files={"image": ("p.jpg", photo(), "image/jpeg")}).json()["id"]
+    assert wait_done(http, job_id)["status"] == "succeeded"
+    big = os.urandom(1024 * 1024) * 64  # 64 MiB under the result's name: far more than any image
+    object_store.put(result_name(job_id), big, "image/png")
+    gateway = psutil.Process(api.process.pid)
+    before = gateway.memory_info().rss
+    peak = before
+    received = 0
+    with http.stream("GET", f"/jobs/{job_id}/result") as answer:
+        assert answer.status_code == 200
+        assert int(answer.headers["content-length"]) == len(big)
+        for chunk in answer.iter_bytes(256 * 1024):
+            received += len(chunk)
+            time.sleep(0.002)  # a client slower than the store: the gateway must not buffer ahead
+            peak = max(peak, gateway.memory_info().rss)
+    assert received == len(big)
+    assert peak - before < 24 * 1024 * 1024, (before, peak)
