@@ -36,7 +36,7 @@ STYLIZE_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["image"],
                     "properties": {
-                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
+                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP or HEIC/HEIF."},
                         "style": {"type": "string", "description": "A name from GET /styles."},
                         "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
                         "callback_url": {
