@@ -115,6 +115,8 @@ class ApiSettings(SharedSettings, WebhookSettings):
     """Address the metrics port listens on."""
     docs: bool = True
     """`false` turns off `/docs`, `/redoc` and `/openapi.json` (404)."""
+    result_redirect: bool = False
+    """With object storage: `true` makes `GET /jobs/{id}/result` answer 303 to the presigned link, not the bytes."""
 
     @field_validator("api_keys_file")
     @classmethod

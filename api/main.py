@@ -2,7 +2,8 @@
 
 Run it with ``uvicorn --factory api.main:create_app`` (or ``animegan api``). The gateway never
 imports torch or the inference runtime: it decodes and downscales with the torch-free
-``imaging.decode``, stores the input in Redis and sends the task by name.
+``imaging.decode``, stores the input in Redis (or, with ANIMEGAN_S3_BUCKET, in the object store:
+``api.deps.open_object_store``) and sends the task by name.
 
 The factory builds the parts routes use, one of each per app, on ``app.state`` (routes get them as
 dependencies: ``api.deps``, ``api.jobs.deps``, ``api.events.streams``); includes the router of
@@ -25,7 +26,7 @@ from redis.exceptions import RedisError
 from api import metrics
 from api.batches.routes import router as batches_router
 from api.config import ApiSettings, load_api_settings
-from api.deps import connect_store
+from api.deps import connect_store, open_object_store
 from api.edge.docs import install_docs
 from api.edge.head import HeadMiddleware
 from api.edge.page import router as page_router
@@ -47,6 +48,7 @@ from api.tenancy.auth import ClientMiddleware
 from api.tenancy.clients import TrustedProxies
 from api.tenancy.keys import KeyRing, KeysFileError
 from api.tenancy.rate_limit import RateLimiter, RateLimitMiddleware
+from jobstore.objectstore import StoreError
 
 # Every router of the gateway, in the order of the API document; a new use case adds its router here.
 ROUTERS: list[APIRouter] = [
@@ -110,7 +112,8 @@ def _rate_limiter(settings: ApiSettings) -> RateLimiter | None:
 def _build_parts(app: FastAPI, settings: ApiSettings) -> None:
     """The parts routes use, one of each per app, on ``app.state``; the lifespan closes them."""
     store = app.state.store = connect_store(settings)
-    build_job_parts(app.state, settings, store)
+    objects = app.state.objects = open_object_store(settings)
+    build_job_parts(app.state, settings, store, objects)
     # Event streams' pub/sub connection (opened on the first stream) and their caps.
     app.state.event_hub = EventHub(settings)
 
@@ -131,7 +134,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _build_parts(app, settings)
-    install_problem_handlers(app, unavailable=(RedisError,))
+    install_problem_handlers(app, unavailable=(RedisError,), store_unavailable=(StoreError,))
     for router in ROUTERS:
         # With a metrics port of its own, /metrics is not served on the public port at all.
         if router is not scrape_router or settings.api_metrics_port is None:

@@ -18,6 +18,8 @@ end-to-end tests run against, shared by both folders:
 - ``queue_job(client, image, ...)``: a queued job record and its input written straight into Redis
   (what the gateway stores), for tests that drive workers without the gateway.
 - ``photo()``: a real photo as JPEG bytes, different on every call.
+- ``queue_job(..., store=object_store)`` puts the input in the bucket as the gateway does with an
+  object store (the store's fixtures: ``tests/integration/conftest.py``).
 
 Test modules use these fixtures rather than importing from here, so any pytest import mode works.
 """
@@ -44,8 +46,10 @@ from PIL import Image
 
 from animegan.redis_server import RedisServer, free_port
 from animegan.serve import api_command, worker_command
+from jobstore.blobs import OBJECT_STORE, put_input
 from jobstore.heartbeats import live_heartbeats
 from jobstore.keys import WORKERS_KEY
+from jobstore.objectstore import ObjectStore
 from jobstore.queue import Limits, QueueScripts, admit_call, parse_admitted, request_digest
 from jobstore.records import JobRecord, JobState, new_job_id, now
 
@@ -377,11 +381,13 @@ def write_queued_job(
     ttl_s: int = 60,
     age_s: float = 0.0,
     owner: str = "local",
+    store: ObjectStore | None = None,
 ) -> JobRecord:
     """Store ``image`` as a queued job exactly as the gateway does (the job store's ADMIT script).
 
     ``raw`` replaces the pixel bytes (a corrupt input); ``age_s`` backdates the job's creation;
-    ``owner`` is the client the job belongs to (its line in the fair queue).
+    ``owner`` is the client the job belongs to (its line in the fair queue); with ``store`` the
+    input goes to the object store (``jobstore.blobs.put_input``) and Redis gets the record only.
     """
     data = image.tobytes() if raw is None else raw
     job_id = new_job_id()
@@ -401,8 +407,11 @@ def write_queued_job(
         result_ttl_s=ttl_s,
         record_ttl_s=ttl_s,
         client=owner,
+        blobs=OBJECT_STORE if store is not None else None,
     )
-    keys, args = admit_call(record, data, Limits(10_000, 10_000), None, record.digest)
+    if store is not None:
+        put_input(client, store, job_id, data, ttl_s)
+    keys, args = admit_call(record, b"" if store else data, Limits(10_000, 10_000), None, record.digest)
     admitted = parse_admitted(QueueScripts(client).admit(keys=keys, args=args))
     assert admitted.outcome == "created", admitted
     return record
@@ -410,7 +419,8 @@ def write_queued_job(
 
 @pytest.fixture(scope="session")
 def queue_job() -> Callable[..., JobRecord]:
-    """``queue_job(client, image, style=, fmt=, raw=, ttl_s=, age_s=, owner=)`` -> the JobRecord it stored (queued)."""
+    """``queue_job(client, image, style=, fmt=, raw=, ttl_s=, age_s=, owner=, store=)`` -> the JobRecord it
+    stored (queued)."""
     return write_queued_job
 
 

@@ -68,6 +68,8 @@ class WorkerSettings(SharedSettings, WebhookSettings):
     """Jobs after which a child is replaced (0: never)."""
     output_quality: int = Field(default=92, ge=1, le=100)
     """JPEG and WebP quality of results."""
+    avif_quality: int = Field(default=75, ge=1, le=100)
+    """AVIF quality of results (AVIF's own scale: 75 looks like jpeg/webp at 92, at about half the bytes of webp)."""
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     """Seconds between a child's heartbeats in Redis (`/readyz`, `/styles`); a heartbeat expires after
     three intervals."""

@@ -71,7 +71,7 @@ async def read_snapshot(reader: JobReader, job_id: str, client: str) -> Snapshot
     record = await reader.read(job_id, client)
     if record is None:
         return None
-    return Snapshot(Job.from_record(record, position=await reader.position(record)), record)
+    return Snapshot(reader.body(record, position=await reader.position(record)), record)
 
 
 async def open_stream(

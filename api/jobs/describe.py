@@ -26,7 +26,7 @@ async def describe(
     """The job's body (with its queue position) and its poll hint."""
     position = await reader.position(record)
     hint = None if record.state.terminal else await poll_hint(admission, record, position)
-    return Described(Job.from_record(record, position=position, deduplicated=deduplicated), hint)
+    return Described(reader.body(record, position=position, deduplicated=deduplicated), hint)
 
 
 async def poll_hint(admission: Admission, record: JobRecord, position: int | None) -> int:

@@ -50,9 +50,9 @@ GUIDE: dict[str, ProblemGuide] = {
         "`ANIMEGAN_MAX_SIDE` pixels a side anyway), or ask the operator to raise the limit.",
     ),
     "unsupported-media-type": ProblemGuide(
-        "The file is not a JPEG, PNG or WebP image judged by its leading bytes (whatever its name or "
+        "The file is not a JPEG, PNG, WebP or HEIC/HEIF image judged by its leading bytes (whatever its name or "
         "Content-Type), or the request body is not multipart.",
-        "Convert the image to JPEG, PNG or WebP and send it as a multipart file part.",
+        "Convert the image to JPEG, PNG, WebP or HEIC and send it as a multipart file part.",
     ),
     "validation-error": ProblemGuide(
         "A field is missing or invalid: no `image` part, an unknown style, format or mode, a bad crop. `errors` "
@@ -170,6 +170,11 @@ GUIDE: dict[str, ProblemGuide] = {
     "broker-unavailable": ProblemGuide(
         "Redis or the broker cannot be reached. As a failed job's error: its task could not be sent.",
         _RETRY + " Operators: check that Redis is up and reachable.",
+    ),
+    "store-unavailable": ProblemGuide(
+        "With object storage (`ANIMEGAN_S3_BUCKET`): the store did not answer within its timeout, or failed, "
+        "while the gateway stored an upload or read a result. Nothing was queued.",
+        _RETRY + " Operators: check that the object store is up and reachable from the gateway.",
     ),
     "not-ready": ProblemGuide(
         "`GET /readyz` only: Redis is unreachable, or no worker process has a live heartbeat.",
