@@ -94,6 +94,28 @@ def bands(total: int, step: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + step, total)
 
 
+def source_coordinates(in_size: int, out_size: int, *, align_corners: bool) -> tuple[float, float]:
+    """Source coordinate = scale * output index + bias, as torch's bilinear interpolate maps them."""
+    if align_corners:
+        return (in_size - 1) / (out_size - 1), 0.0
+    scale = in_size / out_size
+    return scale, 0.5 * scale - 0.5
+
+
+def bilinear_pairs(in_size: int, out_size: int, *, align_corners: bool) -> Callable[[int], tuple[int, int, float]]:
+    """Output index -> (first source index, second, weight of the second), as torch's bilinear maps them."""
+    scale, bias = source_coordinates(in_size, out_size, align_corners=align_corners)
+    last = in_size - 1
+
+    def pair(j: int) -> tuple[int, int, float]:
+        # torch clamps negative source coordinates to 0 (half-pixel mode) and the second index at the edge.
+        source = max(scale * j + bias, 0.0)
+        first = min(math.floor(source), last)
+        return first, min(first + 1, last), source - first
+
+    return pair
+
+
 def reflect(row: int, size: int) -> int:
     """Reflection (no edge repeat, like torch's ReflectionPad2d) of an index at most size-1 outside."""
     row = abs(row)
