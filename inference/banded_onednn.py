@@ -27,7 +27,6 @@ import numpy as np
 
 from inference import network, quantize, schedule
 from inference.bands import Moments, bilinear_pairs, reflect
-from inference.precision import Precision
 from inference.runtime_onednn import make_conv, native
 
 if TYPE_CHECKING:
@@ -71,11 +70,11 @@ class NativeMap:
         return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-def compile_step(step: schedule.Step, sd: Mapping[str, np.ndarray], precision: Precision) -> tuple[Conv, ...]:
+def compile_step(step: schedule.Step, sd: Mapping[str, np.ndarray], plan: quantize.Plan) -> tuple[Conv, ...]:
     """The native convs of one step, each in its mode (a residual step has none)."""
 
     def conv(spec: network.Conv, *, f32_out: bool = False) -> Conv:
-        return make_conv(sd, spec, quantize.conv_mode(precision, spec), f32_out=f32_out)
+        return make_conv(sd, spec, plan.mode(spec), f32_out=f32_out)
 
     if isinstance(step, schedule.Head):
         return conv(step.first), conv(step.second)
@@ -98,7 +97,7 @@ class NativeBanded:
         runner: Runner,
         norms: Mapping[str, np.ndarray],
         *,
-        precision: Precision,
+        plan: quantize.Plan,
         align_corners: bool,
         rows: Callable[[int, int], int],
     ) -> None:
@@ -106,7 +105,8 @@ class NativeBanded:
         self._sd = norms
         self.align_corners = align_corners
         self._rows = rows
-        self.store = quantize.MAP_STORE[precision]
+        self._plan = plan
+        self.store = plan.store
 
     def start_job(self, band_values: int) -> None:
         """Sizes every band buffer of the job (the largest band, in values)."""
@@ -134,12 +134,15 @@ class NativeBanded:
     def whole(self, src: NativeMap) -> np.ndarray:
         return src.whole()
 
-    @staticmethod
-    def _quant(conv: Conv, totals: quantize.Totals, act: tuple[np.ndarray, np.ndarray] | None) -> quantize.Quant:
-        """An int8 conv's input quantization from the exact range of what it reads."""
+    def _quant(self, conv: Conv, totals: quantize.Totals, act: tuple[np.ndarray, np.ndarray] | None) -> quantize.Quant:
+        """An int8 conv's input quantization from the range of what it reads (exact, or clipped)."""
         if conv.mode != "int8":
             return quantize.NONE
         scale, shift = act if act is not None else (None, None)
+        if self._plan.clip is not None:
+            return quantize.quant_for(
+                *quantize.clipped_range(totals, scale, shift, lrelu=act is not None, k=self._plan.clip)
+            )
         return quantize.quant_for(*quantize.input_range(totals, scale, shift, lrelu=act is not None))
 
     def head(self, step: schedule.Head, compiled: tuple[Conv, ...], image: np.ndarray, rows: int) -> NativeMap:

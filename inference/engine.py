@@ -39,6 +39,7 @@ import numpy as np
 
 from inference import network, schedule
 from inference.precision import Precision, resolve_precision
+from inference.quantize import Plan
 from inference.runtime import BandRuntime, release_freed_memory
 
 if TYPE_CHECKING:
@@ -70,7 +71,9 @@ class Engine:
         band_rows: int | None = None,
         precision: Precision | str = Precision.FP32,
         runtime: BandRuntime | None = None,
+        plan: Plan | None = None,
     ) -> None:
+        """`plan` overrides how the native kernels compute (per-layer modes, storage): for measurements."""
         if threads < 1:
             raise ValueError("threads must be at least 1")
         if band_rows is not None and band_rows < 1:
@@ -90,10 +93,11 @@ class Engine:
         if native:
             from inference.banded_onednn import NativeBanded, compile_step, make_runner
 
+            plan = plan or Plan.for_precision(self.precision)
             self._executor = NativeBanded(
-                make_runner(threads), norms, precision=self.precision, align_corners=align_corners, rows=self._rows
+                make_runner(threads), norms, plan=plan, align_corners=align_corners, rows=self._rows
             )
-            self._compiled: list[tuple[Any, ...]] = [compile_step(step, sd, self.precision) for step in self._steps]
+            self._compiled: list[tuple[Any, ...]] = [compile_step(step, sd, plan) for step in self._steps]
             self.runtime_name = "onednn"
         else:
             from inference.banded import Banded, runtime_for

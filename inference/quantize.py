@@ -18,7 +18,8 @@ int8 costs most (README, precision section: the per-layer table, `scripts/int8_s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -38,6 +39,27 @@ def conv_mode(precision: Precision, conv: network.Conv, *, float_convs: frozense
     if precision is Precision.INT8:
         return "f32" if conv.name in float_convs else "int8"
     return "bf16" if precision is Precision.BF16 else "f32"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a native engine computes: each conv's mode (f32, bf16, int8), every map's storage, and
+    the range an int8 input is quantized over (`clip` None: the exact min and max; k: within each
+    channel's mean +- k standard deviations). `for_precision` is what the engine runs; other plans
+    measure (the per-layer sensitivity table, the clip and storage choices)."""
+
+    store: str
+    modes: Mapping[str, str] = field(default_factory=dict)  # conv name -> mode; missing: `default`
+    default: str = "f32"
+    clip: float | None = None
+
+    @classmethod
+    def for_precision(cls, precision: Precision) -> Plan:
+        modes = {conv.name: conv_mode(precision, conv) for conv in network.convs()}
+        return cls(MAP_STORE[precision], modes, {"fp32": "f32"}.get(precision, str(precision)))
+
+    def mode(self, conv: network.Conv) -> str:
+        return self.modes.get(conv.name, self.default)
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,18 @@ def input_range(
         lo = np.where(lo > 0, lo, network.LRELU_SLOPE * lo)
         hi = np.where(hi > 0, hi, network.LRELU_SLOPE * hi)
     return float(lo.min()), float(hi.max())
+
+
+def clipped_range(
+    totals: Totals, scale: np.ndarray | None, shift: np.ndarray | None, *, lrelu: bool, k: float
+) -> tuple[float, float]:
+    """The range of lrelu?(v * scale + shift) within each channel's mean +- k standard deviations
+    (and within the exact extremes): the outliers beyond clip, the rest gets finer steps."""
+    mean = totals.sums / totals.count
+    std = np.sqrt(np.maximum(totals.sumsqs / totals.count - mean * mean, 0.0))
+    lo, hi = np.maximum(mean - k * std, totals.mins), np.minimum(mean + k * std, totals.maxs)
+    clipped = Totals(totals.sums, totals.sumsqs, lo, hi, totals.count)
+    return input_range(clipped, scale, shift, lrelu=lrelu)
 
 
 def quant_for(lo: float, hi: float) -> Quant:

@@ -290,8 +290,38 @@ void resize_row(const float* line, const int32_t* c0, const int32_t* c1, const f
     }
 }
 
+namespace {
+
+// tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|): exp by a degree-6 polynomial on the
+// reduced argument and a power of two (about 1e-7 absolute: far below the 8-bit output's step).
+__attribute__((target("avx512f"))) long to_rgb_avx512(const float* src, uint8_t* dst, long n) {
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(127.5f);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(src + i);
+        __m512 z = _mm512_mul_ps(_mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(20.0f)), _mm512_set1_ps(-2.0f));
+        __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(1.44269504f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), z);
+        r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+        __m512 p = _mm512_set1_ps(1.0f / 720);
+        for (float c : {1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        __m512 e = _mm512_scalef_ps(p, k);
+        __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+        __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+        t = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+        t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-1.0f)), one);
+        __m512i q = _mm512_cvtps_epi32(_mm512_fmadd_ps(t, half, half));  // rounds to nearest even
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(q));
+    }
+    return i;
+}
+
+}  // namespace
+
 void to_rgb(const float* src, uint8_t* dst, long n) {
-    for (long i = 0; i < n; ++i) {
+    long i = has_avx512() ? to_rgb_avx512(src, dst, n) : 0;
+    for (; i < n; ++i) {
         float v = std::min(std::max(std::tanh(src[i]), -1.0f), 1.0f) * 127.5f + 127.5f;
         dst[i] = static_cast<uint8_t>(std::nearbyint(v));
     }

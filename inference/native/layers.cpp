@@ -180,21 +180,29 @@ void finish(Map& out, int r0, int r1, const uint8_t* raw, Type raw_t, const floa
 }
 
 // The (h, w, 3) u8 image's rows lo..hi and columns -pad..w+pad (reflected) as the first conv's input.
-void image_band(const uint8_t* image, int h, int w, int lo, int hi, int pad, Type dst, uint8_t* out) {
+template <typename T, typename F>
+void image_band_as(const uint8_t* image, int h, int w, int lo, int hi, int pad, T* out, F convert) {
     int cols = w + 2 * pad;
     for (int r = lo; r < hi; ++r) {
         const uint8_t* src = image + static_cast<size_t>(reflect(r, h)) * w * 3;
-        size_t base = static_cast<size_t>(r - lo) * cols * 3;
-        for (int j = 0; j < cols; ++j) {
-            const uint8_t* p = src + reflect(j - pad, w) * 3;
+        T* line = out + static_cast<size_t>(r - lo) * cols * 3;
+        for (int j = 0; j < pad; ++j) {
             for (int ch = 0; ch < 3; ++ch) {
-                size_t i = base + static_cast<size_t>(j) * 3 + ch;
-                float v = static_cast<float>(p[ch]) * kImageScale - 1.0f;
-                if (dst == Type::U8) out[i] = p[ch];
-                if (dst == Type::F32) reinterpret_cast<float*>(out)[i] = v;
-                if (dst == Type::BF16) reinterpret_cast<uint16_t*>(out)[i] = to_bf16(v);
+                line[j * 3 + ch] = convert(src[reflect(j - pad, w) * 3 + ch]);
+                line[(pad + w + j) * 3 + ch] = convert(src[reflect(w + j, w) * 3 + ch]);
             }
         }
+        for (int i = 0; i < 3 * w; ++i) line[3 * pad + i] = convert(src[i]);
+    }
+}
+
+void image_band(const uint8_t* image, int h, int w, int lo, int hi, int pad, Type dst, uint8_t* out) {
+    auto value = [](uint8_t p) { return static_cast<float>(p) * kImageScale - 1.0f; };
+    if (dst == Type::U8) image_band_as(image, h, w, lo, hi, pad, out, [](uint8_t p) { return p; });
+    if (dst == Type::F32) image_band_as(image, h, w, lo, hi, pad, reinterpret_cast<float*>(out), value);
+    if (dst == Type::BF16) {
+        image_band_as(image, h, w, lo, hi, pad, reinterpret_cast<uint16_t*>(out),
+                      [&](uint8_t p) { return to_bf16(value(p)); });
     }
 }
 
