@@ -40,8 +40,9 @@ class WorkerSettings(SharedSettings, WebhookSettings):
     output_quality: int = Field(default=92, ge=1, le=100)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    # auto: bf16 where the CPU runs it natively (AVX512_BF16, AMX), else fp32 (inference.precision).
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # auto: bf16 where the CPU runs it natively (AVX512_BF16, AMX), else int8 where it has int8
+    # dot-product units (VNNI, AMX-INT8), else fp32 (inference.precision).
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     # Webhook sender (worker/webhooks.py): one per worker, in a process of its own.
     webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S)
