@@ -12,8 +12,10 @@ each variant's PSNR and largest per-pixel difference against the fp32 engine's o
 `--processes N` adds the service's layout: N single-thread processes per variant, each pinned to
 its own core, all running an image at once; it prints images per minute and each process's peak
 RSS, every variant in the same interleaved rounds. `--user N` measures what a user sees instead
-(`animegan.bench_user`). `--max-isa` caps oneDNN's instruction set (ONEDNN_MAX_CPU_ISA) in the
-variants' processes: what an older CPU gets (AVX2 as on Zen 3; AVX512_CORE_VNNI as on Cascade Lake).
+(`animegan.bench_user`), `--png` the results' PNG encode per zlib level (`animegan.bench_png`),
+`--picture FILE` writes the fp32 and int8 results side by side (`animegan.bench_picture`).
+`--max-isa` caps oneDNN's instruction set (ONEDNN_MAX_CPU_ISA) in the variants' processes: what
+an older CPU gets (AVX2 as on Zen 3; AVX512_CORE_VNNI as on Cascade Lake).
 
 `--photos DIR`: the first photo (resized and cropped to each size) is the image, all of them the
 calibration set of `openvino-int8`; without it a synthetic image. Without real weights
@@ -38,7 +40,7 @@ from typing import IO, Any
 
 import psutil
 
-from animegan import bench_report, bench_user, bench_worker
+from animegan import bench_picture, bench_png, bench_report, bench_user, bench_worker
 from animegan.bench_report import PEER, say as _say
 from animegan.bench_worker import VARIANTS
 from animegan.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
@@ -291,6 +293,12 @@ def build_parser(prog: str = "animegan bench") -> argparse.ArgumentParser:
         "(needs --photos)",
     )
     parser.add_argument("--images", type=int, default=4, help="with --user: photos per process (default 4)")
+    parser.add_argument(
+        "--png", action="store_true", help="measure the results' PNG encode time and size per zlib level instead"
+    )
+    parser.add_argument(
+        "--picture", type=Path, metavar="FILE", help="write fp32 and int8 results of --photos side by side instead"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
@@ -353,7 +361,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say(f"image: {'first of ' + str(args.photos) if args.photos else 'synthetic'}; align_corners={args.align_corners}")
     _say(f"{args.repeats} interleaved round(s) per size after a warm-up")
     report: dict[str, Any] = {"machine": machine, "flags": flags, "max_isa": args.max_isa, "threads": args.threads}
-    if args.user:
+    if args.picture is not None:
+        report["picture"] = bench_picture.run(args, weights)
+        bench_picture.print_picture(report["picture"])
+    elif args.png:
+        report["png"] = bench_png.run(args, weights)
+        bench_png.print_png(report["png"])
+    elif args.user:
         report["user"] = bench_user.run(args, weights)
         bench_user.print_user(report["user"])
     else:

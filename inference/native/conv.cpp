@@ -1,5 +1,6 @@
 #include "conv.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "layers.hpp"
@@ -27,9 +28,10 @@ dt dnnl_type(Type t) {
     return dt::f32;
 }
 
-// A layer's primitives keep to the few most recent band shapes (a job has two per layer: its full
-// bands and the last one), so images of other sizes do not pile up.
-constexpr size_t kCached = 4;
+// A layer keeps the primitives of its most recent band shapes (an image has two per layer: its
+// full bands and the last one; images of one width share the first), so a worker or a CLI batch
+// creates kernels once per shape, and images of many sizes do not pile up kernels.
+constexpr size_t kCached = 8;
 
 }  // namespace
 
@@ -89,6 +91,7 @@ void Conv::dequant(float qscale, float qzero, float* a, float* b) const {
 void Conv::trim() {
     std::lock_guard<std::mutex> guard(lock_);
     cache_.clear();
+    layouts_.clear();
 }
 
 std::shared_ptr<Conv::Prim> Conv::get(int h, int w) {
@@ -104,6 +107,14 @@ std::shared_ptr<Conv::Prim> Conv::get(int h, int w) {
     auto made = make(h, w);
     if (cache_.size() >= kCached) cache_.erase(cache_.begin());
     cache_.push_back(made);
+    // Layouts no cached primitive uses any more are dropped.
+    layouts_.erase(std::remove_if(layouts_.begin(), layouts_.end(),
+                                  [&](const auto& layout) {
+                                      return std::none_of(cache_.begin(), cache_.end(), [&](const auto& prim) {
+                                          return prim->wei.get_data_handle() == layout.second.get_data_handle();
+                                      });
+                                  }),
+                   layouts_.end());
     return made;
 }
 
@@ -135,19 +146,24 @@ std::shared_ptr<Conv::Prim> Conv::make(int h, int w) {
     p->src = src;
     p->dst = dst;
     p->scratch = pd.scratchpad_desc();
-    auto plain_tag = groups > 1 ? tag::goihw : tag::oihw;
-    p->wei = memory(pd.weights_desc(), eng);
-    dnnl::stream s(eng);
-    if (mode == Mode::INT8) {
-        memory plain(memory::desc(wdims, dt::s8, plain_tag), eng, wq_.data());
-        dnnl::reorder(plain, p->wei).execute(s, plain, p->wei);
-    } else {
-        memory plain(memory::desc(wdims, dt::f32, plain_tag), eng, weights_.data());
-        dnnl::reorder(plain, p->wei).execute(s, plain, p->wei);
+    if (mode != Mode::INT8) {
         p->bia = memory(bdesc, eng);
         std::memcpy(p->bia.get_data_handle(), bias_.data(), sizeof(float) * static_cast<size_t>(oc));
     }
+    for (const auto& [desc, reordered] : layouts_) {
+        if (desc == pd.weights_desc()) {
+            p->wei = reordered;
+            return p;
+        }
+    }
+    auto plain_tag = groups > 1 ? tag::goihw : tag::oihw;
+    p->wei = memory(pd.weights_desc(), eng);
+    dnnl::stream s(eng);
+    void* source = mode == Mode::INT8 ? static_cast<void*>(wq_.data()) : static_cast<void*>(weights_.data());
+    memory plain(memory::desc(wdims, mode == Mode::INT8 ? dt::s8 : dt::f32, plain_tag), eng, source);
+    dnnl::reorder(plain, p->wei).execute(s, plain, p->wei);
     s.wait();
+    layouts_.emplace_back(pd.weights_desc(), p->wei);
     return p;
 }
 

@@ -47,6 +47,9 @@ class Conv {
     std::vector<int8_t> wq_;               // INT8: round(w / scale), per output channel
     std::vector<float> wscale_, wsum_;     // INT8: max |w| / 127 and the sum of the quantized weights
     std::vector<std::shared_ptr<Prim>> cache_;
+    // The weights reordered into each layout the primitives asked for: band shapes of one layer
+    // nearly always share one, so a new shape costs its kernel, not another copy of the weights.
+    std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> layouts_;
     std::mutex lock_;
 };
 
