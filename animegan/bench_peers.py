@@ -52,9 +52,13 @@ def openvino_whole(
         import nncf
 
         model = nncf.quantize(model, nncf.Dataset([to_input(rgb) for rgb in calibration]))
-    # Only the thread count is set (as every variant gets it); f32 also pins the precision.
+    from inference.precision import cpu_flags, has_native_bf16
+
+    # Only the thread count is set (as every variant gets it); f32 also pins the precision. Under
+    # an ISA cap without bf16 (an older CPU, `--max-isa`) f32 is what OpenVINO's defaults pick there
+    # (it reads the real CPU's flags, and its kernels stop on the cap).
     config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads}
-    if f32:
+    if f32 or not has_native_bf16(cpu_flags()):
         config["INFERENCE_PRECISION_HINT"] = "f32"
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
