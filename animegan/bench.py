@@ -217,7 +217,9 @@ def _throughput(size: tuple[int, int], args: argparse.Namespace, weights: str) -
                     process.proc.stdin.write("run\n")
                     process.proc.stdin.flush()
                 for process in groups[variant]:
-                    process.times.append(process.answer()["seconds"])
+                    answer = process.answer()
+                    process.times.append(answer["seconds"])
+                    process.cpu.append(answer["cpu_seconds"])
                 rates[variant].append(60 * len(groups[variant]) / (time.perf_counter() - started))
         reports = {variant: [{**p.loaded, **p.ask("report")} for p in group] for variant, group in groups.items()}
     finally:
@@ -231,6 +233,7 @@ def _throughput(size: tuple[int, int], args: argparse.Namespace, weights: str) -
             variant: {
                 "images_per_min": rates[variant],
                 "seconds": [p.times for p in groups[variant]],
+                "cpu_seconds": [p.cpu for p in groups[variant]],
                 "peak_rss": [r["peak_rss"] for r in reports[variant]],
                 "precision": reports[variant][0]["precision"],
                 "cpus": [r["cpus"] for r in reports[variant]],

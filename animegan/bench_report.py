@@ -71,11 +71,13 @@ def paired(times: list[float], other: dict[str, Any] | None) -> str:
 def print_throughput(result: dict[str, Any], latency: dict[str, Any]) -> None:
     width, height = result["size"]
     say(f"\n{width}x{height}, throughput: {result['processes']} single-thread process(es) per variant, one per core")
+    # CPU seconds per image do not count the time other programs took the cores: on a busy host,
+    # images per CPU-minute (each process's median) compare variants where wall time cannot.
     say(
-        "| variant | precision | images/min (median) | min-max | vs openvino | PSNR vs engine-fp32 dB | max diff "
-        "| peak RSS MB per process |"
+        "| variant | precision | images/min (median) | min-max | vs openvino | CPU s per image | images per CPU-min "
+        "| vs openvino | PSNR vs engine-fp32 dB | max diff | peak RSS MB per process |"
     )
-    say("|" + "---|" * 8)
+    say("|" + "---|" * 11)
     peer = result["variants"].get(PEER)
     for variant, data in result["variants"].items():
         rates = data["images_per_min"]
@@ -84,7 +86,17 @@ def print_throughput(result: dict[str, Any], latency: dict[str, Any]) -> None:
             ratio = f"{statistics.median(r / p for r, p in zip(rates, peer['images_per_min'], strict=True)):.2f}x"
         peaks = "/".join(f"{value / 2**20:.0f}" for value in data["peak_rss"])
         cells = _fidelity_cells(latency["variants"].get(variant, {}))
+        cpu, cpu_rate = _cpu_rate(data)
+        cpu_ratio = "-" if peer is None else f"{cpu_rate / _cpu_rate(peer)[1]:.2f}x"
         say(
             f"| {variant} | {data['precision']} | {statistics.median(rates):.1f} | {min(rates):.1f}-{max(rates):.1f} "
-            f"| {ratio} | {cells} | {peaks} |"
+            f"| {ratio} | {cpu:.2f} | {cpu_rate:.1f} | {cpu_ratio} | {cells} | {peaks} |"
         )
+
+
+def _cpu_rate(data: dict[str, Any]) -> tuple[float, float]:
+    """Median CPU seconds per image, and images per minute if each process had its core to itself."""
+    per_process = [statistics.median(cpu) for cpu in data.get("cpu_seconds", []) if cpu]
+    if not per_process:
+        return float("nan"), float("nan")
+    return statistics.median(per_process), sum(60 / seconds for seconds in per_process)

@@ -80,8 +80,9 @@ def run(args: argparse.Namespace, weights: str) -> dict[str, Any]:
     """Every user variant, `args.repeats` interleaved rounds."""
     if args.photos is None:
         raise SystemExit("--user needs --photos DIR")
-    files = photo_files(args.photos)
-    photos = [files[i % len(files)] for i in range(args.images)]
+    photos = photo_files(args.photos)[: args.images]
+    if len(photos) < args.images:
+        raise SystemExit(f"--images {args.images} needs as many photos in {args.photos} (found {len(photos)})")
     variants = [v for v in args.variants if v in USER_VARIANTS] or ["stylize-auto", PEER]
     rates: dict[str, list[float]] = {v: [] for v in variants}
     peaks: dict[str, list[int]] = {v: [] for v in variants}
