@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference import network, quantize, schedule
-from inference.bands import Moments, bilinear_pairs, reflect
+from inference.bands import Moments, bilinear_table
 from inference.runtime_onednn import make_conv, native
 
 if TYPE_CHECKING:
@@ -193,10 +193,8 @@ class NativeBanded:
         act = _flat(self.affine(src))
         quant = self._quant(compiled, src.totals(), act)
         reach = (step.conv.kernel - 1) // 2
-        row_pair = self._pairs(src.height, out_h)
-        col_pair = self._pairs(src.width, out_w)
-        row_table = self._table([row_pair(reflect(j, out_h)) for j in range(-reach, out_h + reach)])
-        col_table = self._table([col_pair(reflect(j, out_w)) for j in range(-reach, out_w + reach)])
+        row_table = bilinear_table(src.height, out_h, reach, align_corners=self.align_corners)
+        col_table = bilinear_table(src.width, out_w, reach, align_corners=self.align_corners)
         raw = self._runner.upsample_conv(
             src.raw, compiled, *act, quant.scale, quant.zero, *row_table, *col_table, rows, self.store
         )
@@ -209,17 +207,6 @@ class NativeBanded:
         out = np.empty((src.height, src.width, 3), dtype=np.uint8)
         self._runner.output(src.raw, compiled, *act, quant.scale, quant.zero, out)
         return out
-
-    def _pairs(self, in_size: int, out_size: int) -> Callable[[int], tuple[int, int, float]]:
-        return bilinear_pairs(in_size, out_size, align_corners=self.align_corners)
-
-    @staticmethod
-    def _table(pairs: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.array([p[0] for p in pairs], dtype=np.int32),
-            np.array([p[1] for p in pairs], dtype=np.int32),
-            np.array([p[2] for p in pairs], dtype=np.float32),
-        )
 
 
 def make_runner(threads: int) -> Runner:
