@@ -1,7 +1,9 @@
 // The native engine (`inference._onednn`): oneDNN convolutions on channels-last row bands and the
 // loops around them, a whole layer per call, with its bands run on native threads and the GIL
-// released. `inference/native/` holds the C++ (kernels, conv, layers) and the typed binding;
-// this file is the Runner type and the module. Builds against oneDNN 2.x (Debian 12's
+// released. `inference/native/` holds the C++ (kernels: the loops; conv: oneDNN primitives;
+// passes, layers, runner: the band loop of each layer on native threads; maps: band storage) and
+// the typed binding (binding_*: arrays checked, Conv and Map types); this file is the Runner type
+// and the module. Builds against oneDNN 2.x (Debian 12's
 // libdnnl-dev) and 3.x. Python-facing signatures: inference/_onednn.pyi.
 #include <array>
 #include <cmath>
