@@ -177,11 +177,21 @@ def serve(
         elif command == "matmul":
             result = {"gflops": bench_peers.matmul_gflops(threads)}
         elif command == "report":
-            result = {"peak_rss": peak_rss(), "rss_idle": rss(), "torch": "torch" in sys.modules}
+            peak = peak_rss()
+            _release_memory(run)  # what a worker settles to between jobs, not the last job's kept bands
+            result = {"peak_rss": peak, "rss_idle": rss(), "torch": "torch" in sys.modules}
         else:
             return 0
         _say(json.dumps(result))
     return 0
+
+
+def _release_memory(run: Runner) -> None:
+    """An engine keeps its band memory for a moment after a job (the next one reuses it): hand it back now."""
+    engine = getattr(run, "__self__", None)
+    release = getattr(engine, "release_memory", None)
+    if callable(release):
+        release()
 
 
 ENGINE_PRECISIONS = {

@@ -366,3 +366,34 @@ else:
     def test_int8_is_refused_on_this_cpu(numpy_state: dict[str, np.ndarray]) -> None:
         with pytest.raises(PrecisionError, match="int8 dot-product units"):
             Engine(numpy_state, align_corners=True, precision="int8")
+
+
+def test_band_memory_is_kept_for_the_next_job_and_handed_back_when_idle(
+    numpy_state: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from inference import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "RELEASE_AFTER_S", 0.3)
+    engine = Engine(numpy_state, align_corners=True)
+    released: list[float] = []
+    end_job = engine._executor.end_job
+
+    def spy() -> None:
+        released.append(time.monotonic())
+        end_job()
+
+    monkeypatch.setattr(engine._executor, "end_job", spy)
+    rgb = photo_like(40, 56)
+    first = engine.run(rgb)
+    assert np.array_equal(engine.run(rgb), first)  # back to back: the second job reused the first's memory
+    assert released == []
+    deadline = time.monotonic() + 10
+    while not released and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(released) == 1  # idle: handed back once
+    engine.release_memory()
+    assert len(released) == 2
+    assert np.array_equal(engine.run(rgb), first)
+    engine.close()
