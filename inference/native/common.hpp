@@ -87,11 +87,13 @@ class Aligned {
 struct Buffer {
     uint8_t* data = nullptr;
     size_t capacity = 0;
+    size_t used = 0;  // bytes its current (or last) band may have written: resident at most these
 };
 
-// Band buffers of one capacity (`unit`, the largest band of the job), reused within a job: a
-// released input band's buffer takes the next output band, and fresh pages would fault on every
-// band. Buffers larger than needed leave their tail untouched (not resident). Thread-safe.
+// Band buffers of one capacity (`unit`, the largest band of the job), reused within a job and by
+// the next one: a released input band's buffer takes the next output band, and fresh pages would
+// fault on every band. A buffer holds only what its band needs resident: an untouched tail stays
+// so, and a reused buffer's tail beyond its new band is handed back. Thread-safe.
 class Pool {
    public:
     ~Pool() { clear(); }

@@ -1,30 +1,42 @@
 // The band buffer pool and a map's bands (common.hpp).
+#include <sys/mman.h>
+
 #include <cstdlib>
 
 #include "common.hpp"
 
 namespace animegan {
 
+namespace {
+
+constexpr size_t kPage = 4096;
+
+size_t pages(size_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
+
+}  // namespace
+
 Buffer Pool::take(size_t bytes) {
-    {
-        std::lock_guard<std::mutex> guard(lock_);
-        for (size_t i = 0; i < free_.size(); ++i) {
-            if (free_[i].capacity >= bytes) {
-                Buffer found = free_[i];
-                free_.erase(free_.begin() + static_cast<long>(i));
-                return found;
-            }
-        }
-    }
+    size_t need = pages(bytes);
     size_t unit;
     {
         std::lock_guard<std::mutex> guard(lock_);
         unit = unit_;
+        for (size_t i = 0; i < free_.size(); ++i) {
+            if (free_[i].capacity >= bytes) {
+                Buffer found = free_[i];
+                free_.erase(free_.begin() + static_cast<long>(i));
+                // A narrower band than the buffer's last one: its tail goes back to the system
+                // (as if never touched), so a kept pool is no more resident than a fresh one.
+                if (found.used > need) madvise(found.data + need, found.used - need, MADV_DONTNEED);
+                found.used = need;
+                return found;
+            }
+        }
     }
-    size_t capacity = (std::max(bytes, unit) + 63) / 64 * 64;
-    auto* data = static_cast<uint8_t*>(std::aligned_alloc(64, capacity));
+    size_t capacity = pages(std::max(bytes, unit));
+    auto* data = static_cast<uint8_t*>(std::aligned_alloc(kPage, capacity));
     if (data == nullptr) throw std::bad_alloc();
-    return {data, capacity};
+    return {data, capacity, need};
 }
 
 void Pool::give(Buffer buffer) {
