@@ -33,10 +33,12 @@ Buffer Pool::take(size_t bytes) {
             }
         }
     }
+    // Pages of their own (not the heap): untouched ones are never resident, and a freed buffer
+    // goes back to the system at once instead of fragmenting the heap.
     size_t capacity = pages(std::max(bytes, unit));
-    auto* data = static_cast<uint8_t*>(std::aligned_alloc(kPage, capacity));
-    if (data == nullptr) throw std::bad_alloc();
-    return {data, capacity, need};
+    void* data = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (data == MAP_FAILED) throw std::bad_alloc();
+    return {static_cast<uint8_t*>(data), capacity, need};
 }
 
 void Pool::give(Buffer buffer) {
@@ -47,7 +49,7 @@ void Pool::give(Buffer buffer) {
 
 void Pool::clear() {
     std::lock_guard<std::mutex> guard(lock_);
-    for (auto& buffer : free_) std::free(buffer.data);
+    for (auto& buffer : free_) munmap(buffer.data, buffer.capacity);
     free_.clear();
 }
 
