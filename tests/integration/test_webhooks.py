@@ -1,7 +1,7 @@
 """Signed webhooks against the real service: gateway on a socket, real workers, a real receiver.
 
 The receiver is a threaded ``http.server`` on 127.0.0.1 that checks every signature itself (the
-README's recipe, not the service's code) and records each request. Loopback is only reachable
+receiver recipe of docs/guides/webhooks.md, not the service's code) and records each request. Loopback is only reachable
 with ANIMEGAN_WEBHOOK_ALLOW_PRIVATE=true, which the gateway and the workers under test set; the
 refusal tests run without it. Backoff delays are shortened so retries happen in seconds.
 """
@@ -80,7 +80,7 @@ class Receiver:
 
 
 def verify(headers: dict[str, str], body: bytes, secret: str, tolerance_s: int = 300) -> bool:
-    """What a receiver does (README): recompute the HMAC of "<t>.<body>", refuse old timestamps."""
+    """What a receiver does (docs/guides/webhooks.md): recompute the HMAC of "<t>.<body>", refuse old timestamps."""
     parts = dict(p.split("=", 1) for p in headers.get("animegan-signature", "").split(",") if "=" in p)
     if "t" not in parts or "v1" not in parts or abs(time.time() - int(parts["t"])) > tolerance_s:
         return False

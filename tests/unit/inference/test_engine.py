@@ -340,7 +340,7 @@ if INT8_UNITS:
             out = engine.run(rgb)
             expected = reference_same_size(reference, rgb, align_corners)
             assert out.shape == rgb.shape, name
-            # Measured 45.4-47.0 dB at this size, largest difference 18-20 levels (README: fidelity).
+            # Measured 45.4-47.0 dB at this size, largest difference 18-20 levels (docs/guides/precision.md, int8).
             assert psnr(out, expected) >= MIN_INT8_PSNR_DB, name
             assert np.abs(out.astype(int) - expected).max() <= 40, name
 
