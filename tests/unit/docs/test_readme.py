@@ -41,7 +41,8 @@ def test_readme_is_at_most_250_lines() -> None:
 def test_readme_links_to_every_page_of_the_site() -> None:
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
     pages = {f"docs/{page}" for page in _nav_pages(nav)}
-    assert "docs/reference/settings.md" in pages and len(pages) > 30
+    assert "docs/reference/settings.md" in pages
+    assert len(pages) > 30
     linked = {target.split("#")[0] for _, target in links.markdown_links(README.read_text())}
     assert not pages - linked, f"site pages the README does not link: {sorted(pages - linked)}"
 
@@ -57,7 +58,8 @@ def test_readme_diagram_shows_the_engine_that_runs() -> None:
     diagram = _code_blocks(README.read_text(), "")[0]
     for part in ("api/", "Redis", "S3", "worker/", "oneDNN", "fp32", "bf16", "int8"):
         assert part in diagram, part
-    assert "ONNX" not in diagram and "OpenVINO" not in diagram
+    assert "ONNX" not in diagram
+    assert "OpenVINO" not in diagram
 
 
 def test_readme_python_example_calls_methods_the_client_has() -> None:
@@ -72,7 +74,8 @@ def test_readme_python_example_calls_methods_the_client_has() -> None:
     }
     assert {"submit", "wait", "result"} <= called
     for name in called:
-        assert callable(getattr(Client, name, None)) and callable(getattr(AsyncClient, name, None)), name
+        assert callable(getattr(Client, name, None)), name
+        assert callable(getattr(AsyncClient, name, None)), name
 
 
 def test_readme_curl_example_uses_routes_and_fields_the_gateway_has() -> None:
