@@ -1,4 +1,4 @@
-# The targets are the contract; README.md names them. Every target sets itself up first.
+# The targets are the contract; docs/operations/verification.md names them. Every target sets itself up first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
@@ -53,7 +53,7 @@ test: install-dev system-deps image-deps
 	$(BIN)/pytest
 
 # The image tests alone: build the image with BuildKit on a real Docker engine (started when none
-# runs) and run the compose stack (README "What is verified here").
+# runs) and run the compose stack (docs/operations/verification.md).
 test-image: install-dev system-deps image-deps
 	$(BIN)/pytest tests/image
 

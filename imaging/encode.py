@@ -16,7 +16,7 @@ from imaging.formats import OUTPUT_FORMATS
 AVIF_SPEED = 8
 # PNG: zlib's run-length strategy. On stylized photos it is 4-5x faster than Pillow's default
 # (level 6: 288-316 ms per megapixel, here 67-71) for 1% more bytes; plain level 1 is as fast
-# but 11% larger (`animegan bench --png`, README "PNG level").
+# but 11% larger (`animegan bench --png`, docs/internals/decisions.md "PNG level").
 PNG_OPTIONS = {"compress_level": 1, "compress_type": 3}  # 3: Z_RLE
 
 

@@ -13,7 +13,7 @@ Maps between layers are stored in 8 bits too, each row and channel with its own 
 (from the same per-row min and max), so storage adds almost nothing to the activations' own error.
 
 `FLOAT_IN_INT8` names the convs kept out of int8: the output conv (1x1, 32 -> 3) is the one whose
-int8 costs most (README, precision section: the per-layer table, `scripts/int8_sensitivity.py`).
+int8 costs most (docs/guides/precision.md: the per-layer table, `scripts/int8_sensitivity.py`).
 """
 
 from __future__ import annotations
