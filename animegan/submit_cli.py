@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from animegan.client import AsyncClient, ClientError, Job, JobFailedError
 
-INPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+INPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}
 API_KEY_ENV = "ANIMEGAN_API_KEY"
 # Far above any upload limit a service would set; a bigger file is refused without reading it.
 MAX_INPUT_BYTES = 256 * 1024 * 1024

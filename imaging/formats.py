@@ -1,9 +1,10 @@
 """Which image formats are accepted, judged by their leading (magic) bytes, and how results are named.
 
-Accepted uploads are JPEG, PNG and WebP, never by a file name or a Content-Type: the signature
-must be followed by what that format requires next (the PNG IHDR chunk, a JPEG marker, a WebP
-VP8/VP8L/VP8X chunk); anything else, including GIF, TIFF, BMP, SVG, HTML and files that merely
-start with an image signature, is refused as unsupported even where Pillow could decode it.
+Accepted uploads are JPEG, PNG, WebP and HEIC/HEIF, never by a file name or a Content-Type: the
+signature must be followed by what that format requires next (the PNG IHDR chunk, a JPEG marker, a
+WebP VP8/VP8L/VP8X chunk, a HEIF ``ftyp`` box naming HEVC images: ``imaging.heif``); anything else,
+including AVIF, GIF, TIFF, BMP, SVG, HTML and files that merely start with an image signature, is
+refused as unsupported even where Pillow could decode it. Results are png, jpeg, webp or avif.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from imaging import heif
 from imaging.errors import InvalidImageError, UnsupportedFormatError
 
-ALLOWED_FORMATS: Final = ("JPEG", "PNG", "WEBP")
-OUTPUT_FORMATS: Final = ("png", "jpeg", "webp")
-CONTENT_TYPES: Final[dict[str, str]] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-FILE_EXTENSIONS: Final[dict[str, str]] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+ALLOWED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "HEIF")
+OUTPUT_FORMATS: Final = ("png", "jpeg", "webp", "avif")
+CONTENT_TYPES: Final[dict[str, str]] = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "avif": "image/avif",
+}
+FILE_EXTENSIONS: Final[dict[str, str]] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}
 # How many leading bytes sniff_format needs to decide.
 SNIFF_BYTES: Final = 16
 
@@ -35,9 +42,9 @@ _OTHER_SIGNATURES = (
 
 
 def sniff_format(data: bytes) -> str | None:
-    """Return "JPEG", "PNG" or "WEBP" when the leading bytes are that format's signature, else None.
+    """Return "JPEG", "PNG", "WEBP" or "HEIF" when the leading bytes are that format's signature, else None.
 
-    Needs the first ``SNIFF_BYTES`` bytes; fewer may be too few to decide.
+    Needs the first ``SNIFF_BYTES`` bytes (HEIF: its whole ``ftyp`` box); fewer may be too few to decide.
     """
     if data[:16] == _PNG_HEAD:
         return "PNG"
@@ -46,6 +53,8 @@ def sniff_format(data: bytes) -> str | None:
         return "JPEG"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] in _WEBP_CHUNKS:
         return "WEBP"
+    if heif.is_heif(data):
+        return "HEIF"
     return None
 
 
@@ -56,7 +65,7 @@ class Declared:
     format: str
     width: int
     height: int
-    # PNG: the IHDR colour type and bit depth; JPEG: the number of components; WebP: 0.
+    # PNG: the IHDR colour type and bit depth; JPEG: the number of components; WebP, HEIF: 0.
     color_type: int = 0
     bit_depth: int = 8
 
@@ -70,6 +79,9 @@ def declared(data: bytes) -> Declared | None:
         return _webp_declared(data)
     if fmt == "JPEG":
         return _jpeg_declared(data)
+    if fmt == "HEIF":
+        size = heif.declared_size(data)
+        return Declared(fmt, *size) if size else None
     return None
 
 
@@ -127,20 +139,20 @@ def require_allowed_format(data: bytes) -> str:
         raise InvalidImageError("The image data ends inside its header: the file is truncated.")
     detected = _name_other_format(data)
     what = f"{detected} data" if detected else "This data"
-    raise UnsupportedFormatError(f"{what} is not an accepted image; send a JPEG, PNG or WebP image.")
+    raise UnsupportedFormatError(f"{what} is not an accepted image; send a JPEG, PNG, WebP or HEIC image.")
 
 
 def _is_cut_signature(data: bytes) -> bool:
     """True when ``data`` is a proper prefix of an allowed format's signature."""
     n = len(data)
     if n >= SNIFF_BYTES:
-        return False
+        return heif.is_cut_heif(data)
     if data == _PNG_HEAD[:n]:
         return True
     if n <= 3 and data == b"\xff\xd8\xff"[:n]:
         return True
     riff_ok = data[:4] == b"RIFF"[: min(n, 4)]
-    return riff_ok and data[8:12] == b"WEBP"[: max(0, min(n, 12) - 8)]
+    return (riff_ok and data[8:12] == b"WEBP"[: max(0, min(n, 12) - 8)]) or heif.is_cut_heif(data)
 
 
 def _name_other_format(data: bytes) -> str | None:
@@ -148,7 +160,7 @@ def _name_other_format(data: bytes) -> str | None:
         if data.startswith(signature):
             return name
     if data[4:8] == b"ftyp":
-        return "HEIF/AVIF"
+        return "AVIF" if data[8:12] in (b"avif", b"avis") else "HEIF/AVIF"
     text = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
         return "SVG"

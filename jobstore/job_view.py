@@ -17,6 +17,21 @@ from jobstore.records import JobRecord, JobState, error_title
 class JobLinks(BaseModel):
     status: str = Field(description="This job's status URL.")
     result: str = Field(description="Where the image is once the job succeeded.")
+    download: str | None = Field(
+        default=None,
+        description="With object storage, once succeeded: an absolute presigned URL of the result in the store "
+        "(no credentials needed), valid until download_expires_at. Absent otherwise.",
+    )
+    download_expires_at: datetime | None = Field(
+        default=None, description="When the download link stops working (never after the result's expiry)."
+    )
+
+
+class ResultLink(BaseModel):
+    """A presigned download URL of a job's result and when it stops working (``jobstore.blobs.result_link``)."""
+
+    url: str
+    expires_at: float
 
 
 class JobInput(BaseModel):
@@ -27,7 +42,7 @@ class JobInput(BaseModel):
 
 
 class JobOutput(BaseModel):
-    format: str = Field(description="png, jpeg or webp.")
+    format: str = Field(description="png, jpeg, webp or avif.")
     width: int | None = None
     height: int | None = None
     bytes: int | None = Field(default=None, description="Size of the encoded result.")
@@ -67,7 +82,14 @@ class Job(BaseModel):
     )
 
     @classmethod
-    def from_record(cls, record: JobRecord, *, position: int | None = None, deduplicated: bool = False) -> Job:
+    def from_record(
+        cls,
+        record: JobRecord,
+        *,
+        position: int | None = None,
+        deduplicated: bool = False,
+        download: ResultLink | None = None,
+    ) -> Job:
         error = None
         if record.error_code is not None:
             error = JobError(
@@ -98,7 +120,12 @@ class Job(BaseModel):
             ),
             timings=JobTimings(queue_s=_milliseconds(record.queue_s), inference_s=_milliseconds(record.inference_s)),
             error=error,
-            links=JobLinks(status=f"/jobs/{record.id}", result=f"/jobs/{record.id}/result"),
+            links=JobLinks(
+                status=f"/jobs/{record.id}",
+                result=f"/jobs/{record.id}/result",
+                download=download.url if download else None,
+                download_expires_at=_time(download.expires_at) if download else None,
+            ),
             deduplicated=deduplicated,
             mode=record.mode or "scene",
             crop=record.crop,

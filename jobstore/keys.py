@@ -7,7 +7,15 @@ key                            value                             TTL            
 =============================  ================================  ===================  ======================
 ``job:{id}``                   hash, the JobRecord fields        record_ttl_s         api creates, worker
 ``input:{id}``                 normalized input, raw RGB bytes   input_ttl_s          api; worker deletes
+                               (not with an object store)
 ``result:{id}``                encoded output image              result_ttl_s         worker, SET NX (once)
+                               (not with an object store)
+``blobs:due``                  sorted set object name ->         none (members        api before each PUT,
+                               unix time to delete it            removed once         worker, every job's
+                               (``input/{id}``, ``result/{id}``; deleted)             end; the reaper
+                               jobstore.blobs)                                        deletes what is due
+``reaper``                     lock: the worker deleting due     a few seconds        worker (blob reaper)
+                               objects now
 ``waiting``                    list of job ids, arrival order    none (members removed) api adds, worker claims
                                (the queue depth: LLEN, KEDA's list)
 ``cq:{client}``                list: one client's waiting jobs   none (emptied)       api adds, worker claims
@@ -56,6 +64,8 @@ SWEEPER_LOCK_KEY = f"{PREFIX}sweeper"
 WORKERS_KEY = f"{PREFIX}workers"
 SERVICE_TIME_KEY = f"{PREFIX}stats:service_s"
 WEBHOOKS_DUE_KEY = f"{PREFIX}webhooks:due"
+BLOBS_DUE_KEY = f"{PREFIX}blobs:due"
+REAPER_LOCK_KEY = f"{PREFIX}reaper"
 
 
 def job_key(job_id: str) -> str:

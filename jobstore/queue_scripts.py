@@ -49,9 +49,10 @@ local function active_count(client)
   end
   return redis.call('SCARD', active)
 end
--- Store the input and the record, and queue the job at the end of its client's line.
+-- Store the input (unless it is in the object store: raw is empty then) and the record, and queue
+-- the job at the end of its client's line.
 local function create_job(id, client, input_ttl, record_ttl, raw, fields)
-  redis.call('SET', P .. 'input:' .. id, raw, 'EX', input_ttl)
+  if raw ~= '' then redis.call('SET', P .. 'input:' .. id, raw, 'EX', input_ttl) end
   redis.call('HSET', job_k(id), unpack(fields))
   redis.call('EXPIRE', job_k(id), record_ttl)
   redis.call('RPUSH', P .. 'waiting', id)
@@ -73,7 +74,14 @@ local id, client, record_ttl = ARGV[1], ARGV[2], ARGV[6]
 local function can_answer(other)
   local state = redis.call('HGET', job_k(other), 'state')
   if not state or state == 'failed' then return false end
-  if state == 'succeeded' then return redis.call('EXISTS', P .. 'result:' .. other) == 1 end
+  if state == 'succeeded' then
+    if redis.call('HGET', job_k(other), 'blobs') == 's3' then
+      -- In the object store: the result exists while its deletion is scheduled in the future.
+      local due = redis.call('ZSCORE', P .. 'blobs:due', 'result/' .. other)
+      return due ~= false and tonumber(due) > tonumber(redis.call('TIME')[1])
+    end
+    return redis.call('EXISTS', P .. 'result:' .. other) == 1
+  end
   return true
 end
 local function remember(answer)

@@ -123,6 +123,8 @@ class JobRecord(BaseModel):
     # upright original, None for the centre square) or "scene" (None on records from before).
     mode: str | None = None
     crop: str | None = None
+    # Where its input and result bytes are: "s3" in the object store (jobstore.blobs), None in Redis.
+    blobs: str | None = None
 
     @property
     def dedup_digests(self) -> list[str]:

@@ -1,8 +1,8 @@
 """Settings the gateway and the workers both read: same ``ANIMEGAN_*`` names, same checks.
 
 ``ApiSettings`` and ``WorkerSettings`` extend ``SharedSettings``, so a shared value (the Redis
-URL, the styles, logging) is declared and validated once and cannot drift between the two.
-Imports pydantic only.
+URL, the styles, logging, the object store: ``jobstore.storage_settings``) is declared and validated
+once and cannot drift between the two. Imports pydantic only.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from jobstore.storage_settings import StorageSettings
 
 
-class SharedSettings(BaseSettings):
+class SharedSettings(StorageSettings):
     model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
 
     redis_url: str = "redis://redis:6379/0"

@@ -14,6 +14,7 @@ import redis
 import redis.asyncio
 
 from jobstore.batches import add_batch_progress
+from jobstore.blobs import add_job_ended
 from jobstore.keys import (
     LEASES_KEY,
     WAITING_KEY,
@@ -61,6 +62,7 @@ def add_mark_succeeded(
     pipe.hset(job_key(record.id), mapping=fields)  # type: ignore[arg-type]
     pipe.expire(job_key(record.id), record.record_ttl_s)
     pipe.expire(result_key(record.id), record.result_ttl_s)
+    add_job_ended(pipe, record, result_ttl_s=record.result_ttl_s)
     # An identical request of the same client is answered from this job while record and result
     # exist (not a job with a callback: its end is announced to its own request only).
     for digest in [] if record.callback_url else record.dedup_digests:
@@ -81,6 +83,7 @@ def add_mark_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str)
     }
     pipe.hset(job_key(record.id), mapping=fields)  # type: ignore[arg-type]
     pipe.expire(job_key(record.id), record.record_ttl_s)
+    add_job_ended(pipe, record, result_ttl_s=None)
     _add_leave(pipe, record)
     add_schedule_webhook(pipe, record, WebhookEvent.JOB_FAILED)
     add_batch_progress(pipe, record.id)
@@ -88,7 +91,11 @@ def add_mark_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str)
 
 
 def add_delete(pipe: Pipe, record: JobRecord) -> None:
-    """Forget a job now (DELETE /jobs/{id}): record, input, result and the client's dedup entries."""
+    """Forget a job now (DELETE /jobs/{id}): record, input, result and the client's dedup entries.
+
+    Objects in the store are scheduled for deletion now; the caller deletes them at once as well.
+    """
+    add_job_ended(pipe, record, result_ttl_s=None)
     _add_leave(pipe, record)
     add_batch_progress(pipe, record.id)  # before the record goes: the script reads its batch
     pipe.delete(job_key(record.id), result_key(record.id))

@@ -6,11 +6,15 @@
 * ``animegan_process_disk_{read,write}_bytes_total{component}``: a process's storage traffic
   (bytes that really went to or came from storage, not the page cache), mirrored as counters;
   summed over processes, kept after a process exits.
+* ``animegan_store_operations_total{op, outcome}`` and ``animegan_store_operation_seconds{op}``:
+  calls to the object store (ANIMEGAN_S3_BUCKET) by the gateway, the pool children and the blob
+  reaper: op put, get, delete, sign or probe; outcome ok, not_found or error
+  (``jobstore.objectstore`` times them; ``observe_store`` is the observer it is given).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 NAMESPACE = "animegan"
 
@@ -35,3 +39,34 @@ DISK_WRITE = Counter(
     namespace=NAMESPACE,
 )
 RSS_NAME = f"{NAMESPACE}_process_resident_memory_bytes"
+
+STORE_OPS = ("put", "get", "delete", "sign", "probe")
+STORE_OUTCOMES = ("ok", "not_found", "error")
+STORE_OPERATIONS = Counter(
+    "store_operations",
+    "Object store calls by operation (put, get, delete, sign, probe) and outcome (ok, not_found, error).",
+    ["op", "outcome"],
+    namespace=NAMESPACE,
+)
+STORE_SECONDS = Histogram(
+    "store_operation_seconds",
+    "Seconds an object store call took (a download: until its first bytes), by operation.",
+    ["op"],
+    namespace=NAMESPACE,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def init_store_labels() -> None:
+    """Every op x outcome series at 0, so rates exist before the first call."""
+    for op in STORE_OPS:
+        STORE_SECONDS.labels(op)
+        for outcome in STORE_OUTCOMES:
+            STORE_OPERATIONS.labels(op, outcome)
+
+
+def observe_store(op: str, outcome: str, seconds: float) -> None:
+    """The observer given to ``jobstore.objectstore.ObjectStore``."""
+    STORE_OPERATIONS.labels(op, outcome).inc()
+    if outcome != "error" or seconds > 0:
+        STORE_SECONDS.labels(op).observe(seconds)

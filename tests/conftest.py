@@ -18,6 +18,11 @@ end-to-end tests run against, shared by both folders:
 - ``queue_job(client, image, ...)``: a queued job record and its input written straight into Redis
   (what the gateway stores), for tests that drive workers without the gateway.
 - ``photo()``: a real photo as JPEG bytes, different on every call.
+- ``seaweedfs`` (session): a real S3 server (SeaweedFS ``weed mini``, ``animegan.seaweedfs_server``)
+  on free loopback ports with the bucket ``animegan``; ``object_store`` opens it under a prefix of
+  the test's own (``object_store.prefix``), ``s3_env(prefix)`` gives a service process the
+  ANIMEGAN_S3_*/AWS_* variables for it. ``queue_job(..., store=object_store)`` puts the input in
+  the bucket as the gateway does with a store.
 
 Test modules use these fixtures rather than importing from here, so any pytest import mode works.
 """
@@ -43,11 +48,15 @@ import uvicorn
 from PIL import Image
 
 from animegan.redis_server import RedisServer, free_port
+from animegan.seaweedfs_server import SeaweedFS
 from animegan.serve import api_command, worker_command
+from jobstore.blobs import OBJECT_STORE, put_input
 from jobstore.heartbeats import live_heartbeats
 from jobstore.keys import WORKERS_KEY
+from jobstore.objectstore import ObjectStore
 from jobstore.queue import Limits, QueueScripts, admit_call, parse_admitted, request_digest
 from jobstore.records import JobRecord, JobState, new_job_id, now
+from jobstore.storage_settings import StorageSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -377,11 +386,13 @@ def write_queued_job(
     ttl_s: int = 60,
     age_s: float = 0.0,
     owner: str = "local",
+    store: ObjectStore | None = None,
 ) -> JobRecord:
     """Store ``image`` as a queued job exactly as the gateway does (the job store's ADMIT script).
 
     ``raw`` replaces the pixel bytes (a corrupt input); ``age_s`` backdates the job's creation;
-    ``owner`` is the client the job belongs to (its line in the fair queue).
+    ``owner`` is the client the job belongs to (its line in the fair queue); with ``store`` the
+    input goes to the object store (``jobstore.blobs.put_input``) and Redis gets the record only.
     """
     data = image.tobytes() if raw is None else raw
     job_id = new_job_id()
@@ -401,8 +412,11 @@ def write_queued_job(
         result_ttl_s=ttl_s,
         record_ttl_s=ttl_s,
         client=owner,
+        blobs=OBJECT_STORE if store is not None else None,
     )
-    keys, args = admit_call(record, data, Limits(10_000, 10_000), None, record.digest)
+    if store is not None:
+        put_input(client, store, job_id, data, ttl_s)
+    keys, args = admit_call(record, b"" if store else data, Limits(10_000, 10_000), None, record.digest)
     admitted = parse_admitted(QueueScripts(client).admit(keys=keys, args=args))
     assert admitted.outcome == "created", admitted
     return record
@@ -410,7 +424,8 @@ def write_queued_job(
 
 @pytest.fixture(scope="session")
 def queue_job() -> Callable[..., JobRecord]:
-    """``queue_job(client, image, style=, fmt=, raw=, ttl_s=, age_s=, owner=)`` -> the JobRecord it stored (queued)."""
+    """``queue_job(client, image, style=, fmt=, raw=, ttl_s=, age_s=, owner=, store=)`` -> the JobRecord it
+    stored (queued)."""
     return write_queued_job
 
 
@@ -431,5 +446,48 @@ def photo(samples_dir: Path) -> Callable[[], bytes]:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=95)
         return buffer.getvalue()
+
+    return make
+
+
+# -- The object store ----------------------------------------------------------------------------
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3 server with the bucket ``animegan`` (no other is ever created)."""
+    directory = tmp_path_factory.mktemp("seaweedfs")
+    server = SeaweedFS(directory / "data", log=directory / "weed.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def store_settings(server: SeaweedFS, prefix: str, **changes: Any) -> StorageSettings:
+    return StorageSettings(s3_bucket="animegan", s3_endpoint_url=server.endpoint, s3_prefix=prefix, **changes)
+
+
+@pytest.fixture
+def object_store(seaweedfs: SeaweedFS) -> ObjectStore:
+    """The bucket under a prefix no other test uses (``object_store.prefix``), with explicit keys."""
+    prefix = f"t{os.getpid()}-{next(_prefixes)}"
+    return ObjectStore(store_settings(seaweedfs, prefix), credentials=seaweedfs.credentials)
+
+
+@pytest.fixture
+def s3_env(seaweedfs: SeaweedFS) -> Callable[..., dict[str, str]]:
+    """``s3_env(prefix, bucket="animegan")`` -> the ANIMEGAN_S3_* and AWS_* variables of a service process."""
+
+    def make(prefix: str, bucket: str = "animegan") -> dict[str, str]:
+        return {
+            "ANIMEGAN_S3_BUCKET": bucket,
+            "ANIMEGAN_S3_ENDPOINT_URL": seaweedfs.endpoint,
+            "ANIMEGAN_S3_PREFIX": prefix,
+            **seaweedfs.env,
+        }
 
     return make

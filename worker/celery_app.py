@@ -16,7 +16,7 @@ from celery import Celery, signals
 from celery.utils.log import current_process_index
 
 from jobstore.keys import QUEUE_NAME
-from worker import metrics, runtime, webhook_process
+from worker import metrics, reaper_process, runtime, webhook_process
 from worker.config import WorkerSettings, load_worker_settings
 from worker.log import configure_logging
 from worker.runtime import SweeperStep
@@ -66,12 +66,13 @@ def _setup_logging(**_: Any) -> None:
 
 
 def _on_worker_init(sender: Any, **_: Any) -> None:
-    """Main process, before the pool starts: remember the pool size, check the weights, serve metrics,
-    start the webhook sender."""
+    """Main process, before the pool starts: remember the pool size, check the weights and the bucket,
+    serve metrics, start the webhook sender."""
     settings = _settings(sender.app)
     runtime.init_runtime(settings, concurrency=int(sender.concurrency or settings.concurrency))
     check_weights(settings)
     check_precision(settings)
+    reaper_process.start_reaper(settings)
     metrics.init_main_process(settings.styles, settings.max_memory_per_child_mb)
     if settings.metrics_port:
         metrics.start_metrics_server(settings.metrics_port)
@@ -130,6 +131,7 @@ def _on_worker_ready(sender: Any, **_: Any) -> None:
 def _on_worker_shutdown(**_: Any) -> None:
     runtime.get_runtime().stop_heartbeat()
     webhook_process.stop_sender(_settings().webhook_lease_s)
+    reaper_process.stop_reaper()
 
 
 signals.setup_logging.connect(_setup_logging)

@@ -21,10 +21,13 @@ from celery import bootsteps, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from jobstore.blobs import JobBlobs, ObjectBlobs, RedisBlobs, in_object_store
 from jobstore.heartbeats import Heartbeat, live_heartbeats
 from jobstore.keys import QUEUE_NAME, TASK_NAME, WORKERS_KEY
+from jobstore.objectstore import ObjectStore
 from jobstore.queue import QueueScripts
-from jobstore.records import as_text, now
+from jobstore.records import JobRecord, as_text, now
+from telemetry.families import observe_store
 from worker import metrics
 from worker.config import WorkerSettings, available_cores
 from worker.sweeper import Sweeper
@@ -50,6 +53,7 @@ class Runtime:
         self._load_lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._scripts: QueueScripts | None = None
+        self._objects: ObjectStore | None = None
         self._sweeper: Sweeper | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -75,6 +79,17 @@ class Runtime:
         if self._scripts is None or self._scripts.client is not self.redis:
             self._scripts = QueueScripts(self.redis)
         return self._scripts
+
+    def blobs_for(self, record: JobRecord) -> JobBlobs:
+        """Where this job's bytes are: the object store or Redis (``jobstore.blobs``), as its record says."""
+        if not in_object_store(record):
+            return RedisBlobs(self.redis)
+        if self._objects is None:
+            if not self.settings.object_store_enabled:
+                raise RuntimeError("the job's bytes are in the object store, but ANIMEGAN_S3_BUCKET is unset here")
+            # Opened in the process that uses it: obstore is not fork-safe (jobstore.objectstore).
+            self._objects = ObjectStore(self.settings, observe=observe_store)
+        return ObjectBlobs(self.redis, self._objects)
 
     def sweeper_for_main(self) -> Sweeper:
         """This process's sweeper (the main worker process runs it from Celery's timer: ``SweeperStep``)."""

@@ -8,14 +8,16 @@ sweep at a time; another takes over within three intervals when that worker dies
 
 - hands back every running job whose lease passed (its process is gone): re-queued at the head of
   its client's line with a fresh message, or failed ``worker-lost`` once it used its attempts;
-- fails waiting jobs whose input expired (``input-expired``) and drops waiting entries whose
-  record is gone;
+- fails waiting jobs whose input expired (``input-expired``; in the object store: whose deletion
+  came due, ``jobstore.blobs``) and drops waiting entries whose record is gone;
 - sends a message for waiting jobs that have none: the broker's queue stayed empty for two sweeps
   while jobs waited (the gateway died between storing a job and sending its message). Extra
   messages are harmless: a message that finds no waiting job is dropped unrun.
 
 GET requests never write: the job store's state is kept true by the workers. This module knows
-nothing of Celery: messages go out through the ``send_token`` it is given.
+nothing of Celery: messages go out through the ``send_token`` it is given. It never calls the object
+store: it runs in the process that forks the pool children, and obstore is not fork-safe; the
+worker's blob reaper process (``worker.blob_reaper``) deletes the objects that are due.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from collections.abc import Callable
 
 import redis
 
-from jobstore.keys import LEASES_KEY, QUEUE_NAME, SWEEPER_LOCK_KEY, WAITING_KEY, input_key, job_key
+from jobstore.blobs import input_name
+from jobstore.keys import BLOBS_DUE_KEY, LEASES_KEY, QUEUE_NAME, SWEEPER_LOCK_KEY, WAITING_KEY, input_key, job_key
 from jobstore.queue import QueueScripts, expire_call, ids
 from jobstore.records import ErrorCode, JobRecord, as_text, now
 from jobstore.transitions import add_mark_failed
@@ -122,8 +125,12 @@ class Sweeper:
         for job_id in waiting:
             pipe.exists(job_key(job_id))
             pipe.exists(input_key(job_id))
+            # An input in the object store is there until its scheduled deletion (jobstore.blobs).
+            pipe.zscore(BLOBS_DUE_KEY, input_name(job_id))
         found = pipe.execute()
-        for job_id, has_record, has_input in zip(waiting, found[::2], found[1::2], strict=True):
+        at = now()
+        for job_id, has_record, in_redis, due in zip(waiting, found[::3], found[1::3], found[2::3], strict=True):
+            has_input = in_redis or (due is not None and float(due) > at)
             if not has_record:
                 self.redis.lrem(WAITING_KEY, 1, job_id)  # the record expired: nothing left to run
             elif not has_input:

@@ -14,8 +14,9 @@ exactly-once as far as a client can tell:
   into ``failed`` instead of a loop.
 - The result is written with SET NX, so a re-run job never writes twice.
 - The hard time limit is ended from the main process (``StylizeRequest.on_timeout``, in every
-  Celery 5 release), the soft one in the child. Redis errors on the job's writes are retried
-  for ``ANIMEGAN_STORE_RETRY_S``; past that the job is handed back through its lease.
+  Celery 5 release), the soft one in the child. Redis errors on the job's writes, and object store
+  errors on its input and result (``jobstore.blobs``), are retried with backoff for
+  ``ANIMEGAN_STORE_RETRY_S``; past that the job is left to its lease, which hands it back.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from PIL import Image
 
 from imaging import errors as image_errors
 from imaging.encode import encode_image
+from imaging.formats import CONTENT_TYPES
 from inference import errors as inference_errors
-from jobstore.keys import SERVICE_TIME_KEY, TASK_NAME, input_key, job_key, result_key
+from jobstore.keys import SERVICE_TIME_KEY, TASK_NAME, job_key
+from jobstore.objectstore import StoreError
 from jobstore.queue import claim_call, next_service_time, parse_claimed
 from jobstore.records import ErrorCode, JobRecord, now
 from jobstore.transitions import add_mark_failed, add_mark_succeeded
@@ -49,7 +52,7 @@ T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):
-    """The job store stayed unreachable for longer than the retry budget."""
+    """The job store (Redis, or the object store) stayed unreachable for longer than the retry budget."""
 
 
 class StylizeRequest(Request):  # type: ignore[misc]
@@ -150,33 +153,39 @@ def claim(runtime: Runtime) -> JobRecord | None:
 
 
 def store_retry(runtime: Runtime, what: str, call: Callable[[], T]) -> T:
-    """``call()``, retried with backoff while Redis is unreachable, for ANIMEGAN_STORE_RETRY_S at most."""
+    """``call()``, retried with backoff while Redis or the object store is unreachable, for
+    ANIMEGAN_STORE_RETRY_S at most."""
     deadline = time.monotonic() + runtime.settings.store_retry_s
     delay = 0.5
     while True:
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError, StoreError) as exc:
             if time.monotonic() + delay > deadline:
                 raise StoreUnavailable(what) from None
-            logger.warning("job store unreachable; retrying", extra={"during": what, "retry_in_s": delay})
+            logger.warning(
+                "job store unreachable; retrying", extra={"during": what, "retry_in_s": delay, "error": str(exc)}
+            )
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
 
 def process(runtime: Runtime, record: JobRecord) -> str:
     client = runtime.redis
-    data = store_retry(runtime, "reading the input", lambda: client.get(input_key(record.id)))
-    if not isinstance(data, bytes):
+    blobs = runtime.blobs_for(record)
+    data = store_retry(runtime, "reading the input", lambda: blobs.read_input(record))
+    if data is None:
         return fail(runtime, record, ErrorCode.INPUT_EXPIRED, "The input expired before a worker took the job.")
     image = Image.frombytes("RGB", (record.width, record.height), data)
     stylizer = runtime.stylizer(record.style)
     start = time.perf_counter()
     output = stylizer.stylize(image)
     inference_s = time.perf_counter() - start
-    encoded = encode_image(output, record.format, quality=runtime.settings.output_quality)
-    key, ttl = result_key(record.id), record.result_ttl_s
-    stored = store_retry(runtime, "storing the result", lambda: client.set(key, encoded, nx=True, ex=ttl))
+    settings = runtime.settings
+    quality = settings.avif_quality if record.format == "avif" else settings.output_quality
+    encoded = encode_image(output, record.format, quality=quality)
+    content_type = CONTENT_TYPES[record.format]
+    stored = store_retry(runtime, "storing the result", lambda: blobs.write_result(record, encoded, content_type))
     if not stored:
         logger.warning("result already stored by an earlier run; keeping it")
 

@@ -15,7 +15,8 @@ atomically with a lease (``jobstore.webhooks``), so no attempt is sent twice at 
 whose sender died mid-send is retried when the lease ends.
 
 Each of ``ANIMEGAN_WEBHOOK_CONCURRENCY`` threads claims a due delivery, renders its body at the
-first attempt (the job as ``GET /jobs/{id}`` shows it, or for ``batch.completed`` the batch as
+first attempt (the job as ``GET /jobs/{id}`` shows it, with its presigned ``links.download``
+when the result is in the object store, or for ``batch.completed`` the batch as
 ``GET /batches/{id}`` does), makes the attempt and settles it: a failed
 attempt is tried again after the next delay of ``ANIMEGAN_WEBHOOK_RETRY_SCHEDULE_S``, the last one
 is given up.
@@ -34,10 +35,13 @@ import redis
 
 from jobstore.batch_view import Batch
 from jobstore.batches import read_batch_sync
+from jobstore.blobs import in_object_store, result_link
 from jobstore.job_view import Job
 from jobstore.keys import job_key
+from jobstore.objectstore import ObjectStore, StoreError
 from jobstore.records import JobRecord, now
 from jobstore.webhooks import Delivery, DeliveryState, DeliveryStore
+from telemetry.families import observe_store
 from worker import metrics
 from worker.config import WorkerSettings, load_worker_settings
 from worker.log import configure_logging
@@ -51,11 +55,15 @@ REDIS_RETRY_S = 5.0
 class WebhookSender:
     """Claims, sends and settles deliveries; ``run`` is the loop of one sender thread."""
 
-    def __init__(self, settings: WorkerSettings, client: redis.Redis, poster: WebhookPoster) -> None:
+    def __init__(
+        self, settings: WorkerSettings, client: redis.Redis, poster: WebhookPoster, objects: ObjectStore | None = None
+    ) -> None:
         self.settings = settings
         self.redis = client
         self.store = DeliveryStore(client, keep_s=settings.webhook_keep_s)
         self.poster = poster
+        # With object storage, bodies carry the result's presigned link, as GET /jobs/{id} does.
+        self.objects = objects
 
     def run(self, stop: threading.Event, parent_pid: int | None = None) -> None:
         while not stop.is_set():
@@ -106,7 +114,17 @@ class WebhookSender:
         raw = self.redis.hgetall(job_key(job_id))
         if not raw:
             return None
-        return Job.from_record(JobRecord.from_hash(raw)).model_dump_json().encode()
+        return self.job(JobRecord.from_hash(raw)).model_dump_json().encode()
+
+    def job(self, record: JobRecord) -> Job:
+        """The job's body, with its download link when its result is in the object store."""
+        link = None
+        if self.objects is not None and in_object_store(record):
+            try:
+                link = result_link(self.objects, record, self.settings.s3_url_ttl_s)
+            except StoreError:
+                logger.warning("could not sign the result's link; the body names the gateway's URL only")
+        return Job.from_record(record, download=link)
 
     def render_batch(self, batch_id: str) -> bytes | None:
         """The batch as GET /batches/{id} answers it now (its jobs all ended: no queue positions)."""
@@ -114,7 +132,7 @@ class WebhookSender:
         if found is None:
             return None
         batch, records = found
-        jobs = [None if r is None else Job.from_record(r) for r in records]
+        jobs = [None if r is None else self.job(r) for r in records]
         return Batch.build(batch, jobs).model_dump_json().encode()
 
     def _end(self, delivery: Delivery, result: AttemptResult, *, last: bool) -> None:
@@ -161,7 +179,8 @@ def serve(settings: WorkerSettings, parent_pid: int | None = None) -> None:
     metrics.init_webhook_labels()
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
     poster = WebhookPoster(settings)
-    sender = WebhookSender(settings, client, poster)
+    objects = ObjectStore(settings, observe=observe_store) if settings.object_store_enabled else None
+    sender = WebhookSender(settings, client, poster, objects)
     threads = [
         threading.Thread(target=sender.run, args=(stop, parent_pid), name=f"webhook-{n}", daemon=True)
         for n in range(settings.webhook_concurrency)

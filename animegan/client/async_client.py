@@ -32,6 +32,7 @@ from animegan.client.protocol import (
     batch_of,
     batch_of_event,
     content_of,
+    download_link,
     job_of,
     job_of_event,
     poll_delay,
@@ -69,6 +70,8 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=self.options.base_url, headers=self.options.headers(), timeout=timeout, transport=transport
         )
+        # Presigned result links go straight to the object store: no base URL, and never the API key.
+        self._downloads = httpx.AsyncClient(timeout=timeout)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -80,6 +83,7 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._downloads.aclose()
 
     async def submit(
         self,
@@ -102,7 +106,17 @@ class AsyncClient:
         return job_of(await self._request("GET", f"/jobs/{quote(job_id, safe='')}"))
 
     async def result(self, job: Job | str) -> bytes:
-        """``GET /jobs/{id}/result``: the image bytes (ApiError 409 while not finished or when failed)."""
+        """The image bytes: from the job's presigned link in the object store when it has a valid one
+        (``links.download``), else (or if that fails) ``GET /jobs/{id}/result`` (ApiError 409 while not
+        finished or when failed)."""
+        link = download_link(job) if isinstance(job, Job) else None
+        if link is not None:
+            try:
+                response = await self._downloads.get(link)
+                if response.is_success:
+                    return response.content
+            except httpx.TransportError:
+                pass  # the gateway serves the same bytes
         url = job.result_url if isinstance(job, Job) else f"/jobs/{quote(job, safe='')}/result"
         return content_of(await self._request("GET", url))
 

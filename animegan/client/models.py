@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed"})
@@ -55,6 +56,20 @@ class Job:
     def result_url(self) -> str:
         return self.links.get("result", f"/jobs/{self.id}/result")
 
+    @property
+    def download_url(self) -> str | None:
+        """The result's presigned link in the object store (``links.download``), where the service has one."""
+        return self.links.get("download")
+
+    @property
+    def download_expires_at(self) -> datetime | None:
+        """When ``download_url`` stops working (``links.download_expires_at``)."""
+        value = self.links.get("download_expires_at")
+        try:
+            return None if value is None else datetime.fromisoformat(value)
+        except ValueError:
+            return None
+
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Job:
         """Parse a job body; raises ValueError when it has no ``id`` or ``status``."""
@@ -80,7 +95,7 @@ class Job:
             else JobError(
                 type=str(error.get("type", "")), title=str(error.get("title", "")), detail=str(error.get("detail", ""))
             ),
-            links={str(k): str(v) for k, v in links.items()},
+            links={str(k): str(v) for k, v in links.items() if v is not None},
             deduplicated=bool(body.get("deduplicated", False)),
             raw=dict(body),
         )

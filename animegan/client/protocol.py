@@ -138,6 +138,24 @@ def _state_of(response: httpx.Response, parse: Callable[[dict[str, Any]], State]
         raise ApiError(response.status_code, {**problem, "detail": str(exc)}) from None
 
 
+# A link this close to its expiry is not used: the download might start after it.
+DOWNLOAD_MARGIN_S = 5.0
+
+
+def download_link(job: Job, now: datetime | None = None) -> str | None:
+    """The job's presigned result link while it stays valid a few more seconds, else None (use the gateway)."""
+    url, expires = job.download_url, job.download_expires_at
+    if not job.succeeded or url is None or not url.startswith(("https://", "http://")):
+        return None
+    if expires is not None:
+        at = now or datetime.now(UTC)
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        if (expires - at).total_seconds() < DOWNLOAD_MARGIN_S:
+            return None
+    return url
+
+
 def content_of(response: httpx.Response) -> bytes:
     """A result's bytes from a 2xx answer; anything else raises its ApiError."""
     if not response.is_success:

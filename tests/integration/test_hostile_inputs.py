@@ -176,7 +176,9 @@ def corpus() -> list[Case]:
         Case("shell-script", 415, "unsupported-media-type", files=_file(b"#!/bin/sh\nrm -rf /\n")),
         Case("pdf", 415, "unsupported-media-type", files=_file(b"%PDF-1.7\n1 0 obj<<>>endobj\n")),
         Case("zip", 415, "unsupported-media-type", files=_file(b"PK\x03\x04" + b"\x00" * 64)),
-        Case("heif-box", 415, "unsupported-media-type", files=_file(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)),
+        # HEIC is accepted: a HEIC box around nothing is a broken HEIC; AVIF (same box) is not accepted.
+        Case("heif-box", 422, "invalid-image", files=_file(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)),
+        Case("avif-box", 415, "unsupported-media-type", files=_file(b"\x00\x00\x00\x18ftypavif" + b"\x00" * 64)),
         # Real images in formats outside the allow-list.
         *(
             Case(f"format-{fmt.lower()}", 415, "unsupported-media-type", files=_file(_encode(_photo(), fmt)))

@@ -136,7 +136,8 @@ Usage: include "animegan.envVar" (list "ANIMEGAN_MAX_SIDE" .Values.config.maxSid
 {{- end }}
 
 {{/*
-Environment of both roles: the settings in .Values.config, then Redis.
+Environment of both roles: the settings in .Values.config, then Redis, then the object store's
+credentials and region (.Values.objectStorage).
 */}}
 {{- define "animegan.commonEnv" -}}
 {{- range $key, $value := .Values.config }}
@@ -161,6 +162,24 @@ Environment of both roles: the settings in .Values.config, then Redis.
     secretKeyRef:
       name: {{ include "animegan.redisSecretName" . }}
       key: broker-url
+{{- end }}
+{{- with .Values.objectStorage }}
+{{- if .region }}
+- name: AWS_REGION
+  value: {{ .region | quote }}
+{{- end }}
+{{- if .existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .secretAccessKeyKey }}
+{{- end }}
 {{- end }}
 {{- end }}
 

@@ -247,6 +247,9 @@ def test_every_settings_field_can_reach_the_container(
         "ANIMEGAN_API_METRICS_PORT",
         "ANIMEGAN_TRUSTED_PROXIES",
         "ANIMEGAN_WEBHOOK_SECRET",
+        "ANIMEGAN_S3_BUCKET",
+        "ANIMEGAN_S3_ENDPOINT_URL",
+        "ANIMEGAN_S3_PUBLIC_ENDPOINT_URL",
     }
     assert settings - optional <= passed, f"not passed to {role}: {sorted(settings - optional - passed)}"
 
@@ -383,6 +386,27 @@ def test_external_redis_scenario_reads_the_url_from_the_existing_secret(helm_tem
     trigger = one(objects, "ScaledObject")["spec"]["triggers"][0]
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
     assert trigger["metadata"]["address"] == "redis.example.internal:6380"
+
+
+def test_external_bucket_scenario_passes_the_bucket_and_the_keys_from_the_existing_secret(helm_template: Any) -> None:
+    objects = helm_template("--values", values_file("external-bucket-values.yaml"))
+    for role in ("api", "worker"):
+        deployment = one(objects, "Deployment", role)
+        env = {e["name"]: e for e in container_env(deployment)}
+        assert env["ANIMEGAN_S3_BUCKET"]["value"] == "animegan-images"
+        assert env["ANIMEGAN_S3_ENDPOINT_URL"]["value"] == "https://s3.example.internal"
+        assert env["ANIMEGAN_S3_PUBLIC_ENDPOINT_URL"]["value"] == "https://images.example.com"
+        assert env["ANIMEGAN_S3_PREFIX"]["value"] == "prod"
+        assert env["ANIMEGAN_S3_URL_TTL_S"]["value"] == "900"
+        assert env["AWS_REGION"]["value"] == "eu-west-1"
+        keys = {name: env[name]["valueFrom"]["secretKeyRef"] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        assert keys == {
+            "AWS_ACCESS_KEY_ID": {"name": "animegan-s3", "key": "access-key-id"},
+            "AWS_SECRET_ACCESS_KEY": {"name": "animegan-s3", "key": "secret-access-key"},
+        }
+    # Without a secret the pods carry no keys: web identity or the node's role answers.
+    default = {e["name"] for e in container_env(one(helm_template(), "Deployment", "worker"))}
+    assert not default & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "ANIMEGAN_S3_BUCKET"}
 
 
 def test_external_redis_without_a_url_fails_with_a_clear_message(run: Any) -> None:

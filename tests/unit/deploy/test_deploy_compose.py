@@ -49,8 +49,24 @@ def test_compose_file_validates_with_docker_compose_config(run: Any) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_stack_has_the_five_services(compose_config: dict[str, Any]) -> None:
-    assert set(compose_config["services"]) == {"redis", "api", "worker", "prometheus", "grafana"}
+def test_stack_has_the_five_services_and_seaweedfs_in_the_s3_profile(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    assert set(services) == {"redis", "api", "worker", "prometheus", "grafana", "seaweedfs"}
+    assert services["seaweedfs"]["profiles"] == ["s3"]
+    assert all("profiles" not in services[name] for name in ("redis", "api", "worker", "prometheus", "grafana"))
+
+
+def test_the_s3_profile_runs_seaweedfs_as_the_tests_do(compose_config: dict[str, Any]) -> None:
+    seaweedfs = compose_config["services"]["seaweedfs"]
+    command = seaweedfs["command"]
+    assert command[0] == "mini"
+    # No usage report leaves the machine, no bucket appears by accident, the bucket exists at start.
+    assert {"-master.telemetry=false", "-s3.autoCreateBucket=false", "-bucket=animegan"} <= set(command)
+    assert set(seaweedfs["environment"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert "/data" in mounts(seaweedfs)
+    for role in ("api", "worker"):
+        passed = compose_config["services"][role]["environment"]
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "ANIMEGAN_S3_BUCKET"} <= set(passed)
 
 
 @pytest.mark.parametrize("role", ["api", "worker"])
