@@ -106,13 +106,21 @@ class ApiSettings(SharedSettings, WebhookSettings):
         """The per-client request rate, or None when ANIMEGAN_RATE_LIMIT is empty or ``off``."""
         return parse_rate(self.rate_limit)
 
+    # POST /videos (README "Video"): the clip's bytes (refused while it streams), its duration, the
+    # longest side of the stylized frames, and how long its body may take to arrive (a 100 MiB clip
+    # over a 10 Mbit/s link takes about 84 s).
+    max_video_bytes: int = Field(default=100 * MiB, ge=1024)
+    max_video_seconds: float = Field(default=60.0, gt=0, le=3600)
+    video_max_side: int = Field(default=720, ge=16, le=4096)
+    video_upload_timeout_s: float = Field(default=600.0, gt=0)
+
     # Open GET /jobs/{id}/events streams per gateway process, and per client within it.
     max_event_streams: int = Field(default=1000, ge=1)
     max_event_streams_per_client: int = Field(default=20, ge=1)
     # The store's budget when Redis reports maxmemory 0 (0: none, admission does not look at memory then).
     store_budget_bytes: int = 0
 
-    @field_validator("store_budget_bytes", "decode_memory_bytes", mode="before")
+    @field_validator("store_budget_bytes", "decode_memory_bytes", "max_video_bytes", mode="before")
     @classmethod
     def _parse_size(cls, value: object) -> int:
         return parse_size(value)

@@ -17,6 +17,13 @@ from fastapi import Depends, Request
 from redis.backoff import ExponentialBackoff
 
 from api.config import ApiSettings
+from jobstore.objectstore import ObjectStore
+from telemetry.families import observe_store
+
+
+def open_objects(settings: ApiSettings) -> ObjectStore | None:
+    """The bucket of ANIMEGAN_S3_BUCKET (clips, pieces and results of videos live there), None without one."""
+    return ObjectStore(settings, observe=observe_store) if settings.object_store_enabled else None
 
 
 def connect_store(settings: ApiSettings) -> redis.asyncio.Redis:
@@ -44,5 +51,12 @@ def get_store(request: Request) -> redis.asyncio.Redis:
     return store
 
 
+def get_objects(request: Request) -> ObjectStore | None:
+    """The object store, when ANIMEGAN_S3_BUCKET names one (else None: bytes live in Redis)."""
+    objects: ObjectStore | None = request.app.state.objects
+    return objects
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[redis.asyncio.Redis, Depends(get_store)]
+ObjectsDep = Annotated[ObjectStore | None, Depends(get_objects)]

@@ -3,18 +3,24 @@
 Reads never write: a job whose worker vanished is handed back or failed by the workers' sweeper
 (``worker.sweeper``), not by whoever happens to read it. A job belongs to the client that
 submitted it: ``read`` answers None for another client's job, exactly as for an unknown one, so
-no response reveals that someone else's job exists.
+no response reveals that someone else's job exists. A video's parts (its segments and join) are
+records of their own, shown through their video only (``read_parts``, ``body``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import redis.asyncio
 
 from api.problems import ApiError
 from jobstore.heartbeats import Heartbeat, live_heartbeats
+from jobstore.job_view import Job, ResultLink
 from jobstore.keys import SERVICE_TIME_KEY, WAITING_KEY, WORKERS_KEY, client_queue_key, job_key, result_key
 from jobstore.queue import AsyncQueueScripts, position_call, position_call_for
-from jobstore.records import JobRecord, JobState, as_text, is_job_id
+from jobstore.records import JobKind, JobRecord, JobState, as_text, is_job_id
+from jobstore.video_view import VideoJob
+from jobstore.videos import Part, add_read_parts, parse_parts
 
 
 def job_not_found(job_id: str, record_ttl_s: int) -> ApiError:
@@ -38,7 +44,37 @@ class JobReader:
         record = JobRecord.from_hash(raw) if raw else None
         if record is not None and client is not None and record.client != client:
             return None
+        if record is not None and record.parent is not None:
+            return None  # a video's segment or join is shown through its video only
         return record
+
+    async def read_parts(self, video: JobRecord) -> list[Part]:
+        """A video's segments and join as their records say now."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            ids = add_read_parts(pipe, video)
+            return parse_parts(ids, await pipe.execute())
+
+    async def body(
+        self, record: JobRecord, *, deduplicated: bool = False, download: ResultLink | None = None
+    ) -> Job | VideoJob:
+        """The job as GET /jobs/{id} shows it now: with its queue position, and a video with its parts."""
+        if record.job_kind is not JobKind.VIDEO:
+            return Job.from_record(
+                record, position=await self.position(record), deduplicated=deduplicated, download=download
+            )
+        parts = await self.read_parts(record)
+        return VideoJob.from_record(record, parts, position=await self.video_position(record, parts), download=download)
+
+    async def video_position(self, video: JobRecord, parts: Sequence[Part]) -> int | None:
+        """A queued video's place: that of its first segment waiting (1 = next to start)."""
+        if video.state is not JobState.QUEUED:
+            return None
+        first = next((p for p in parts if p.state is JobState.QUEUED), None)
+        if first is None:
+            return None
+        keys, args = position_call_for(first.id, video.client)
+        found = await self.scripts.position(keys=keys, args=args)
+        return int(found) if found else None
 
     async def position(self, record: JobRecord) -> int | None:
         """1 for the next job to start (round-robin across clients), None once it left the queue."""

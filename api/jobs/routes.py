@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from api import metrics
-from api.deps import SettingsDep, StoreDep
+from api.deps import ObjectsDep, SettingsDep, StoreDep
 from api.edge.upload import read_upload
 from api.jobs import idempotency
 from api.jobs.deps import AdmissionDep, IntakeDep, JobReaderDep
@@ -21,11 +21,14 @@ from api.jobs.forget import forget_job
 from api.jobs.reader import job_not_found
 from api.jobs.request import STYLIZE_BODY, read_job_request
 from api.jobs.submit import submit_job
+from api.jobs.video_result import video_result
 from api.problems import PROBLEM_RESPONSE, ApiError
 from api.tenancy.clients import client_of
 from imaging.formats import CONTENT_TYPES, FILE_EXTENSIONS
 from jobstore.job_view import Job
-from jobstore.records import JobState
+from jobstore.records import JobKind, JobState
+from jobstore.video_blobs import MP4_TYPE
+from jobstore.video_view import AnyJob, VideoJob
 
 router = APIRouter(tags=["jobs"])
 
@@ -43,7 +46,7 @@ async def create_job(
     settings: SettingsDep,
     intake: IntakeDep,
     idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
-) -> Job:
+) -> Job | VideoJob:
     """Submit a photo; answers 202 with the job and its status URL."""
     client = client_of(request)
     try:
@@ -63,14 +66,14 @@ async def create_job(
     return _answer(response, submitted.described)
 
 
-def _answer(response: Response, described: Described) -> Job:
+def _answer(response: Response, described: Described) -> Job | VideoJob:
     response.headers["Location"] = f"/jobs/{described.job.id}"
     if described.poll_hint_s is not None:
         response.headers["Retry-After"] = str(described.poll_hint_s)
     return described.job
 
 
-@router.get("/jobs/{job_id}", response_model=Job, responses={404: PROBLEM_RESPONSE})
+@router.get("/jobs/{job_id}", response_model=AnyJob, responses={404: PROBLEM_RESPONSE})
 async def read_job(
     job_id: str,
     request: Request,
@@ -78,8 +81,8 @@ async def read_job(
     reader: JobReaderDep,
     admission: AdmissionDep,
     settings: SettingsDep,
-) -> Job:
-    """Status of a job: queued, running, succeeded or failed."""
+) -> Job | VideoJob:
+    """Status of a job (a photo's or a video's): queued, running, succeeded or failed."""
     record = await reader.read(job_id, client_of(request).id)
     if record is None:
         raise job_not_found(job_id, settings.record_ttl_s)
@@ -90,15 +93,26 @@ async def read_job(
     "/jobs/{job_id}/result",
     response_class=Response,
     responses={
-        200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "The stylized image."},
+        200: {
+            "content": {t: {} for t in (*CONTENT_TYPES.values(), MP4_TYPE)},
+            "description": "The stylized image, or a video's MP4.",
+        },
+        206: {"content": {MP4_TYPE: {}}, "description": "A byte range of a video's MP4 (Range: bytes=a-b)."},
         404: PROBLEM_RESPONSE,
         409: PROBLEM_RESPONSE,
+        416: PROBLEM_RESPONSE,
     },
 )
 async def read_job_result(
-    job_id: str, request: Request, reader: JobReaderDep, admission: AdmissionDep, settings: SettingsDep
+    job_id: str,
+    request: Request,
+    reader: JobReaderDep,
+    admission: AdmissionDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    objects: ObjectsDep,
 ) -> Response:
-    """The stylized image once the job succeeded; 409 with Retry-After before that."""
+    """The stylized image (a video's MP4) once the job succeeded; 409 with Retry-After before that."""
     record = await reader.read(job_id, client_of(request).id)
     if record is None:
         raise job_not_found(job_id, settings.record_ttl_s)
@@ -108,6 +122,8 @@ async def read_job_result(
         hint = await poll_hint(admission, record, await reader.position(record))
         detail = f"The job is {record.state.value}; retry in {hint} s."
         raise ApiError("job-not-ready", detail, headers={"Retry-After": str(hint)})
+    if record.job_kind is JobKind.VIDEO:
+        return await video_result(record, request.headers.get("range"), store, objects)
     data = await reader.read_result(record.id)
     if data is None:
         raise ApiError("result-expired", f"The result was kept {record.result_ttl_s} s and has expired.")
