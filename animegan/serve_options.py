@@ -40,10 +40,13 @@ class ServeRefused(Exception):
 class ServeSettings(BaseSettings):
     """Settings of the launcher itself (not of the gateway or the workers it starts)."""
 
-    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
+    # A docstring under a field is its description (the docs site's settings reference).
+    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore", use_attribute_docstrings=True)
 
-    # maxmemory of the private Redis (0: unbounded, not advised); an external Redis keeps its own.
     redis_maxmemory: int = 512 * 1024 * 1024
+    """`maxmemory` of the private Redis that `serve` starts (policy `noeviction`), in bytes or Redis's
+    units (`512mb`, `2gb`); `0`: unbounded (not advised). Ignored when `ANIMEGAN_REDIS_URL` is set: a
+    Redis of your own keeps its own `maxmemory`."""
 
     @field_validator("redis_maxmemory", mode="before")
     @classmethod

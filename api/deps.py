@@ -8,6 +8,7 @@ admission, submission), ``api.batches.reader``, ``api.events.streams``.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import redis.asyncio
@@ -17,13 +18,10 @@ from fastapi import Depends, Request
 from redis.backoff import ExponentialBackoff
 
 from api.config import ApiSettings
-from jobstore.objectstore import ObjectStore
-from telemetry.families import observe_store
+from jobstore.objectstore import ObjectStore, StoreError, StoreRefused
+from telemetry.families import init_store_labels, observe_store
 
-
-def open_objects(settings: ApiSettings) -> ObjectStore | None:
-    """The bucket of ANIMEGAN_S3_BUCKET (clips, pieces and results of videos live there), None without one."""
-    return ObjectStore(settings, observe=observe_store) if settings.object_store_enabled else None
+logger = logging.getLogger(__name__)
 
 
 def connect_store(settings: ApiSettings) -> redis.asyncio.Redis:
@@ -40,6 +38,22 @@ def connect_store(settings: ApiSettings) -> redis.asyncio.Redis:
     )
 
 
+def open_object_store(settings: ApiSettings) -> ObjectStore | None:
+    """The app's object store (None without ANIMEGAN_S3_BUCKET), probed once: a missing bucket or refused
+    credentials stop the gateway with one line; a store that does not answer yet is only logged."""
+    if not settings.object_store_enabled:
+        return None
+    init_store_labels()
+    objects = ObjectStore(settings, observe=observe_store)
+    try:
+        objects.probe()
+    except StoreRefused as exc:
+        raise SystemExit(f"animegan api: object store: {exc}") from None
+    except StoreError as exc:
+        logger.warning("object store unreachable at start; submissions answer 503 until it is: %s", exc)
+    return objects
+
+
 def get_settings(request: Request) -> ApiSettings:
     settings: ApiSettings = request.app.state.settings
     return settings
@@ -52,11 +66,11 @@ def get_store(request: Request) -> redis.asyncio.Redis:
 
 
 def get_objects(request: Request) -> ObjectStore | None:
-    """The object store, when ANIMEGAN_S3_BUCKET names one (else None: bytes live in Redis)."""
+    """The object store holding inputs and results (None: they live in Redis)."""
     objects: ObjectStore | None = request.app.state.objects
     return objects
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-StoreDep = Annotated[redis.asyncio.Redis, Depends(get_store)]
 ObjectsDep = Annotated[ObjectStore | None, Depends(get_objects)]
+StoreDep = Annotated[redis.asyncio.Redis, Depends(get_store)]

@@ -2,7 +2,8 @@
 
 Run it with ``uvicorn --factory api.main:create_app`` (or ``animegan api``). The gateway never
 imports torch or the inference runtime: it decodes and downscales with the torch-free
-``imaging.decode``, stores the input in Redis and sends the task by name.
+``imaging.decode``, stores the input in Redis (or, with ANIMEGAN_S3_BUCKET, in the object store:
+``api.deps.open_object_store``) and sends the task by name.
 
 The factory builds the parts routes use, one of each per app, on ``app.state`` (routes get them as
 dependencies: ``api.deps``, ``api.jobs.deps``, ``api.events.streams``); includes the router of
@@ -25,7 +26,7 @@ from redis.exceptions import RedisError
 from api import metrics
 from api.batches.routes import router as batches_router
 from api.config import ApiSettings, load_api_settings
-from api.deps import connect_store, open_objects
+from api.deps import connect_store, open_object_store
 from api.edge.docs import install_docs
 from api.edge.head import HeadMiddleware
 from api.edge.page import router as page_router
@@ -40,6 +41,7 @@ from api.log import RequestIdMiddleware, configure_logging
 from api.ops.health import router as health_router
 from api.ops.http_metrics import HttpMetricsMiddleware
 from api.ops.metrics_server import serving_metrics
+from api.ops.problem_pages import router as problem_pages_router
 from api.ops.scrape import router as scrape_router
 from api.problems import install_problem_handlers
 from api.tenancy.auth import ClientMiddleware
@@ -48,6 +50,7 @@ from api.tenancy.keys import KeyRing, KeysFileError
 from api.tenancy.rate_limit import RateLimiter, RateLimitMiddleware
 from api.videos.deps import build_video_parts
 from api.videos.routes import router as videos_router
+from jobstore.objectstore import StoreError
 
 # Every router of the gateway, in the order of the API document; a new use case adds its router here.
 ROUTERS: list[APIRouter] = [
@@ -59,6 +62,7 @@ ROUTERS: list[APIRouter] = [
     health_router,
     scrape_router,
     page_router,
+    problem_pages_router,
 ]
 
 
@@ -111,8 +115,8 @@ def _rate_limiter(settings: ApiSettings) -> RateLimiter | None:
 def _build_parts(app: FastAPI, settings: ApiSettings) -> None:
     """The parts routes use, one of each per app, on ``app.state``; the lifespan closes them."""
     store = app.state.store = connect_store(settings)
-    app.state.objects = open_objects(settings)
-    build_job_parts(app.state, settings, store)
+    objects = app.state.objects = open_object_store(settings)
+    build_job_parts(app.state, settings, store, objects)
     build_video_parts(app.state, settings, store)
     # Event streams' pub/sub connection (opened on the first stream) and their caps.
     app.state.event_hub = EventHub(settings)
@@ -134,7 +138,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _build_parts(app, settings)
-    install_problem_handlers(app, unavailable=(RedisError,))
+    install_problem_handlers(app, unavailable=(RedisError,), store_unavailable=(StoreError,))
     for router in ROUTERS:
         # With a metrics port of its own, /metrics is not served on the public port at all.
         if router is not scrape_router or settings.api_metrics_port is None:

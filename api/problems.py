@@ -19,7 +19,7 @@ slug                       status  when
 ``video-too-long``         422     the clip lasts over ANIMEGAN_MAX_VIDEO_SECONDS, or has more segments than the
                                    queue depth or the per-client quota could ever admit
 ``video-frames-too-large`` 422     the clip's frames have more pixels than 4096x2160
-``unsupported-media-type`` 415     not JPEG/PNG/WebP by magic bytes, or the body is not multipart
+``unsupported-media-type`` 415     not JPEG/PNG/WebP/HEIC by magic bytes, or the body is not multipart
 ``validation-error``       422     a missing or invalid field, unknown style or format (+ ``errors``)
 ``invalid-image``          422     undecodable, truncated or empty image
 ``too-many-pixels``        422     the header declares more than ANIMEGAN_MAX_PIXELS (bomb)
@@ -48,6 +48,7 @@ slug                       status  when
 ``store-full``             503     Redis would pass its memory budget with one more job (+ Retry-After)
 ``too-many-uploads``       503     ANIMEGAN_MAX_CONCURRENT_UPLOADS bodies being received (+ Retry-After)
 ``broker-unavailable``     503     Redis or the broker cannot be reached (+ Retry-After)
+``store-unavailable``      503     the object store (ANIMEGAN_S3_BUCKET) cannot be reached or failed (+ Retry-After)
 ``not-ready``              503     /readyz: Redis unreachable or no live worker
 ``client-closed-request``  499     the client closed the connection before its request body arrived
                                    (nobody reads this answer: it names the outcome in the request
@@ -113,6 +114,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "too-many-uploads": (503, "Too many uploads"),
     "broker-unavailable": (503, "Broker unavailable"),
     "not-ready": (503, "Not ready"),
+    "store-unavailable": (503, "Object store unavailable"),
     "client-closed-request": (499, "Client closed request"),
     "internal-error": (500, "Internal error"),
 }
@@ -141,6 +143,15 @@ def broker_unavailable(what: str) -> ApiError:
     """503 ``broker-unavailable``: Redis or the broker did not answer while ``what``."""
     return ApiError(
         "broker-unavailable", f"The job store is unreachable ({what}); try again shortly.", headers={"Retry-After": "5"}
+    )
+
+
+def store_unavailable(what: str) -> ApiError:
+    """503 ``store-unavailable``: the object store did not answer (or failed) while ``what``."""
+    return ApiError(
+        "store-unavailable",
+        f"The object store is unreachable ({what}); try again shortly.",
+        headers={"Retry-After": "5"},
     )
 
 
@@ -239,12 +250,26 @@ async def _on_dependency_down(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(error, instance=request.url.path, request_id=_request_id(request))
 
 
-def install_problem_handlers(app: FastAPI, *, unavailable: tuple[type[Exception], ...] = ()) -> None:
-    """Register the handlers; ``unavailable`` are exception types meaning Redis or the broker is down."""
+async def _on_store_down(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("object store unavailable: %s", exc)
+    error = store_unavailable("while answering")
+    return problem_response(error, instance=request.url.path, request_id=_request_id(request))
+
+
+def install_problem_handlers(
+    app: FastAPI,
+    *,
+    unavailable: tuple[type[Exception], ...] = (),
+    store_unavailable: tuple[type[Exception], ...] = (),
+) -> None:
+    """Register the handlers; ``unavailable`` are exception types meaning Redis or the broker is down,
+    ``store_unavailable`` those meaning the object store is."""
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(ClientDisconnect, _on_client_gone)
     for exc_type in unavailable:
         app.add_exception_handler(exc_type, _on_dependency_down)
+    for exc_type in store_unavailable:
+        app.add_exception_handler(exc_type, _on_store_down)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unhandled)

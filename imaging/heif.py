@@ -41,9 +41,11 @@ def is_heif(data: bytes) -> bool:
 def is_cut_heif(data: bytes) -> bool:
     """True when ``data`` ends inside what could be the start of a HEIF ``ftyp`` box (a truncated upload)."""
     n = len(data)
-    if n < 4:
-        return data == b"\x00" * n  # a box size of under 16 MiB starts with a zero byte
-    if data[4:8] != b"ftyp"[: max(0, min(n, 8) - 4)]:
+    if data[: min(n, 3)] != bytes(min(n, 3)):  # the box size (under 16 MiB) starts with zero bytes
+        return False
+    if n <= 4:
+        return True
+    if data[4 : min(n, 8)] != b"ftyp"[: min(n, 8) - 4]:
         return False
     if n <= 8:
         return True

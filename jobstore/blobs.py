@@ -80,6 +80,12 @@ def forget(client: redis.Redis, names: Sequence[str]) -> None:
         client.zrem(BLOBS_DUE_KEY, *names)
 
 
+async def forget_async(client: redis.asyncio.Redis, names: Sequence[str]) -> None:
+    """``forget`` for the gateway's event loop."""
+    if names:
+        await client.zrem(BLOBS_DUE_KEY, *names)
+
+
 # A link valid for less than this is not handed out (it could expire before the client uses it).
 MIN_LINK_S = 5.0
 

@@ -214,6 +214,15 @@ class ObjectStore:
                 max_concurrency=1,
             )
 
+    async def get_async(self, name: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object (one result of a zip at a time)."""
+        try:
+            with self._timed("get"):
+                result = await obstore.get_async(self._reader, self.key(name))
+                return bytes(await result.bytes_async())
+        except NotFound:
+            return None
+
     async def open_async(self, name: str) -> Download | None:
         """Start reading the object; None when there is no such object. The chunks arrive as they are read."""
         try:

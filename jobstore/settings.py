@@ -16,14 +16,24 @@ from jobstore.storage_settings import StorageSettings
 
 
 class SharedSettings(StorageSettings):
-    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
+    # A docstring under a field is its description: the docs site's settings reference is made from it.
+    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore", use_attribute_docstrings=True)
 
     redis_url: str = "redis://redis:6379/0"
+    """Redis holding the job store (and the broker unless `ANIMEGAN_BROKER_URL` is set). `animegan serve`
+    starts a private Redis when this is unset."""
     broker_url: str | None = None
+    """Celery broker, if it should be another Redis or database. Unset: `ANIMEGAN_REDIS_URL`."""
     default_style: str = "face_paint_512_v2"
+    """Style used when a request names none; must be in `ANIMEGAN_STYLES`. `animegan serve --style` sets
+    it to the first style given."""
     styles: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated styles offered. The API accepts only these; each worker child loads all of them
+    at start. Unset: the default style alone. `animegan serve --style` sets it."""
     log_format: Literal["json", "text"] = "text"
+    """`text` for terminals, `json` (one object per line) for containers."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """`DEBUG`, `INFO`, `WARNING` or `ERROR`."""
 
     @field_validator("styles", mode="before")
     @classmethod

@@ -16,21 +16,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class StorageSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
+    # A docstring under a field is its description: the docs site's settings reference is made from it.
+    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore", use_attribute_docstrings=True)
 
-    # Set: inputs and results live in this bucket, Redis keeps records, queues and leases only.
     s3_bucket: str | None = None
-    # Any S3-compatible server (SeaweedFS, Ceph, R2...); unset: AWS, from AWS_REGION.
+    """Set: inputs and results live in this bucket and Redis keeps only records, queues and leases."""
     s3_endpoint_url: str | None = None
-    # The endpoint presigned links name (clients must reach it); unset: s3_endpoint_url.
+    """Any S3-compatible server (SeaweedFS, Ceph, R2, ...); unset: AWS, in `AWS_REGION`."""
     s3_public_endpoint_url: str | None = None
-    # Keys under this prefix: ``{prefix}input/{id}``, ``{prefix}result/{id}``.
+    """The endpoint presigned links name, where clients reach the store by another address; unset: the endpoint."""
     s3_prefix: str = ""
-    # How long a presigned download link is valid (never past the result's own expiry).
+    """Object keys go under this prefix: `{prefix}input/{id}`, `{prefix}result/{id}`."""
     s3_url_ttl_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
-    # One request's budget: a store that does not answer in time is unavailable, not awaited.
+    """Seconds a presigned download link is valid (never past the result's own expiry)."""
     s3_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Seconds one store request may take: a store that does not answer in time is unavailable, not awaited."""
     s3_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """Seconds to connect to the store."""
 
     @field_validator("s3_bucket", "s3_endpoint_url", "s3_public_endpoint_url", mode="before")
     @classmethod

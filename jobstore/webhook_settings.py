@@ -13,15 +13,19 @@ MIN_SECRET_LENGTH = 16
 
 
 class WebhookSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
+    # A docstring under a field is its description (the docs site's settings reference).
+    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore", use_attribute_docstrings=True)
 
-    # Keys the HMAC of every delivery. Unset: the gateway refuses callback_url (422) and the
-    # workers send nothing, so an unsigned POST never leaves the service.
+    # Unset, an unsigned POST never leaves the service.
     webhook_secret: SecretStr | None = None
-    # Lets callbacks reach loopback, private, link-local and other non-public addresses (tests,
-    # receivers inside the same network). Off by default: it is what stops SSRF.
+    """Key of the webhook signatures (HMAC-SHA256), at least 16 characters; the same on the gateway and
+    the workers. Unset: `callback_url` is refused (422) and workers send nothing."""
+    # Off by default: it is what stops SSRF.
     webhook_allow_private: bool = False
+    """`true` lets callbacks reach loopback, private, link-local and other non-public addresses (the
+    SSRF rules are off; the URL rules stay): tests, receivers inside the same network."""
     webhook_resolve_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """Seconds to resolve a callback host, at submit time and before each attempt."""
 
     @field_validator("webhook_secret", mode="after")
     @classmethod

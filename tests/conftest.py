@@ -18,11 +18,8 @@ end-to-end tests run against, shared by both folders:
 - ``queue_job(client, image, ...)``: a queued job record and its input written straight into Redis
   (what the gateway stores), for tests that drive workers without the gateway.
 - ``photo()``: a real photo as JPEG bytes, different on every call.
-- ``seaweedfs`` (session): a real S3 server (SeaweedFS ``weed mini``, ``animegan.seaweedfs_server``)
-  on free loopback ports with the bucket ``animegan``; ``object_store`` opens it under a prefix of
-  the test's own (``object_store.prefix``), ``s3_env(prefix)`` gives a service process the
-  ANIMEGAN_S3_*/AWS_* variables for it. ``queue_job(..., store=object_store)`` puts the input in
-  the bucket as the gateway does with a store.
+- ``queue_job(..., store=object_store)`` puts the input in the bucket as the gateway does with an
+  object store (the store's fixtures: ``tests/integration/conftest.py``).
 
 Test modules use these fixtures rather than importing from here, so any pytest import mode works.
 """
@@ -48,7 +45,6 @@ import uvicorn
 from PIL import Image
 
 from animegan.redis_server import RedisServer, free_port
-from animegan.seaweedfs_server import SeaweedFS
 from animegan.serve import api_command, worker_command
 from jobstore.blobs import OBJECT_STORE, put_input
 from jobstore.heartbeats import live_heartbeats
@@ -56,7 +52,6 @@ from jobstore.keys import WORKERS_KEY
 from jobstore.objectstore import ObjectStore
 from jobstore.queue import Limits, QueueScripts, admit_call, parse_admitted, request_digest
 from jobstore.records import JobRecord, JobState, new_job_id, now
-from jobstore.storage_settings import StorageSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -446,48 +441,5 @@ def photo(samples_dir: Path) -> Callable[[], bytes]:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=95)
         return buffer.getvalue()
-
-    return make
-
-
-# -- The object store ----------------------------------------------------------------------------
-
-_prefixes = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    """A real S3 server with the bucket ``animegan`` (no other is ever created)."""
-    directory = tmp_path_factory.mktemp("seaweedfs")
-    server = SeaweedFS(directory / "data", log=directory / "weed.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def store_settings(server: SeaweedFS, prefix: str, **changes: Any) -> StorageSettings:
-    return StorageSettings(s3_bucket="animegan", s3_endpoint_url=server.endpoint, s3_prefix=prefix, **changes)
-
-
-@pytest.fixture
-def object_store(seaweedfs: SeaweedFS) -> ObjectStore:
-    """The bucket under a prefix no other test uses (``object_store.prefix``), with explicit keys."""
-    prefix = f"t{os.getpid()}-{next(_prefixes)}"
-    return ObjectStore(store_settings(seaweedfs, prefix), credentials=seaweedfs.credentials)
-
-
-@pytest.fixture
-def s3_env(seaweedfs: SeaweedFS) -> Callable[..., dict[str, str]]:
-    """``s3_env(prefix, bucket="animegan")`` -> the ANIMEGAN_S3_* and AWS_* variables of a service process."""
-
-    def make(prefix: str, bucket: str = "animegan") -> dict[str, str]:
-        return {
-            "ANIMEGAN_S3_BUCKET": bucket,
-            "ANIMEGAN_S3_ENDPOINT_URL": seaweedfs.endpoint,
-            "ANIMEGAN_S3_PREFIX": prefix,
-            **seaweedfs.env,
-        }
 
     return make

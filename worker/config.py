@@ -24,37 +24,77 @@ class WorkerSettings(SharedSettings, WebhookSettings):
     """Settings of a worker process (``animegan worker`` / ``celery -A worker.celery_app worker``)."""
 
     weights_dir: Path | None = None
+    """Directory with `<style>.pt` files (offline installs), searched before the cache.
+    `animegan serve --weights-dir` sets it."""
     cache_dir: Path | None = None
+    """Where `animegan weights fetch` stores weights (`<dir>/weights/<style>.pt`). Unset: the user cache
+    directory (`~/.cache/animegan` on Linux)."""
     worker_concurrency: int | None = Field(default=None, ge=1)
+    """Prefork children; each holds one generator per style. Unset: one per CPU core."""
     threads: int | None = Field(default=None, ge=1)
+    """Inference threads per child. Unset: cores ÷ concurrency, where cores are the CPU affinity set
+    capped by the process's cgroup CPU quota (v2 `cpu.max`, or v1 `cpu.cfs_quota_us` ÷
+    `cpu.cfs_period_us`; the smallest of its cgroup and their parents), rounded up."""
     pin_cpus: bool = True
+    """When children equal cores, pin each child to its own core (unpinned single-thread children can
+    share a core and halve throughput)."""
     task_soft_time_limit_s: int = Field(default=300, ge=1)
+    """A job running longer fails with `inference-timeout`."""
     task_time_limit_s: int = Field(default=330, ge=1)
+    """Hard limit: the child is killed and replaced, the job fails with `inference-timeout`. Must exceed
+    the soft limit."""
     visibility_timeout_s: int = Field(default=3600, ge=1)
+    """Seconds before Redis redelivers an unacknowledged job. Must be at least twice the hard limit, so a
+    running job is never handed to a second worker."""
     max_attempts: int = Field(default=3, ge=1)
+    """Runs of one job (a job whose worker died is handed back and run again) before it fails with
+    `worker-lost`, so an input that kills workers cannot loop."""
     # A running job is leased for lease_s and renewed every quarter of it; a lease nobody renewed
     # (its process vanished) is handed back by the sweeper, which looks every sweep_interval_s.
     lease_s: float = Field(default=20.0, ge=1.0)
+    """Seconds a running job is leased to its worker process, renewed every quarter of it; a lease
+    nobody renews (the process vanished) is handed back by the sweeper."""
     sweep_interval_s: float = Field(default=5.0, gt=0)
-    # How long a job's Redis writes are retried before the job is handed back through its lease.
+    """Seconds between the sweeps one worker at a time makes: expired leases handed back, expired inputs
+    failed, missing messages re-sent. Lease + interval bounds how fast a lost worker's job runs again
+    (about 25 s)."""
     store_retry_s: float = Field(default=30.0, ge=0)
+    """Seconds a job's Redis reads and writes are retried with backoff while Redis is unreachable; past
+    it the job is left to its lease and runs again once Redis is back."""
     max_memory_per_child_mb: int = Field(default=2048, ge=0)
+    """A child whose RSS is above this after a job is replaced (0: never). Keep it well above a loaded
+    child's size."""
     max_tasks_per_child: int = Field(default=0, ge=0)
+    """Jobs after which a child is replaced (0: never)."""
     output_quality: int = Field(default=92, ge=1, le=100)
-    # AVIF's own scale: 75 looks like jpeg/webp at 92, at about half the bytes of webp.
+    """JPEG and WebP quality of results."""
     avif_quality: int = Field(default=75, ge=1, le=100)
+    """AVIF quality of results (AVIF's own scale: 75 looks like jpeg/webp at 92, at about half the bytes of webp)."""
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    """Seconds between a child's heartbeats in Redis (`/readyz`, `/styles`); a heartbeat expires after
+    three intervals."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Port on which the Celery main process serves the worker's `/metrics`. Unset: no metrics server."""
     # auto: bf16 where the CPU runs it natively (AVX512_BF16, AMX), else fp32 (inference.precision).
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """What the engine computes in: `auto` (bf16 where the CPU runs bf16 natively, AVX512_BF16 or
+    AMX-BF16, else fp32), `fp32`, or `bf16` (a CPU without native bf16 stops the worker at start with
+    one line). Also read by `animegan stylize` and `animegan bench`."""
     # Webhook sender (worker/webhooks.py): one per worker, in a process of its own.
     webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S)
     )
+    """Seconds before each webhook attempt, counted from the previous one; its length is the number of
+    tries (1 to 20)."""
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    """Seconds one webhook POST may take, wall clock (connect, send, answer): then the connection is cut
+    and the attempt failed, however the receiver trickles. At most 4 KiB of an answer's body is read."""
     webhook_concurrency: int = Field(default=4, ge=1, le=64)
+    """Deliveries one worker's sender makes at once."""
     webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    """Seconds an idle sender waits before looking for due deliveries again."""
     webhook_keep_s: int = Field(default=86400, ge=1)
+    """Seconds a delivered, given-up or refused delivery is kept in Redis for inspection."""
 
     @field_validator("webhook_retry_schedule_s", mode="before")
     @classmethod

@@ -17,7 +17,6 @@ from api.jobs.reader import JobReader
 from api.problems import ApiError
 from jobstore.batch_view import Batch
 from jobstore.batches import read_batch
-from jobstore.job_view import Job
 from jobstore.records import is_job_id
 
 
@@ -39,7 +38,7 @@ class BatchReader:
             return None
         batch, records = found
         reader = self.reader
-        jobs = [None if r is None else Job.from_record(r, position=await reader.position(r)) for r in records]
+        jobs = [None if r is None else reader.body(r, position=await reader.position(r)) for r in records]
         return Batch.build(batch, jobs)
 
     async def read(self, batch_id: str, client: str) -> Batch:

@@ -40,7 +40,7 @@ def _batch_body() -> dict[str, Any]:
     properties["image"] = {
         "type": "array",
         "items": {"type": "string", "format": "binary"},
-        "description": "1 to ANIMEGAN_MAX_BATCH_FILES JPEG, PNG or WebP files, each judged on its own.",
+        "description": "1 to ANIMEGAN_MAX_BATCH_FILES JPEG, PNG, WebP or HEIC files, each judged on its own.",
     }
     schema["properties"] = properties
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}

@@ -8,8 +8,10 @@ The steps, in this order, on the same parts and the same admission path as one j
 2. judge each file on its own (bounded by the decode slots): a bad one (no filename, over the size
    limit, not an image, undecodable, too many pixels) becomes an entry carrying its problem; when
    no file is usable the batch is refused (422 ``batch-rejected``, each file's problem listed);
-3. admit the usable files at once, all of them or none (``Admission.admit_batch``: 503 queue-full,
-   429 client-quota), then send one message per job (a job whose message could not be sent ends failed);
+3. with an object store, write every usable file's input there first (503 ``store-unavailable``,
+   ``api.jobs.inputs``); admit the usable files at once, all of them or none (``Admission.admit_batch``:
+   503 queue-full, 429 client-quota; refused, the inputs are deleted), then send one message per job
+   (a job whose message could not be sent ends failed);
 4. describe: the batch as GET /batches/{id} shows it.
 
 Batch jobs are never deduplicated and no later upload is answered by one: each file is a job of its own.
@@ -24,6 +26,7 @@ from api.batches.names import display_name
 from api.batches.reader import BatchReader
 from api.edge.images import NormalizedImage
 from api.edge.upload import UploadedFile, too_large
+from api.jobs import inputs
 from api.jobs.request import JobRequest, new_record
 from api.jobs.submit import Intake
 from api.problems import ApiError, problem_document
@@ -47,7 +50,10 @@ async def submit_batch(files: list[UploadedFile], request: JobRequest, intake: I
         ]
         raise ApiError("batch-rejected", "No file of the batch is a usable image.", extra={"jobs": problems})
     batch, jobs = _new_batch(files, judged, request, intake)
-    await intake.admission.admit_batch(batch, jobs, request.client)
+    jobs = await _store_inputs(jobs, intake)
+    async with inputs.kept_if_created(intake.store, intake.objects, [record for record, _ in jobs]) as created:
+        await intake.admission.admit_batch(batch, jobs, request.client)
+        created.append(True)
     for record, _ in jobs:
         await intake.sender.send(record)  # the batch is accepted: an unsent job ends failed, and counts as ended
     described = await batches.describe(batch.id, request.client.id)
@@ -83,6 +89,18 @@ def _new_batch(
         callback_url=request.callback_url,
     )
     return batch, jobs
+
+
+async def _store_inputs(jobs: list[tuple[JobRecord, bytes]], intake: Intake) -> list[tuple[JobRecord, bytes]]:
+    """Each job with what ADMIT_BATCH stores in Redis: its input, or nothing once it is in the object store."""
+    if intake.objects is None:
+        return jobs
+    stored: list[tuple[JobRecord, bytes]] = []
+    async with inputs.kept_if_created(intake.store, intake.objects, [record for record, _ in jobs]) as created:
+        for record, raw in jobs:
+            stored.append((record, await inputs.store(intake.store, intake.objects, record, raw)))
+        created.append(True)
+    return stored
 
 
 async def _judge_all(files: list[UploadedFile], request: JobRequest, intake: Intake) -> list[Judged]:

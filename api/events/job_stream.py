@@ -73,7 +73,7 @@ async def read_snapshot(reader: JobReader, job_id: str, client: str) -> Snapshot
     record = await reader.read(job_id, client)
     if record is None:
         return None
-    return Snapshot(await reader.body(record), record)
+    return Snapshot(await reader.view(record), record)
 
 
 async def open_stream(

@@ -37,5 +37,5 @@ class Deduplicator:
         if record.state is JobState.FAILED:
             return False
         if record.state is JobState.SUCCEEDED:
-            return await self.reader.has_result(record.id)
+            return await self.reader.has_result(record)
         return True

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from starlette.datastructures import State
 
 from api.config import ApiSettings
-from api.deps import SettingsDep, StoreDep
+from api.deps import ObjectsDep, SettingsDep, StoreDep
 from api.edge.images import ImageNormalizer
 from api.jobs.admission import Admission
 from api.jobs.dedup import Deduplicator
@@ -20,11 +20,15 @@ from api.jobs.reader import JobReader
 from api.jobs.sender import TaskSender, create_celery_client
 from api.jobs.store_budget import StoreBudget
 from api.jobs.submit import Intake
+from jobstore.objectstore import ObjectStore
 
 
-def build_job_parts(state: State, settings: ApiSettings, store: redis.asyncio.Redis) -> None:
-    """One of each part on ``state`` (the app's), sharing the app's store client; the app closes the sender."""
-    reader = JobReader(store)
+def build_job_parts(
+    state: State, settings: ApiSettings, store: redis.asyncio.Redis, objects: ObjectStore | None = None
+) -> None:
+    """One of each part on ``state`` (the app's), sharing the app's store client (and object store, if
+    any); the app closes the sender."""
+    reader = JobReader(store, objects, url_ttl_s=settings.s3_url_ttl_s)
     state.job_reader = reader
     state.admission = Admission(settings, store, reader, StoreBudget(settings, store))
     state.dedup = Deduplicator(store, reader)
@@ -72,9 +76,10 @@ def get_intake(
     admission: AdmissionDep,
     images: ImagesDep,
     sender: SenderDep,
+    objects: ObjectsDep,
 ) -> Intake:
     """What a submission (of a job or of a batch) uses."""
-    return Intake(settings, store, reader, dedup, admission, images, sender)
+    return Intake(settings, store, reader, dedup, admission, images, sender, objects)
 
 
 IntakeDep = Annotated[Intake, Depends(get_intake)]

@@ -27,9 +27,9 @@ async def describe(
     """The job's body (with its queue position; a video's with its parts) and its poll hint."""
     job: Job | VideoJob
     if record.job_kind is JobKind.VIDEO:
-        job = await reader.body(record)
+        job = await reader.view(record)
     else:
-        job = Job.from_record(record, position=await reader.position(record), deduplicated=deduplicated)
+        job = reader.body(record, position=await reader.position(record), deduplicated=deduplicated)
     hint = None if record.state.terminal else await poll_hint(admission, record, job.queue_position)
     return Described(job, hint)
 

@@ -23,6 +23,7 @@ from api.tenancy.clients import ClientIdentity
 from imaging.crops import DEFAULT_MODE, MODES, PORTRAIT_SIDE, CropBox, parse_crop
 from imaging.errors import CropError
 from imaging.formats import OUTPUT_FORMATS
+from jobstore.blobs import OBJECT_STORE
 from jobstore.records import JobRecord, JobState, now
 
 # The form in the API document (FastAPI cannot describe a body the route parses itself).
@@ -35,7 +36,7 @@ STYLIZE_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["image"],
                     "properties": {
-                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
+                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP or HEIC/HEIF."},
                         "style": {"type": "string", "description": "A name from GET /styles."},
                         "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
                         "callback_url": {
@@ -152,4 +153,5 @@ def new_record(
         mode=request.mode,
         crop=None if request.crop is None else str(request.crop),
         callback_url=request.callback_url,
+        blobs=OBJECT_STORE if settings.object_store_enabled else None,
     )

@@ -64,12 +64,17 @@ class StoreBudget:
         self.fallback_budget = settings.store_budget_bytes
         self.result_ttl_s = settings.result_ttl_s
         self.largest_job_pixels = settings.max_side * settings.max_side
+        # With an object store (ANIMEGAN_S3_BUCKET) inputs and results are not Redis's to hold.
+        self.images_in_redis = not settings.object_store_enabled
         self._reading: StoreReading | None = None
         self._admitted_since_reading = 0
         self._lock = asyncio.Lock()
 
     def job_footprint(self, incoming_bytes: int) -> int:
-        """Most that one more job adds to the store: its normalized input, its result and its record."""
+        """Most that one more job adds to the store: its normalized input, its result and its record
+        (its record only when the images live in the object store)."""
+        if not self.images_in_redis:
+            return RECORD_BYTES
         stored_input = max(incoming_bytes, RGB_BYTES_PER_PIXEL * self.largest_job_pixels)
         return stored_input + self.result_bound(self.largest_job_pixels) + RECORD_BYTES
 
@@ -157,6 +162,8 @@ class StoreBudget:
         # A running job has left the waiting list; each live worker process runs at most one.
         unsized = max(0, int(waiting) - len(ids)) + len(live_heartbeats(workers))
         pending += unsized * self.result_bound(self.largest_job_pixels)
+        if not self.images_in_redis:
+            pending = 0
         used = int(memory["used_memory"])
         return StoreReading(
             used_memory=used,

@@ -3,15 +3,17 @@
 The steps, in this order; each may end the submission with a problem or an earlier job:
 
 1. precheck, cheapest first, before anything is decoded:
-   - the bytes are JPEG, PNG or WebP (415), and their fingerprint is hashed off the event loop;
+   - the bytes are JPEG, PNG, WebP or HEIC (415), and their fingerprint is hashed off the event loop;
    - Idempotency-Key: a retry of the same request replays its first job, another request with the
      same key is refused (``api.jobs.idempotency``);
    - dedup: the client's identical upload whose job can still answer is the answer, unless a key or
      a callback URL was sent (``api.jobs.dedup``);
    - the store's memory budget, the queue depth, the client's quota (``Admission.precheck``);
 2. decode: orient, frame, downscale and hash the pixels under the decode budget (``api.edge.images``);
-3. admit: the job store's ADMIT script decides again, atomically (``Admission.admit_job``); a job
-   this call created gets its task message;
+3. admit: with an object store the input is written there first (503 ``store-unavailable`` when it
+   cannot be, ``api.jobs.inputs``), then the job store's ADMIT script decides again, atomically
+   (``Admission.admit_job``); a job this call created gets its task message, an input whose job was
+   not created is deleted;
 4. describe: the job as GET /jobs/{id} shows it, and its poll hint.
 """
 
@@ -26,7 +28,7 @@ import redis.asyncio
 from api import metrics
 from api.config import ApiSettings
 from api.edge.images import ImageNormalizer
-from api.jobs import idempotency
+from api.jobs import idempotency, inputs
 from api.jobs.admission import Admission
 from api.jobs.dedup import Deduplicator
 from api.jobs.describe import Described, describe
@@ -35,6 +37,7 @@ from api.jobs.request import JobRequest, new_record
 from api.jobs.sender import TaskSender
 from api.problems import ApiError, broker_unavailable
 from imaging.formats import sniff_format
+from jobstore.objectstore import ObjectStore
 from jobstore.queue import upload_digest
 from jobstore.records import JobRecord, new_job_id
 
@@ -52,6 +55,7 @@ class Intake:
     admission: Admission
     images: ImageNormalizer
     sender: TaskSender
+    objects: ObjectStore | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,9 @@ class Submitted:
 async def submit_job(image: bytes, request: JobRequest, intake: Intake) -> Submitted:
     """Precheck, decode, admit and describe one upload; raises ApiError for every refusal."""
     if image and sniff_format(image) is None:
-        raise ApiError("unsupported-media-type", "The upload is not a JPEG, PNG or WebP image (judged by its bytes).")
+        raise ApiError(
+            "unsupported-media-type", "The upload is not a JPEG, PNG, WebP or HEIC image (judged by its bytes)."
+        )
     crop = None if request.crop is None else str(request.crop)
     # Hashing a few MB releases the GIL: off the event loop it runs beside other requests.
     fingerprint = await anyio.to_thread.run_sync(
@@ -85,7 +91,10 @@ async def submit_job(image: bytes, request: JobRequest, intake: Intake) -> Submi
         image, style=request.style, fmt=request.format, mode=request.mode, crop=request.crop
     )
     record = new_record(new_job_id(), request, normalized, intake.settings, upload_digest=fingerprint)
-    admitted = await intake.admission.admit_job(record, normalized.raw_rgb, client, key, fingerprint)
+    raw = await inputs.store(intake.store, intake.objects, record, normalized.raw_rgb)
+    async with inputs.kept_if_created(intake.store, intake.objects, [record]) as created:
+        admitted = await intake.admission.admit_job(record, raw, client, key, fingerprint)
+        created.append(admitted.outcome == "created")
     if admitted.outcome == "idempotency-key-reused":
         raise idempotency.reused()
     if admitted.outcome in ("replayed", "deduplicated"):  # an identical job was admitted since the precheck

@@ -1,10 +1,10 @@
-"""GET /jobs/{id}/result of a video: the MP4, streamed a chunk at a time, never whole in the gateway.
+"""GET /jobs/{id}/result of a video in Redis: the MP4, streamed a chunk at a time, never whole in the gateway.
 
-In Redis the result is 1 MiB chunks (``jobstore.video_blobs``): the response reads them one after
-the other, and answers a single byte range (``Range: bytes=a-b``, ``a-``, ``-n``) with 206 and
-``Content-Range``, as players ask for when they seek (some refuse to play without it); a range
-past the end is 416 ``range-not-satisfiable``. In the object store the object is streamed as it
-is read (clients given ``links.download`` fetch it from the store directly, ranges included).
+The result is 1 MiB chunks (``jobstore.video_blobs``): the response reads them one after the other,
+and answers a single byte range (``Range: bytes=a-b``, ``a-``, ``-n``) with 206 and
+``Content-Range``, as players ask for when they seek (some refuse to play without it); a range past
+the end is 416 ``range-not-satisfiable``. A result in the object store is streamed (or redirected
+to) like a photo's (``api.jobs.routes``); its presigned link answers ranges itself.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import redis.asyncio
 from starlette.responses import Response, StreamingResponse
 
 from api.problems import ApiError
-from jobstore.blobs import in_object_store, result_name
 from jobstore.keys import result_chunk_key
-from jobstore.objectstore import ObjectStore
 from jobstore.records import JobRecord
 from jobstore.video_blobs import MP4_TYPE, result_chunks
 
@@ -45,30 +43,17 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 async def video_result(
-    record: JobRecord, range_header: str | None, store: redis.asyncio.Redis, objects: ObjectStore | None
+    record: JobRecord, range_header: str | None, store: redis.asyncio.Redis, headers: dict[str, str]
 ) -> Response:
     """The video's MP4 as a streamed response (206 for a range); 404 ``result-expired`` once it is gone."""
-    headers = {
-        "Content-Disposition": f'inline; filename="{record.id}.mp4"',
-        "Cache-Control": "private, max-age=300",
-        "Accept-Ranges": "bytes",
-    }
-    expired = ApiError("result-expired", f"The result was kept {record.result_ttl_s} s and has expired.")
-    if in_object_store(record):
-        download = await objects.open_async(result_name(record.id)) if objects is not None else None
-        if download is None:
-            raise expired
-        headers.pop("Accept-Ranges")
-        headers["Content-Length"] = str(download.size)
-        return StreamingResponse(download.chunks, media_type=MP4_TYPE, headers=headers)
     size = record.output_bytes or 0
     if not await store.exists(result_chunk_key(record.id, 0)):
-        raise expired
+        raise ApiError("result-expired", f"The result was kept {record.result_ttl_s} s and has expired.")
     span = byte_range(range_header, size)
     start, end = span or (0, size)
-    headers["Content-Length"] = str(end - start)
-    if span is None:
-        return StreamingResponse(result_chunks(store, record.id, size), media_type=MP4_TYPE, headers=headers)
-    headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers = {**headers, "Accept-Ranges": "bytes", "Content-Length": str(end - start)}
     body = result_chunks(store, record.id, size, start, end)
+    if span is None:
+        return StreamingResponse(body, media_type=MP4_TYPE, headers=headers)
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     return StreamingResponse(body, status_code=206, media_type=MP4_TYPE, headers=headers)

@@ -16,7 +16,7 @@ const ui = {
 const maxUploadBytes = Number(document.body.dataset.maxUploadBytes) || 0;
 const TERMINAL = new Set(["succeeded", "failed"]);
 const STEPS = ["uploading", "queued", "running", "succeeded"];
-const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
+const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp", avif: "avif" };
 const styleNotes = {};
 let photo = null; // { file, url } of the chosen photo; the url is an object URL, revoked on change
 let resultUrl = null; // object URL of the finished picture
@@ -161,7 +161,7 @@ async function describeFailure(response) {
       return ["This photo is too large.", limitSentence() || detail];
     case "unsupported-media-type":
     case 415:
-      return ["This file is not a photo the service can read. Please use a JPEG, PNG or WebP image."];
+      return ["This file is not a photo the service can read. Please use a JPEG, PNG, WebP or HEIC image."];
     case "invalid-image":
       return ["The service could not read this photo: it may be damaged or cut short.", detail];
     case "too-many-pixels":
@@ -169,6 +169,7 @@ async function describeFailure(response) {
     case "queue-full":
       return [`The service is busy right now. Please try again ${later}.`];
     case "broker-unavailable":
+    case "store-unavailable":
     case 503:
       return [`The service is not available right now. Please try again ${later}.`];
     case "job-not-found":
@@ -543,7 +544,7 @@ function reset() {
 }
 
 // ---- start ---------------------------------------------------------------------------------
-if (maxUploadBytes) ui.hint.textContent = `JPEG, PNG or WebP, up to ${formatBytes(maxUploadBytes)}.`;
+if (maxUploadBytes) ui.hint.textContent = `JPEG, PNG, WebP or HEIC, up to ${formatBytes(maxUploadBytes)}.`;
 ui.form.addEventListener("submit", submit);
 ui.style.addEventListener("change", describeStyle);
 ui.again.addEventListener("click", reset);

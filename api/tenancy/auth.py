@@ -9,8 +9,10 @@ upload limiter, so a request without a valid key is refused before its body take
 - With ANIMEGAN_API_KEYS_FILE set, a request without ``Authorization: Bearer <key>`` gets 401
   ``unauthorized`` with ``WWW-Authenticate: Bearer realm="animegan"``; a key not in the file adds
   ``error="invalid_token"`` (RFC 6750). Open without a key: the probes (``/healthz``, ``/readyz``),
-  and the web page and its two static files (``/``, ``/static/*``), since a browser's navigation
-  cannot send the header: the page itself asks for the key when the API answers 401.
+  the web page and its two static files (``/``, ``/static/*``), since a browser's navigation
+  cannot send the header: the page itself asks for the key when the API answers 401; and the
+  problem pages (``/problems``, ``/problems/*``), which every problem's ``type`` points at, a
+  refused client included (they say nothing about any job or key).
 - A request admitted with a key also gets ``scope["state"]["key_check"]``: ``key_revoked(request)``
   asks the keys file again (re-read within ``RELOAD_CHECK_S`` of a change), so a long-lived
   response (an event stream) ends once its key is revoked instead of running its full life.
@@ -32,8 +34,8 @@ from telemetry.logs import request_id_var
 
 logger = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
-OPEN_PREFIXES = ("/static/",)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/problems"})
+OPEN_PREFIXES = ("/static/", "/problems/")
 REALM = 'Bearer realm="animegan"'
 # How often a long-lived response asks whether its key still holds: the keys file's reload interval.
 KEY_RECHECK_S = RELOAD_CHECK_S

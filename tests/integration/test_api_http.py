@@ -64,7 +64,12 @@ def test_accepted_job_is_stored_and_queued(start_api: ApiFactory, redis_url: str
     assert job["status"] == "queued"
     assert job["queue_position"] == 1
     assert job["input"] == {"width": 128, "height": 85, "original_width": 192, "original_height": 128}
-    assert job["links"] == {"status": f"/jobs/{job['id']}", "result": f"/jobs/{job['id']}/result"}
+    assert job["links"] == {
+        "status": f"/jobs/{job['id']}",
+        "result": f"/jobs/{job['id']}/result",
+        "download": None,  # only with object storage, once succeeded
+        "download_expires_at": None,
+    }
     second = _post(base, photo()).json()
     assert second["queue_position"] == 2
     with redis.Redis.from_url(redis_url) as client:

@@ -64,6 +64,11 @@ def test_a_key_is_required_checked_and_accepted(start_api: ApiFactory, redis_url
     _problem(httpx.get(f"{base}/readyz"), 503, "not-ready")  # no worker here; but not 401
     assert httpx.get(f"{base}/").status_code == 200
     assert httpx.get(f"{base}/static/app.js").status_code == 200
+    # So are the pages the problems' types point at: a refused client can read why.
+    page = httpx.get(f"{base}{missing.json()['type']}")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert httpx.get(f"{base}/problems").status_code == 200
     assert httpx.get(f"{base}/jobs/nope", headers=_bearer(ALICE)).status_code == 404
 
 

@@ -11,14 +11,18 @@ HEIC in, AVIF out; a missing bucket stops the gateway with one line.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import redis
 from PIL import Image
@@ -26,6 +30,7 @@ from PIL import Image
 from animegan.redis_server import free_port
 from animegan.seaweedfs_server import SeaweedFS
 from animegan.serve import api_command
+from imaging.heif import register_decoder
 from jobstore.blobs import input_name, result_name
 from jobstore.keys import BLOBS_DUE_KEY, input_key, result_key
 from jobstore.objectstore import ObjectStore
@@ -42,8 +47,6 @@ def largest_value(client: redis.Redis) -> tuple[int, str]:
 
 
 def heic(image: Image.Image) -> bytes:
-    from imaging.heif import register_decoder
-
     register_decoder()
     buffer = io.BytesIO()
     image.save(buffer, "HEIF", quality=90)
@@ -115,8 +118,6 @@ def test_a_job_keeps_its_bytes_in_the_store_and_its_link_serves_what_the_gateway
     finished = time.time()
     expires = body["links"]["download_expires_at"]
     assert expires is not None
-    from datetime import datetime
-
     assert datetime.fromisoformat(expires).timestamp() <= finished + 120  # never past the result TTL
     assert httpx.get(link.replace("X-Amz-Signature=", "X-Amz-Signature=0")).status_code == 403
 
@@ -236,8 +237,6 @@ def test_the_store_down_makes_submissions_503_within_seconds_and_no_job_is_lost(
 def test_a_missing_bucket_stops_the_gateway_with_one_line(
     redis_url: str, s3_env: Callable[..., dict[str, str]], service_env: Callable[..., dict[str, str]], tmp_path: Path
 ) -> None:
-    import subprocess
-
     env = service_env(ANIMEGAN_REDIS_URL=redis_url, **s3_env("x", bucket="no-such-bucket"))
     done = subprocess.run(
         [*api_command("127.0.0.1", free_port())], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -245,3 +244,26 @@ def test_a_missing_bucket_stops_the_gateway_with_one_line(
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert "bucket 'no-such-bucket' does not exist" in last
+
+
+def test_a_result_is_streamed_from_the_store_in_bounded_memory(
+    stack: tuple[httpx.Client, redis.Redis, Any], object_store: ObjectStore, photo: Callable[[], bytes]
+) -> None:
+    http, _, api = stack
+    job_id = http.post("/stylize", files={"image": ("p.jpg", photo(), "image/jpeg")}).json()["id"]
+    assert wait_done(http, job_id)["status"] == "succeeded"
+    big = os.urandom(1024 * 1024) * 64  # 64 MiB under the result's name: far more than any image
+    object_store.put(result_name(job_id), big, "image/png")
+    gateway = psutil.Process(api.process.pid)
+    before = gateway.memory_info().rss
+    peak = before
+    received = 0
+    with http.stream("GET", f"/jobs/{job_id}/result") as answer:
+        assert answer.status_code == 200
+        assert int(answer.headers["content-length"]) == len(big)
+        for chunk in answer.iter_bytes(256 * 1024):
+            received += len(chunk)
+            time.sleep(0.002)  # a client slower than the store: the gateway must not buffer ahead
+            peak = max(peak, gateway.memory_info().rss)
+    assert received == len(big)
+    assert peak - before < 24 * 1024 * 1024, (before, peak)

@@ -115,7 +115,8 @@ def test_bad_rates_are_refused(text: str) -> None:
 
 
 def test_what_needs_a_key_and_what_counts_against_the_rate() -> None:
-    assert [needs_key(p) for p in ("/healthz", "/readyz", "/", "/static/app.js")] == [False] * 4
+    open_paths = ("/healthz", "/readyz", "/", "/static/app.js", "/problems", "/problems/unauthorized")
+    assert [needs_key(p) for p in open_paths] == [False] * 6
     assert [needs_key(p) for p in ("/stylize", "/jobs/x/events", "/docs", "/openapi.json", "/metrics")] == [True] * 5
     assert [counts(p) for p in ("/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/docs/assets/x")] == [
         False

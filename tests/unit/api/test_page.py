@@ -126,3 +126,16 @@ def test_static_files_ship_in_the_wheel() -> None:
     packaged = files("api").joinpath("static")
     for name in ["index.html", *ASSET_TYPES]:
         assert packaged.joinpath(name).is_file(), name
+
+
+def test_the_page_accepts_heic_and_offers_every_output_format() -> None:
+    from imaging.formats import OUTPUT_FORMATS
+
+    html = (STATIC / "index.html").read_text()
+    accept = re.search(r'id="image"[^>]*accept="([^"]+)"', html, flags=re.S)
+    assert accept is not None
+    assert {"image/heic", "image/heif", ".heic"} <= set(accept.group(1).split(","))
+    offered = set(re.findall(r'<option value="([a-z]+)">', html))
+    assert set(OUTPUT_FORMATS) <= offered
+    script = (STATIC / "app.js").read_text()
+    assert all(f"{fmt}:" in script.split("const EXTENSIONS", 1)[1].split(";", 1)[0] for fmt in OUTPUT_FORMATS)

@@ -26,6 +26,7 @@ from api.problems import ApiError
 from api.tenancy.clients import address_client
 from jobstore.batch_view import Batch
 from jobstore.batches import BatchRecord
+from jobstore.job_view import Job
 from jobstore.keys import idempotency_key
 from jobstore.queue import Admitted, encode_idempotency, upload_digest
 from jobstore.records import JobRecord, JobState
@@ -102,6 +103,9 @@ class Parts:
 
     async def position(self, record: JobRecord) -> int | None:
         return 1 if record.state is JobState.QUEUED else None
+
+    def body(self, record: JobRecord, *, position: int | None = None, deduplicated: bool = False) -> Job:
+        return Job.from_record(record, position=position, deduplicated=deduplicated)
 
     def intake(self) -> Intake:
         part = cast(Any, self)

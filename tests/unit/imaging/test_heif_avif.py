@@ -143,3 +143,22 @@ def test_avif_results_follow_the_quality_setting() -> None:
     with Image.open(io.BytesIO(high)) as image:
         assert image.format == "AVIF"
         assert image.size == (96, 64)
+
+
+@pytest.mark.parametrize(
+    ("data", "cut"),
+    [
+        (b"\x00", True),
+        (b"\x00\x00\x00\x18ft", True),
+        (b"\x00\x00\x00\x18ftypmif", True),
+        (b"nope", False),
+        (b"\x00\x00\x00\x18free", False),
+        (b"\x00\x00\x00\x18ftypavif", False),
+    ],
+)
+def test_only_a_prefix_of_a_heif_signature_counts_as_a_truncated_heif(data: bytes, cut: bool) -> None:
+    from imaging.heif import is_cut_heif
+
+    assert is_cut_heif(data) is cut
+    with pytest.raises(InvalidImageError if cut else UnsupportedFormatError):
+        decode_image(data)
