@@ -7,11 +7,14 @@ BIN := $(VENV)/bin
 
 # Python environment with the service (no torch); install-dev adds the test tools and the torch extra (CPU build).
 # Both install the exact versions of the lock files in requirements/ (`make lock` regenerates them).
-$(VENV)/.stamp-install: pyproject.toml setup.py inference/_onednn.cpp requirements/service.txt
+# The native kernels are rebuilt when any of their sources changes.
+NATIVE_SOURCES := inference/_onednn.cpp $(wildcard inference/native/*.cpp inference/native/*.hpp inference/native/*.h)
+
+$(VENV)/.stamp-install: pyproject.toml setup.py $(NATIVE_SOURCES) requirements/service.txt
 	scripts/setup.sh install
 	@touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml setup.py inference/_onednn.cpp requirements/dev.txt
+$(VENV)/.stamp-dev: pyproject.toml setup.py $(NATIVE_SOURCES) requirements/dev.txt
 	scripts/setup.sh dev
 	@touch $@
 

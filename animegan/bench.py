@@ -1,19 +1,26 @@
-"""`animegan bench`: latency, throughput, peak memory and efficiency of the engine on this machine.
+"""`animegan bench`: latency, throughput, fidelity, peak memory and efficiency of the engine on this machine.
 
 Every variant runs in its own fresh subprocess (`animegan.bench_worker`), so peak RSS (VmHWM) is
 that variant's alone and the engine process never imports torch. The variants of one size stay
 alive together and run one image each in turn (interleaved rounds), so a noisy host slows all of
 them alike and their ratios stay fair. Per size it prints median and min-max latency, peak RSS,
 conv GFLOP/s (counted exactly from the layer shapes) as a share of a 4096x4096 float32 matmul
-measured in the same run, the precision each variant computed in, and time ratios against plain
-eager torch and against the OpenVINO peer (whole graph, static shape, its default settings).
+measured in the same run, the precision each variant computed in, time ratios against plain
+eager torch and against the OpenVINO peer (whole graph, static shape, its default settings), and
+each variant's PSNR and largest per-pixel difference against the fp32 engine's output.
 
 `--processes N` adds the service's layout: N single-thread processes per variant, each pinned to
 its own core, all running an image at once; it prints images per minute and each process's peak
-RSS, every variant in the same interleaved rounds.
+RSS, every variant in the same interleaved rounds. `--user N` measures what a user sees instead
+(`animegan.bench_user`), `--png` the results' PNG encode per zlib level (`animegan.bench_png`),
+`--picture FILE` writes the fp32 and int8 results side by side (`animegan.bench_picture`).
+`--max-isa` caps oneDNN's instruction set (ONEDNN_MAX_CPU_ISA) in the variants' processes: what
+an older CPU gets (AVX2 as on Zen 3; AVX512_CORE_VNNI as on Cascade Lake).
 
-Without real weights (`--weights FILE.pt`, or a style whose file is found) it uses seeded random
-weights and says so: timing and memory do not depend on the values.
+`--photos DIR`: the first photo (resized and cropped to each size) is the image, all of them the
+calibration set of `openvino-int8`; without it a synthetic image. Without real weights
+(`--weights FILE.pt`, or a style whose file is found) it uses seeded random weights and says so:
+timing and memory do not depend on the values (fidelity does).
 """
 
 from __future__ import annotations
@@ -24,22 +31,24 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
-from animegan import bench_worker
-from animegan.bench_worker import MATMUL_N, VARIANTS
+from animegan import bench_picture, bench_png, bench_report, bench_user, bench_worker
+from animegan.bench_report import PEER, say as _say
+from animegan.bench_worker import VARIANTS
 from animegan.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
 from inference.errors import WeightsError
-from inference.precision import bf16_flags_line, cpu_flags, cpu_model
+from inference.precision import ISA_CAPS, bf16_flags_line, capped_flags, cpu_model, read_cpu_flags
 
 DEFAULT_SIZES = ((512, 512), (1024, 576), (1024, 1024), (1920, 1080))
-PEER = "openvino"
+REFERENCE = "engine-fp32"
 
 
 def conv_flops(width: int, height: int, align_corners: bool) -> int:
@@ -67,6 +76,7 @@ def conv_flops(width: int, height: int, align_corners: bool) -> int:
 class _Process:
     variant: str
     proc: subprocess.Popen[str]
+    errors: IO[bytes]
     loaded: dict[str, Any] = field(default_factory=dict)
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
@@ -83,7 +93,9 @@ class _Process:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"{self.variant} worker exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            self.errors.seek(0)
+            tail = self.errors.read().decode(errors="replace").strip().splitlines()[-20:]
+            raise RuntimeError(f"{self.variant} worker exited: " + "\n".join(tail))
         answer: dict[str, Any] = json.loads(line)
         return answer
 
@@ -93,6 +105,7 @@ class _Process:
             self.proc.stdin.write("quit\n")
             self.proc.stdin.close()
             self.proc.wait(timeout=60)
+        self.errors.close()
 
 
 def _spawn(
@@ -110,11 +123,15 @@ def _spawn(
     ]
     if cpu is not None:
         command += ["--cpu", str(cpu)]
+    if args.photos is not None:
+        command += ["--photos", str(args.photos)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    process = _Process(variant, proc)
+    if args.max_isa:
+        env["ONEDNN_MAX_CPU_ISA"] = args.max_isa
+    # What a variant's libraries print goes to a file (a pipe nobody reads would fill and block it).
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _Process.close)
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+    process = _Process(variant, proc, errors)
     process.loaded = process.answer()
     return process
 
@@ -151,9 +168,15 @@ def _bench_size(size: tuple[int, int], args: argparse.Namespace, weights: str) -
         busy1, total1 = _machine_busy()
         own1 = sum(_process_cpu(p.proc.pid) for p in processes) + time.process_time()
         reports = {p.variant: {**p.loaded, **p.ask("report")} for p in processes}
+        outputs = {p.variant: bench_worker.decode_output(p.ask("output")["output"], *size) for p in processes}
     finally:
         for process in processes:
             process.close()
+    reference = outputs.get(REFERENCE)
+    if reference is None:
+        reference = _reference_output(size, args, weights)
+    for variant, output in outputs.items():
+        reports[variant].update(bench_report.fidelity(output, reference))
     foreign = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(total1 - total0, 1e-9)
     flops = conv_flops(size[0], size[1], args.align_corners)
     return {
@@ -163,6 +186,15 @@ def _bench_size(size: tuple[int, int], args: argparse.Namespace, weights: str) -
         "foreign_cpu": foreign,
         "variants": {p.variant: {"times": p.times, **reports[p.variant]} for p in processes},
     }
+
+
+def _reference_output(size: tuple[int, int], args: argparse.Namespace, weights: str) -> Any:
+    """The fp32 engine's output for the size's image (the fidelity reference), from a process of its own."""
+    process = _spawn(REFERENCE, size, args, weights, threads=args.threads)
+    try:
+        return bench_worker.decode_output(process.ask("output")["output"], *size)
+    finally:
+        process.close()
 
 
 def _throughput(size: tuple[int, int], args: argparse.Namespace, weights: str) -> dict[str, Any]:
@@ -185,7 +217,9 @@ def _throughput(size: tuple[int, int], args: argparse.Namespace, weights: str) -
                     process.proc.stdin.write("run\n")
                     process.proc.stdin.flush()
                 for process in groups[variant]:
-                    process.times.append(process.answer()["seconds"])
+                    answer = process.answer()
+                    process.times.append(answer["seconds"])
+                    process.cpu.append(answer["cpu_seconds"])
                 rates[variant].append(60 * len(groups[variant]) / (time.perf_counter() - started))
         reports = {variant: [{**p.loaded, **p.ask("report")} for p in group] for variant, group in groups.items()}
     finally:
@@ -199,6 +233,7 @@ def _throughput(size: tuple[int, int], args: argparse.Namespace, weights: str) -
             variant: {
                 "images_per_min": rates[variant],
                 "seconds": [p.times for p in groups[variant]],
+                "cpu_seconds": [p.cpu for p in groups[variant]],
                 "peak_rss": [r["peak_rss"] for r in reports[variant]],
                 "precision": reports[variant][0]["precision"],
                 "cpus": [r["cpus"] for r in reports[variant]],
@@ -206,60 +241,6 @@ def _throughput(size: tuple[int, int], args: argparse.Namespace, weights: str) -
             for variant in groups
         },
     }
-
-
-def _say(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def _print_size(result: dict[str, Any]) -> None:
-    width, height = result["size"]
-    peak = result["matmul_gflops"]
-    line = f"\n{width}x{height}: {result['gflop']:.1f} GFLOP of convs per image"
-    line += f"; {MATMUL_N}x{MATMUL_N} matmul peak {peak:.0f} GFLOP/s" if peak else ""
-    _say(line + f"; other processes used {result['foreign_cpu']:.0%} of the machine's CPU meanwhile")
-    eager, peer = result["variants"].get("eager"), result["variants"].get(PEER)
-    _say(
-        "| variant | precision | median s | min-max s | time vs eager | time vs openvino | GFLOP/s | % of matmul "
-        "| peak RSS MB | idle RSS MB |"
-    )
-    _say("|" + "---|" * 10)
-    for variant, data in result["variants"].items():
-        times = data["times"]
-        median = statistics.median(times)
-        rate = result["gflop"] / median
-        share = f"{rate / peak:.0%}" if peak else "-"
-        _say(
-            f"| {variant} | {data['precision']} | {median:.2f} | {min(times):.2f}-{max(times):.2f} "
-            f"| {_paired(times, eager)} | {_paired(times, peer)} | {rate:.0f} | {share} "
-            f"| {data['peak_rss'] / 2**20:.0f} | {data['rss_idle'] / 2**20:.0f} |"
-        )
-
-
-def _paired(times: list[float], other: dict[str, Any] | None) -> str:
-    # Paired per round (the variants ran back to back), then the median: robust to host noise.
-    if other is None:
-        return "-"
-    return f"{statistics.median(t / o for t, o in zip(times, other['times'], strict=True)):.2f}x"
-
-
-def _print_throughput(result: dict[str, Any]) -> None:
-    width, height = result["size"]
-    _say(f"\n{width}x{height}, throughput: {result['processes']} single-thread process(es) per variant, one per core")
-    _say("| variant | precision | images/min (median) | min-max | vs openvino | peak RSS MB per process |")
-    _say("|" + "---|" * 6)
-    peer = result["variants"].get(PEER)
-    for variant, data in result["variants"].items():
-        rates = data["images_per_min"]
-        ratio = "-"
-        if peer is not None:
-            ratio = f"{statistics.median(r / p for r, p in zip(rates, peer['images_per_min'], strict=True)):.2f}x"
-        peaks = "/".join(f"{value / 2**20:.0f}" for value in data["peak_rss"])
-        _say(
-            f"| {variant} | {data['precision']} | {statistics.median(rates):.1f} | {min(rates):.1f}-{max(rates):.1f} "
-            f"| {ratio} | {peaks} |"
-        )
 
 
 def _parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -293,6 +274,33 @@ def build_parser(prog: str = "animegan bench") -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="also measure throughput: N pinned single-thread processes per variant (e.g. the core count)",
+    )
+    parser.add_argument(
+        "--photos",
+        type=Path,
+        metavar="DIR",
+        help="photos: the first is the image (resized to each size), all calibrate openvino-int8",
+    )
+    parser.add_argument(
+        "--max-isa",
+        choices=sorted(ISA_CAPS),
+        type=str.upper,
+        help="cap oneDNN's instruction set in the variants' processes (ONEDNN_MAX_CPU_ISA): older CPUs",
+    )
+    parser.add_argument(
+        "--user",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure what a user sees instead: N pinned `animegan stylize` processes against OpenVINO's "
+        "(needs --photos)",
+    )
+    parser.add_argument("--images", type=int, default=4, help="with --user: photos per process (default 4)")
+    parser.add_argument(
+        "--png", action="store_true", help="measure the results' PNG encode time and size per zlib level instead"
+    )
+    parser.add_argument(
+        "--picture", type=Path, metavar="FILE", help="write fp32 and int8 results of --photos side by side instead"
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -333,13 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         width, height = args.sizes[0]
         weights_arg = str(args.weights)
         return bench_worker.serve(
-            args.worker, width, height, args.threads, weights_arg, bool(args.align_corners), args.precision
+            args.worker, width, height, args.threads, weights_arg, bool(args.align_corners), args.precision, args.photos
         )
     if args.variants is None:
-        args.variants = _default_variants()
-    unknown = [v for v in args.variants if v not in VARIANTS]
-    if unknown or args.repeats < 1 or args.threads < 1 or args.processes < 0:
-        sys.stderr.write(f"error: bad --variants {unknown}, --repeats or --threads\n")
+        args.variants = [*bench_user.USER_VARIANTS[:2], PEER] if args.user else _default_variants()
+    known = bench_user.USER_VARIANTS if args.user else VARIANTS
+    unknown = [v for v in args.variants if v not in known]
+    if unknown or args.repeats < 1 or args.threads < 1 or args.processes < 0 or args.user < 0:
+        sys.stderr.write(f"error: bad --variants {unknown} (known: {', '.join(known)}), --repeats or --threads\n")
         return 2
     try:
         weights = _resolve(args)
@@ -347,21 +356,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     machine = cpu_model()
+    flags = bf16_flags_line(capped_flags(read_cpu_flags(), args.max_isa))
+    cap = f" (ONEDNN_MAX_CPU_ISA={args.max_isa})" if args.max_isa else ""
     _say(f"machine: {machine}, {len(os.sched_getaffinity(0))} CPUs; {args.threads} thread(s) per process")
-    _say(f"cpu flags for bf16: {bf16_flags_line(cpu_flags())}; engine precision asked: {args.precision}")
+    _say(f"cpu flags that decide the precision: {flags}{cap}; engine precision asked: {args.precision}")
     _say(f"weights: {weights if weights != 'random' else 'none found - seeded random weights (same cost)'}")
-    _say(f"upsample align_corners={args.align_corners}; {args.repeats} interleaved round(s) per size after a warm-up")
-    results, throughput = [], []
-    for size in args.sizes:
-        result = _bench_size(size, args, weights)
-        _print_size(result)
-        results.append(result)
-        if args.processes:
-            throughput.append(_throughput(size, args, weights))
-            _print_throughput(throughput[-1])
+    _say(f"image: {'first of ' + str(args.photos) if args.photos else 'synthetic'}; align_corners={args.align_corners}")
+    _say(f"{args.repeats} interleaved round(s) per size after a warm-up")
+    report: dict[str, Any] = {"machine": machine, "flags": flags, "max_isa": args.max_isa, "threads": args.threads}
+    if args.picture is not None:
+        report["picture"] = bench_picture.run(args, weights)
+        bench_picture.print_picture(report["picture"])
+    elif args.png:
+        report["png"] = bench_png.run(args, weights)
+        bench_png.print_png(report["png"])
+    elif args.user:
+        report["user"] = bench_user.run(args, weights)
+        bench_user.print_user(report["user"])
+    else:
+        report.update(results=[], throughput=[])
+        for size in args.sizes:
+            report["results"].append(_bench_size(size, args, weights))
+            bench_report.print_size(report["results"][-1])
+            if args.processes:
+                report["throughput"].append(_throughput(size, args, weights))
+                bench_report.print_throughput(report["throughput"][-1], report["results"][-1])
     if args.json is not None:
-        report = {"machine": machine, "flags": bf16_flags_line(cpu_flags()), "threads": args.threads}
-        args.json.write_text(json.dumps({**report, "results": results, "throughput": throughput}, indent=2))
+        args.json.write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -2,44 +2,51 @@
 
 The parent (`animegan.bench`) starts one such process per variant (latency mode) or several
 pinned single-thread ones (throughput mode) and speaks a line protocol: `run` (one image, answers
-its seconds), `matmul` (the BLAS peak, in the eager process), `report` (peak RSS, precision),
-anything else ends the process. Variants:
+its seconds), `output` (the last result, for its PSNR), `matmul` (the BLAS peak, in the eager
+process), `report` (peak RSS, precision), anything else ends the process. Variants:
 
 - `engine`: the banded engine in the precision asked for (`--precision`, auto by default);
-  `engine-fp32`, `engine-bf16`: the same with the precision fixed (bf16 on the native kernels
-  when built); `engine-bf16-openvino`: bf16 on OpenVINO's band graphs (the engine without them).
-- `openvino`: the peer a user gets by exporting the model and running it with OpenVINO's defaults
-  (whole graph, static shape, no property set: bf16 where the CPU has it); `openvino-f32`: the
-  same with INFERENCE_PRECISION_HINT=f32.
-- `ort-whole`: the whole graph on ONNX Runtime; `eager`: plain eager torch (NCHW, no_grad).
+  `engine-fp32`, `engine-bf16`, `engine-int8`: the same with the precision fixed (on the native
+  kernels when built); `engine-fp32-onnxruntime`, `engine-bf16-openvino`: fp32 on ONNX Runtime's
+  and bf16 on OpenVINO's band graphs (the engine's fallbacks without the native kernels).
+- the peers of `animegan.bench_peers`: `openvino` (whole graph, OpenVINO's defaults),
+  `openvino-f32`, `openvino-int8` (NNCF's default post-training quantization, calibrated on the
+  photos), `ort-whole`, `eager`.
+
+The image is the first of `--photos` (resized and cropped to the size), else a synthetic one.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable
+import zlib
 from pathlib import Path
 
 import numpy as np
 import psutil
 
-MATMUL_N = 4096
+from animegan import bench_peers
+from animegan.bench_peers import Runner
+
 VARIANTS = (
     "engine",
     "engine-fp32",
     "engine-bf16",
+    "engine-int8",
+    "engine-fp32-onnxruntime",
     "engine-bf16-openvino",
     "openvino",
     "openvino-f32",
+    "openvino-int8",
     "ort-whole",
     "eager",
 )
-Runner = Callable[[np.ndarray], object]
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
@@ -99,11 +106,49 @@ def test_image(width: int, height: int) -> np.ndarray:
     return rgb
 
 
+def photo_files(folder: Path) -> list[Path]:
+    """The photos of a folder, in name order."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+
+
+def fitted(path: Path, width: int, height: int) -> np.ndarray:
+    """A photo scaled to cover width x height, then cropped to it (centre)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    scale = max(width / rgb.width, height / rgb.height)
+    size = (max(width, round(rgb.width * scale)), max(height, round(rgb.height * scale)))
+    rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+    left, top = (size[0] - width) // 2, (size[1] - height) // 2
+    return np.asarray(rgb.crop((left, top, left + width, top + height)))
+
+
+def encode_output(rgb: np.ndarray) -> str:
+    return base64.b64encode(zlib.compress(np.ascontiguousarray(rgb).tobytes(), 1)).decode()
+
+
+def decode_output(text: str, width: int, height: int) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(base64.b64decode(text)), np.uint8).reshape(height, width, 3)
+
+
 def serve(
-    variant: str, width: int, height: int, threads: int, weights: str, align_corners: bool, precision: str
+    variant: str,
+    width: int,
+    height: int,
+    threads: int,
+    weights: str,
+    align_corners: bool,
+    precision: str,
+    photos: Path | None = None,
 ) -> int:
-    """Loads one variant, warms it up, then answers `run`, `matmul` and `report` lines on stdin."""
-    rgb = test_image(width, height)
+    """Loads one variant, warms it up, then answers `run`, `output`, `matmul` and `report` lines on stdin."""
+    _keep_stdout_for_answers()
+    files = photo_files(photos) if photos is not None else []
+    rgb = fitted(files[0], width, height) if files else test_image(width, height)
+    calibration = [fitted(path, width, height) for path in files] if variant == "openvino-int8" else []
+    if variant == "openvino-int8" and not calibration:
+        raise SystemExit("openvino-int8 needs --photos DIR: NNCF calibrates on them")
     rss_start = rss()
     if weights == "random":
         state = random_state_dict()
@@ -111,27 +156,51 @@ def serve(
         from inference.weights import load_state_dict
 
         state = load_state_dict(Path(weights))
-    run, used_precision = load(variant, state, threads, align_corners, precision, (height, width))
-    del state
+    run, used_precision = load(variant, state, threads, align_corners, precision, (height, width), calibration)
+    del state, calibration
     rss_loaded, peak_loading = rss(), peak_rss()
     reset_peak_rss()  # the peak reported is that of a loaded process running jobs
-    run(rgb)  # warm-up: first-call allocations and lazy initialisation are not latency
+    out = run(rgb)  # warm-up: first-call allocations and lazy initialisation are not latency
     ready = {"ready": True, "rss_start": rss_start, "rss_loaded": rss_loaded, "peak_loading": peak_loading}
     _say(json.dumps({**ready, "precision": used_precision, "cpus": sorted(os.sched_getaffinity(0))}))
     for line in sys.stdin:
         command = line.strip()
         if command == "run":
             cpu, started = time.process_time(), time.perf_counter()
-            run(rgb)
-            result = {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
+            out = run(rgb)
+            result: dict[str, object] = {
+                "seconds": time.perf_counter() - started,
+                "cpu_seconds": time.process_time() - cpu,
+            }
+        elif command == "output":
+            result = {"output": encode_output(out)}
         elif command == "matmul":
-            result = {"gflops": _matmul_gflops(threads)}
+            result = {"gflops": bench_peers.matmul_gflops(threads)}
         elif command == "report":
-            result = {"peak_rss": peak_rss(), "rss_idle": rss(), "torch": "torch" in sys.modules}
+            peak = peak_rss()
+            _release_memory(run)  # what a worker settles to between jobs, not the last job's kept bands
+            result = {"peak_rss": peak, "rss_idle": rss(), "torch": "torch" in sys.modules}
         else:
             return 0
         _say(json.dumps(result))
     return 0
+
+
+def _release_memory(run: Runner) -> None:
+    """An engine keeps its band memory for a moment after a job (the next one reuses it): hand it back now."""
+    engine = getattr(run, "__self__", None)
+    release = getattr(engine, "release_memory", None)
+    if callable(release):
+        release()
+
+
+ENGINE_PRECISIONS = {
+    "engine-fp32": "fp32",
+    "engine-bf16": "bf16",
+    "engine-int8": "int8",
+    "engine-fp32-onnxruntime": "fp32",
+    "engine-bf16-openvino": "bf16",
+}
 
 
 def load(
@@ -141,109 +210,46 @@ def load(
     align_corners: bool,
     precision: str,
     shape: tuple[int, int],
+    calibration: list[np.ndarray] | None = None,
 ) -> tuple[Runner, str]:
     """The variant's run function and the precision it computes in."""
     if variant.startswith("engine"):
         from inference.engine import Engine
+        from inference.runtime import BandRuntime
 
-        wanted = {"engine-fp32": "fp32", "engine-bf16": "bf16", "engine-bf16-openvino": "bf16"}.get(variant, precision)
-        graphs = None
+        graphs: BandRuntime | None = None
         if variant == "engine-bf16-openvino":
             from inference.runtime_openvino import OpenVinoRuntime
 
             graphs = OpenVinoRuntime(threads)
+        elif variant == "engine-fp32-onnxruntime":
+            from inference.runtime_ort import OrtRuntime
+
+            graphs = OrtRuntime()
+        wanted = ENGINE_PRECISIONS.get(variant, precision)
         engine = Engine(state, align_corners=align_corners, threads=threads, precision=wanted, runtime=graphs)
         return engine.run, f"{engine.precision} ({engine.runtime_name})"
     if variant.startswith("openvino"):
-        return _openvino_whole(state, threads, align_corners, shape, f32=variant == "openvino-f32")
+        return bench_peers.openvino_whole(
+            state, threads, align_corners, shape, f32=variant == "openvino-f32", calibration=calibration or ()
+        )
     if variant == "ort-whole":
-        return _ort_whole(state, threads, align_corners), "fp32"
-    return _eager(state, threads, align_corners), "fp32"
+        return bench_peers.ort_whole(state, threads, align_corners), "fp32"
+    return bench_peers.eager(state, threads, align_corners), "fp32"
 
 
-def _to_input(rgb: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray((rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255) * 2 - 1)
+_protocol = sys.stdout
 
 
-def _to_rgb(y: np.ndarray) -> np.ndarray:
-    return np.asarray(np.round((np.clip(y, -1, 1) * 0.5 + 0.5) * 255).astype(np.uint8).transpose(1, 2, 0))
-
-
-def _openvino_whole(
-    state: dict[str, np.ndarray], threads: int, align_corners: bool, shape: tuple[int, int], *, f32: bool
-) -> tuple[Runner, str]:
-    """The whole graph, reshaped to the image's static shape, compiled with OpenVINO's defaults."""
-    import io
-
-    import openvino as ov
-
-    from inference.graphs import whole_model
-
-    core = ov.Core()
-    model = core.read_model(io.BytesIO(whole_model(state, align_corners=align_corners)))
-    model.reshape([1, 3, *shape])
-    # Only the thread count is set (as every variant gets it); f32 also pins the precision.
-    config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads}
-    if f32:
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-    compiled = core.compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
-    precision = {ov.Type.bf16: "bf16", ov.Type.f32: "fp32", ov.Type.f16: "fp16"}.get(hint, str(hint))
-
-    def run(rgb: np.ndarray) -> np.ndarray:
-        request.infer({0: _to_input(rgb)})
-        return _to_rgb(request.get_output_tensor(0).data[0])
-
-    return run, precision
-
-
-def _ort_whole(state: dict[str, np.ndarray], threads: int, align_corners: bool) -> Runner:
-    import onnxruntime as ort
-
-    from inference.graphs import whole_model
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(whole_model(state, align_corners=align_corners), options)
-    return lambda rgb: _to_rgb(session.run(None, {"x": _to_input(rgb)})[0][0])
-
-
-def _eager(state: dict[str, np.ndarray], threads: int, align_corners: bool) -> Runner:
-    import torch
-
-    from inference.model import Generator
-
-    torch.set_num_threads(threads)
-    net = Generator().eval()
-    net.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()}, strict=True)
-
-    def run_eager(rgb: np.ndarray) -> np.ndarray:
-        # The reference test script: to_tensor * 2 - 1, NCHW forward under no_grad, back to 8 bits.
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255 * 2 - 1
-        with torch.no_grad():
-            out = net(x, align_corners=align_corners)
-        return np.asarray(((out.clip(-1, 1) * 0.5 + 0.5) * 255).round()[0].permute(1, 2, 0).byte().numpy())
-
-    return run_eager
-
-
-def _matmul_gflops(threads: int) -> float:
-    """Median of three 4096x4096 float32 matmuls (torch's BLAS), after one warm-up."""
-    import torch
-
-    torch.set_num_threads(threads)
-    a, b = torch.rand(MATMUL_N, MATMUL_N), torch.rand(MATMUL_N, MATMUL_N)
-    torch.mm(a, b)
-    rates = []
-    for _ in range(3):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        rates.append(2 * MATMUL_N**3 / (time.perf_counter() - started) / 1e9)
-    return statistics.median(rates)
+def _keep_stdout_for_answers() -> None:
+    """Answers go to the original stdout; anything a library prints (NNCF's progress bars, C code
+    writing to fd 1) goes to stderr instead of into the parent's line protocol."""
+    global _protocol
+    _protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
 
 
 def _say(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    _protocol.write(line + "\n")
+    _protocol.flush()

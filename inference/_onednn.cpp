@@ -1,331 +1,398 @@
-// Native bf16 kernels of the banded engine (inference/runtime_onednn.py loads this with ctypes).
-//
-// Maps are channels-last (rows x cols x C) bf16 arrays, the layout oneDNN's bf16 convolutions run
-// in (AVX512_BF16 and AMX kernels alike), so no band ever pays a layout reorder on its way in or
-// out. oneDNN runs the convolutions; the passes around them are plain loops here: a GroupNorm's
-// scale/shift + LeakyReLU on the way into a band, per-channel sums of a band's output (f32 per
-// row, accumulated in double), the residual add, the bilinear upsample of a band's rows.
-//
-// Builds against oneDNN 2.x (Debian 12's libdnnl-dev) and 3.x.
-//
-// Every call runs in its caller's thread with one OpenMP thread: the engine runs one band per
-// thread, and a band's result never depends on how many run beside it.
-
-#include <Python.h>  // only for the module's init: pip builds this as the extension `inference._onednn`
-#include <dnnl.hpp>
-// GCC 12 warns on its own intrinsics' "undefined" operands under -Wall (a known false positive).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#include <omp.h>
-
+// The native engine (`inference._onednn`): oneDNN convolutions on channels-last row bands and the
+// loops around them, a whole layer per call, with its bands run on native threads and the GIL
+// released. `inference/native/` holds the C++ (kernels: the loops; conv: oneDNN primitives;
+// passes, layers, runner: the band loop of each layer on native threads; maps: band storage) and
+// the typed binding (binding_*: arrays checked, Conv and Map types); this file is the Runner type
+// and the module. Builds against oneDNN 2.x (Debian 12's
+// libdnnl-dev) and 3.x. Python-facing signatures: inference/_onednn.pyi.
+#include <array>
 #include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <exception>
-#include <memory>
-#include <mutex>
-#include <string>
-#include <vector>
+
+#include "native/binding.hpp"
+
+namespace animegan::py {
 
 namespace {
 
-using dnnl::memory;
-using tag = memory::format_tag;
-using dt = memory::data_type;
-
-thread_local std::string last_error;
-
-dnnl::engine& cpu() {
-    static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-    return engine;
-}
-
-inline float from_bf16(uint16_t v) {
-    uint32_t bits = static_cast<uint32_t>(v) << 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
-
-inline uint16_t to_bf16(float f) {  // round to nearest even, as oneDNN and OpenVINO convert
-    uint32_t bits;
-    std::memcpy(&bits, &f, 4);
-    bits += 0x7FFFu + ((bits >> 16) & 1u);
-    return static_cast<uint16_t>(bits >> 16);
-}
-
-// One convolution layer: its f32 weights, and a primitive (with weights in the primitive's own
-// bf16 layout) per input band shape. A job has two band shapes per layer (full bands and the
-// last one); the cache keeps the few most recent, so images of other sizes do not pile up.
-struct Conv {
-    int ic, oc, k, stride, groups;
-    bool f32_out;
-    std::vector<float> weights, bias;
-    struct Prim {
-        int h, w;
-        dnnl::convolution_forward prim;
-        memory wei, bia;
-        memory::desc src, dst, scratch;
-    };
-    std::vector<std::shared_ptr<Prim>> cache;
-    std::mutex lock;
-    static constexpr size_t kCached = 4;
-
-    std::shared_ptr<Prim> get(int h, int w) {
-        std::lock_guard<std::mutex> guard(lock);
-        for (size_t i = 0; i < cache.size(); ++i) {
-            if (cache[i]->h == h && cache[i]->w == w) {
-                auto hit = cache[i];
-                cache.erase(cache.begin() + static_cast<long>(i));
-                cache.push_back(hit);
-                return hit;
-            }
-        }
-        auto made = make(h, w);
-        if (cache.size() >= kCached) cache.erase(cache.begin());
-        cache.push_back(made);
-        return made;
-    }
-
-    std::shared_ptr<Prim> make(int h, int w) {
-        auto& eng = cpu();
-        int oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
-        memory::desc src({1, ic, h, w}, dt::bf16, tag::nhwc);
-        memory::desc dst({1, oc, oh, ow}, f32_out ? dt::f32 : dt::bf16, tag::nhwc);
-        memory::dims wdims = groups > 1 ? memory::dims{groups, oc / groups, ic / groups, k, k}
-                                        : memory::dims{oc, ic, k, k};
-        memory::desc wany(wdims, dt::bf16, tag::any);
-        memory::desc bdesc({oc}, dt::f32, tag::a);
-        dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // per call: concurrent bands share the primitive
-#if DNNL_VERSION_MAJOR >= 3
-        dnnl::convolution_forward::primitive_desc pd(eng, dnnl::prop_kind::forward_inference,
-                                                     dnnl::algorithm::convolution_direct, src, wany, bdesc, dst,
-                                                     {stride, stride}, {0, 0}, {0, 0}, attr);
-#else
-        dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                             src, wany, bdesc, dst, {stride, stride}, {0, 0}, {0, 0});
-        dnnl::convolution_forward::primitive_desc pd(desc, attr, eng);
-#endif
-        auto p = std::make_shared<Prim>();
-        p->h = h;
-        p->w = w;
-        p->prim = dnnl::convolution_forward(pd);
-        p->src = src;
-        p->dst = dst;
-        p->scratch = pd.scratchpad_desc();
-        memory plain(memory::desc(wdims, dt::f32, groups > 1 ? tag::goihw : tag::oihw), eng, weights.data());
-        p->wei = memory(pd.weights_desc(), eng);
-        p->bia = memory(bdesc, eng);
-        std::memcpy(p->bia.get_data_handle(), bias.data(), sizeof(float) * static_cast<size_t>(oc));
-        dnnl::stream s(eng);
-        dnnl::reorder(plain, p->wei).execute(s, plain, p->wei);
-        s.wait();
-        return p;
-    }
+struct RunnerObject {
+    PyObject_HEAD
+    std::unique_ptr<Runner> runner;
+    bool busy;
 };
 
-thread_local std::vector<uint8_t> scratchpad;
+Runner* runner_of(PyObject* self) {
+    auto* object = reinterpret_cast<RunnerObject*>(self);
+    if (!object->runner) {
+        PyErr_SetString(PyExc_ValueError, "the Runner was not initialised");
+        return nullptr;
+    }
+    if (object->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "the Runner is running another layer");
+        return nullptr;
+    }
+    return object->runner.get();
+}
+
+// Holds the runner for one call (set and cleared with the GIL held).
+struct Running {
+    RunnerObject* object;
+    explicit Running(PyObject* self) : object(reinterpret_cast<RunnerObject*>(self)) { object->busy = true; }
+    ~Running() { object->busy = false; }
+};
+
+int runner_init(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* names[] = {"threads", nullptr};
+    int threads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|i", const_cast<char**>(names), &threads)) return -1;
+    if (threads < 1 || threads > 256) {
+        PyErr_SetString(PyExc_ValueError, "threads must be between 1 and 256");
+        return -1;
+    }
+    auto* object = reinterpret_cast<RunnerObject*>(self);
+    try {
+        object->runner = std::make_unique<Runner>(threads);
+    } catch (...) {
+        raise_current();
+        return -1;
+    }
+    object->busy = false;
+    return 0;
+}
+
+void runner_dealloc(PyObject* self) {
+    reinterpret_cast<RunnerObject*>(self)->runner.reset();
+    Py_TYPE(self)->tp_free(self);
+}
+
+bool positive(int value, const char* name) {
+    if (value >= 1) return true;
+    PyErr_Format(PyExc_ValueError, "%s must be at least 1", name);
+    return false;
+}
+
+// The activation a layer applies to its input (scale and shift of `channels` values, or None).
+bool get_act(PyObject* scale_obj, PyObject* shift_obj, int lrelu, float qscale, float qzero, int channels,
+             Array& scale, Array& shift, Act& act) {
+    if (!get_optional(scale_obj, "scale", 'f', {channels}, scale)) return false;
+    if (!get_optional(shift_obj, "shift", 'f', {channels}, shift)) return false;
+    if (scale.held != shift.held) {
+        PyErr_SetString(PyExc_ValueError, "scale and shift come together");
+        return false;
+    }
+    if (!(qscale > 0.0f) || !std::isfinite(qscale) || !std::isfinite(qzero)) {
+        PyErr_SetString(PyExc_ValueError, "qscale must be positive and qzero finite");
+        return false;
+    }
+    act.scale = scale.held ? scale.data<float>() : nullptr;
+    act.shift = shift.held ? shift.data<float>() : nullptr;
+    act.lrelu = lrelu != 0;
+    act.qscale = qscale;
+    act.qzero = qzero;
+    return true;
+}
+
+bool get_image(PyObject* obj, Array& image) {
+    if (!get_array(obj, "image", 'B', {-1, -1, 3}, false, image)) return false;
+    if (image.dim(0) < 4 || image.dim(1) < 4) {
+        PyErr_SetString(PyExc_ValueError, "image: at least 4 x 4 pixels");
+        return false;
+    }
+    return true;
+}
+
+PyObject* runner_load_map(PyObject* self, PyObject* args) {
+    PyObject* values_obj;
+    int rows;
+    const char* store_text;
+    if (!PyArg_ParseTuple(args, "Ois", &values_obj, &rows, &store_text)) return nullptr;
+    Runner* runner = runner_of(self);
+    Type store;
+    Array values;
+    if (runner == nullptr || !parse_type(store_text, &store) || !positive(rows, "rows") ||
+        !get_array(values_obj, "values", 'f', {-1, -1, -1}, false, values)) {
+        return nullptr;
+    }
+    std::unique_ptr<Map> out;
+    Running running(self);
+    if (!unlocked([&] {
+            out = load_map(*runner, values.data<float>(), static_cast<int>(values.dim(0)),
+                           static_cast<int>(values.dim(1)), static_cast<int>(values.dim(2)), rows, store);
+        })) {
+        return nullptr;
+    }
+    return wrap_map(std::move(out));
+}
+
+PyObject* runner_head_stats(PyObject* self, PyObject* args) {
+    PyObject *image_obj, *first_obj;
+    int rows;
+    if (!PyArg_ParseTuple(args, "OOi", &image_obj, &first_obj, &rows)) return nullptr;
+    Runner* runner = runner_of(self);
+    Conv* first = conv_of(first_obj, "first");
+    Array image;
+    if (runner == nullptr || first == nullptr || !positive(rows, "rows") || !get_image(image_obj, image)) return nullptr;
+    std::unique_ptr<Map> out;
+    Running running(self);
+    if (!unlocked([&] {
+            out = head_stats(*runner, image.data<uint8_t>(), static_cast<int>(image.dim(0)),
+                             static_cast<int>(image.dim(1)), *first, rows);
+        })) {
+        return nullptr;
+    }
+    return wrap_map(std::move(out));
+}
+
+PyObject* runner_head(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* names[] = {"image", "first", "second", "scale", "shift", "qscale", "qzero", "rows", "store",
+                                  nullptr};
+    PyObject *image_obj, *first_obj, *second_obj, *scale_obj, *shift_obj;
+    float qscale, qzero;
+    int rows;
+    const char* store_text;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOffis", const_cast<char**>(names), &image_obj, &first_obj,
+                                     &second_obj, &scale_obj, &shift_obj, &qscale, &qzero, &rows, &store_text)) {
+        return nullptr;
+    }
+    Runner* runner = runner_of(self);
+    Conv* first = conv_of(first_obj, "first");
+    Conv* second = conv_of(second_obj, "second");
+    Type store;
+    Array image, scale, shift;
+    Act act;
+    if (runner == nullptr || first == nullptr || second == nullptr || !parse_type(store_text, &store) ||
+        !positive(rows, "rows") || !get_image(image_obj, image) ||
+        !get_act(scale_obj, shift_obj, 1, qscale, qzero, first->oc, scale, shift, act)) {
+        return nullptr;
+    }
+    std::unique_ptr<Map> out;
+    Running running(self);
+    if (!unlocked([&] {
+            out = head(*runner, image.data<uint8_t>(), static_cast<int>(image.dim(0)), static_cast<int>(image.dim(1)),
+                       *first, *second, act, rows, store);
+        })) {
+        return nullptr;
+    }
+    return wrap_map(std::move(out));
+}
+
+PyObject* runner_conv(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* names[] = {"src", "conv", "scale", "shift", "lrelu", "qscale", "qzero", "pads", "rows",
+                                  "store", "keep_source", nullptr};
+    PyObject *src_obj, *conv_obj, *scale_obj, *shift_obj;
+    int lrelu, rows, keep_source;
+    float qscale, qzero;
+    std::array<int, 4> p{};
+    const char* store_text;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOpff(iiii)isp", const_cast<char**>(names), &src_obj, &conv_obj,
+                                     &scale_obj, &shift_obj, &lrelu, &qscale, &qzero, &p[0], &p[1], &p[2], &p[3],
+                                     &rows, &store_text, &keep_source)) {
+        return nullptr;
+    }
+    Runner* runner = runner_of(self);
+    Map* src = map_of(src_obj, "src");
+    Conv* conv = conv_of(conv_obj, "conv");
+    Type store;
+    Array scale, shift;
+    Act act;
+    if (runner == nullptr || src == nullptr || conv == nullptr || !parse_type(store_text, &store) ||
+        !positive(rows, "rows") || !get_act(scale_obj, shift_obj, lrelu, qscale, qzero, src->c, scale, shift, act)) {
+        return nullptr;
+    }
+    if (*std::min_element(p.begin(), p.end()) < 0) {
+        PyErr_SetString(PyExc_ValueError, "pads must not be negative");
+        return nullptr;
+    }
+    InUse use;
+    if (!use.add(src)) return nullptr;
+    std::unique_ptr<Map> out;
+    Running running(self);
+    if (!unlocked([&] {
+            out = conv_layer(*runner, *src, *conv, act, Pads{p[0], p[1], p[2], p[3]}, rows, store, keep_source != 0);
+        })) {
+        return nullptr;
+    }
+    return wrap_map(std::move(out));
+}
+
+bool get_table(PyObject* first_obj, PyObject* second_obj, PyObject* weight_obj, const char* name, Array& first,
+               Array& second, Array& weight, Table& table) {
+    std::string base(name);
+    if (!get_array(first_obj, (base + "_first").c_str(), 'i', {-1}, false, first) ||
+        !get_array(second_obj, (base + "_second").c_str(), 'i', {first.dim(0)}, false, second) ||
+        !get_array(weight_obj, (base + "_weight").c_str(), 'f', {first.dim(0)}, false, weight)) {
+        return false;
+    }
+    table = Table{first.data<int32_t>(), second.data<int32_t>(), weight.data<float>(), static_cast<int>(first.dim(0))};
+    return true;
+}
+
+PyObject* runner_upsample_conv(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* names[] = {"src", "conv", "scale", "shift", "qscale", "qzero", "row_first", "row_second",
+                                  "row_weight", "col_first", "col_second", "col_weight", "rows", "store", nullptr};
+    PyObject *src_obj, *conv_obj, *scale_obj, *shift_obj, *rf, *rs, *rw, *cf, *cs, *cw;
+    float qscale, qzero;
+    int rows;
+    const char* store_text;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOffOOOOOOis", const_cast<char**>(names), &src_obj, &conv_obj,
+                                     &scale_obj, &shift_obj, &qscale, &qzero, &rf, &rs, &rw, &cf, &cs, &cw, &rows,
+                                     &store_text)) {
+        return nullptr;
+    }
+    Runner* runner = runner_of(self);
+    Map* src = map_of(src_obj, "src");
+    Conv* conv = conv_of(conv_obj, "conv");
+    Type store;
+    Array scale, shift, a1, a2, a3, b1, b2, b3;
+    Act act;
+    Table row_table{}, col_table{};
+    if (runner == nullptr || src == nullptr || conv == nullptr || !parse_type(store_text, &store) ||
+        !positive(rows, "rows") || !get_act(scale_obj, shift_obj, 1, qscale, qzero, src->c, scale, shift, act) ||
+        !get_table(rf, rs, rw, "row", a1, a2, a3, row_table) || !get_table(cf, cs, cw, "col", b1, b2, b3, col_table)) {
+        return nullptr;
+    }
+    InUse use;
+    if (!use.add(src)) return nullptr;
+    std::unique_ptr<Map> out;
+    Running running(self);
+    if (!unlocked([&] { out = upsample_conv(*runner, *src, *conv, act, row_table, col_table, rows, store); })) {
+        return nullptr;
+    }
+    return wrap_map(std::move(out));
+}
+
+PyObject* runner_residual(PyObject* self, PyObject* args) {
+    PyObject *project_obj, *input_obj, *scale_obj, *shift_obj;
+    if (!PyArg_ParseTuple(args, "OOOO", &project_obj, &input_obj, &scale_obj, &shift_obj)) return nullptr;
+    Runner* runner = runner_of(self);
+    Map* project = map_of(project_obj, "project");
+    Map* block_input = input_obj == Py_None ? nullptr : map_of(input_obj, "block_input");
+    if (runner == nullptr || project == nullptr || (input_obj != Py_None && block_input == nullptr)) return nullptr;
+    if (block_input == project) {
+        PyErr_SetString(PyExc_ValueError, "block_input: must be another map than project");
+        return nullptr;
+    }
+    Array scale, shift;
+    if (!get_array(scale_obj, "scale", 'f', {project->c}, false, scale) ||
+        !get_array(shift_obj, "shift", 'f', {project->c}, false, shift)) {
+        return nullptr;
+    }
+    InUse use;
+    if (!use.add(project) || !use.add(block_input)) return nullptr;
+    Running running(self);
+    if (!unlocked([&] { residual(*runner, *project, block_input, scale.data<float>(), shift.data<float>()); })) {
+        return nullptr;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* runner_output(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* names[] = {"src", "conv", "scale", "shift", "qscale", "qzero", "rgb", nullptr};
+    PyObject *src_obj, *conv_obj, *scale_obj, *shift_obj, *rgb_obj;
+    float qscale, qzero;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOffO", const_cast<char**>(names), &src_obj, &conv_obj,
+                                     &scale_obj, &shift_obj, &qscale, &qzero, &rgb_obj)) {
+        return nullptr;
+    }
+    Runner* runner = runner_of(self);
+    Map* src = map_of(src_obj, "src");
+    Conv* conv = conv_of(conv_obj, "conv");
+    Array scale, shift, rgb;
+    Act act;
+    if (runner == nullptr || src == nullptr || conv == nullptr ||
+        !get_act(scale_obj, shift_obj, 1, qscale, qzero, src->c, scale, shift, act) ||
+        !get_array(rgb_obj, "rgb", 'B', {src->h, src->w, 3}, true, rgb)) {
+        return nullptr;
+    }
+    InUse use;
+    if (!use.add(src)) return nullptr;
+    Running running(self);
+    if (!unlocked([&] { output(*runner, *src, *conv, act, rgb.data<uint8_t>()); })) return nullptr;
+    Py_RETURN_NONE;
+}
+
+PyObject* runner_set_unit(PyObject* self, PyObject* args) {
+    Py_ssize_t bytes;
+    if (!PyArg_ParseTuple(args, "n", &bytes)) return nullptr;
+    Runner* runner = runner_of(self);
+    if (runner == nullptr) return nullptr;
+    if (bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "unit must not be negative");
+        return nullptr;
+    }
+    runner->pool->set_unit(static_cast<size_t>(bytes));
+    Py_RETURN_NONE;
+}
+
+PyObject* runner_clear(PyObject* self, PyObject*) {
+    Runner* runner = runner_of(self);
+    if (runner == nullptr) return nullptr;
+    runner->clear();
+    Py_RETURN_NONE;
+}
+
+PyObject* runner_threads(PyObject* self, void*) {
+    auto* object = reinterpret_cast<RunnerObject*>(self);
+    return PyLong_FromLong(object->runner ? object->runner->threads() : 0);
+}
+
+template <typename F>
+PyCFunction keywords(F f) {
+    return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
+}
+
+PyMethodDef runner_methods[] = {
+    {"load_map", runner_load_map, METH_VARARGS, "load_map(values, rows, store) -> Map from a (h, w, c) float32 array."},
+    {"head_stats", runner_head_stats, METH_VARARGS, "head_stats(image, first, rows) -> the first conv's statistics."},
+    {"head", keywords(runner_head), METH_VARARGS | METH_KEYWORDS, "The first conv, normalised, into the second."},
+    {"conv", keywords(runner_conv), METH_VARARGS | METH_KEYWORDS, "One conv layer over a map."},
+    {"upsample_conv", keywords(runner_upsample_conv), METH_VARARGS | METH_KEYWORDS,
+     "A bilinear upsample folded into the 3x3 conv after it."},
+    {"residual", runner_residual, METH_VARARGS, "residual(project, block_input, scale, shift): in place."},
+    {"output", keywords(runner_output), METH_VARARGS | METH_KEYWORDS, "The last conv, tanh and 8 bits into rgb."},
+    {"set_unit", runner_set_unit, METH_VARARGS, "set_unit(bytes): the capacity of every band buffer."},
+    {"clear", runner_clear, METH_NOARGS, "Frees the threads' scratch and the pool's free buffers."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef runner_getset[] = {{"threads", runner_threads, nullptr, nullptr, nullptr},
+                               {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyTypeObject RunnerType = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "inference._onednn.Runner";
+    t.tp_basicsize = sizeof(RunnerObject);
+    t.tp_flags = Py_TPFLAGS_DEFAULT;
+    t.tp_doc = "Runner(threads=1): runs layers band by band on native threads.";
+    t.tp_new = PyType_GenericNew;
+    t.tp_init = runner_init;
+    t.tp_dealloc = runner_dealloc;
+    t.tp_methods = runner_methods;
+    t.tp_getset = runner_getset;
+    return t;
+}();
+
+PyModuleDef module = {PyModuleDef_HEAD_INIT, "_onednn", "The native engine; see inference.runtime_onednn.", -1,
+                      nullptr, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace
 
-extern "C" {
+}  // namespace animegan::py
 
-const char* ad_last_error() { return last_error.c_str(); }
-
-// A convolution (OIHW or, grouped, G x O/G x I/G x K x K f32 weights; bias may be null); the
-// caller pads rows and columns itself (reflection). `f32_out`: the output is float32 (the last
-// layer), else bf16.
-void* ad_conv_new(int ic, int oc, int k, int stride, int groups, const float* weights, const float* bias, int f32_out) {
-    try {
-        auto* c = new Conv();
-        c->ic = ic;
-        c->oc = oc;
-        c->k = k;
-        c->stride = stride;
-        c->groups = groups;
-        c->f32_out = f32_out != 0;
-        size_t n = static_cast<size_t>(oc) * static_cast<size_t>(ic / groups) * static_cast<size_t>(k * k);
-        c->weights.assign(weights, weights + n);
-        c->bias.assign(static_cast<size_t>(oc), 0.0f);
-        if (bias != nullptr) c->bias.assign(bias, bias + oc);
-        return c;
-    } catch (const std::exception& e) {
-        last_error = e.what();
-        return nullptr;
+PyMODINIT_FUNC PyInit__onednn(void) {
+    using namespace animegan::py;
+    for (PyTypeObject* type : {&ConvType, &MapType, &RunnerType}) {
+        if (PyType_Ready(type) < 0) return nullptr;
     }
-}
-
-void ad_conv_free(void* handle) { delete static_cast<Conv*>(handle); }
-
-// Drops the cached primitives (their weights and kernels) of a layer, e.g. after a job.
-void ad_conv_trim(void* handle) {
-    auto* c = static_cast<Conv*>(handle);
-    std::lock_guard<std::mutex> guard(c->lock);
-    c->cache.clear();
-}
-
-// src: h x w x ic bf16 (already padded), dst: oh x ow x oc (bf16, or f32 for f32_out).
-int ad_conv_run(void* handle, const uint16_t* src, int h, int w, void* dst) {
-    try {
-        omp_set_num_threads(1);
-        auto* c = static_cast<Conv*>(handle);
-        auto p = c->get(h, w);
-        auto& eng = cpu();
-        memory s(p->src, eng, const_cast<uint16_t*>(src));
-        memory d(p->dst, eng, dst);
-        size_t need = p->scratch.get_size();
-        if (scratchpad.size() < need) scratchpad.resize(need);
-        memory pad(p->scratch, eng, scratchpad.data());
-        dnnl::stream stream(eng);
-        p->prim.execute(stream, {{DNNL_ARG_SRC, s},
-                                 {DNNL_ARG_WEIGHTS, p->wei},
-                                 {DNNL_ARG_BIAS, p->bia},
-                                 {DNNL_ARG_DST, d},
-                                 {DNNL_ARG_SCRATCHPAD, pad}});
-        stream.wait();
-        return 0;
-    } catch (const std::exception& e) {
-        last_error = e.what();
-        return -1;
-    }
-}
-
-// dst = lrelu(src * scale + shift) over 16 channels at a time (the compiler does not vectorise
-// the scalar form: 0.9 s of a 2.4 s image at 1024x576). max(v, slope * v) is LeakyReLU for slope < 1.
-__attribute__((target("avx512f"))) static void affine_lrelu_avx512(
-    const uint16_t* src, long src_pitch, uint16_t* dst, long dst_pitch, long rows, long cols, long c,
-    const float* scale, const float* shift, float slope) {
-    const __m512 sl = _mm512_set1_ps(slope);
-    const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF);
-    for (long r = 0; r < rows; ++r) {
-        const uint16_t* s = src + r * src_pitch * c;
-        uint16_t* d = dst + r * dst_pitch * c;
-        for (long p = 0; p < cols; ++p, s += c, d += c) {
-            for (long ch = 0; ch < c; ch += 16) {
-                __m512i raw = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + ch)));
-                __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
-                v = _mm512_fmadd_ps(v, _mm512_loadu_ps(scale + ch), _mm512_loadu_ps(shift + ch));
-                v = _mm512_max_ps(v, _mm512_mul_ps(v, sl));
-                __m512i bits = _mm512_castps_si512(v);
-                bits = _mm512_add_epi32(bits, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(bits, 16), one)));
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + ch), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits, 16)));
-            }
+    PyObject* m = PyModule_Create(&module);
+    if (m == nullptr) return nullptr;
+    const std::pair<const char*, PyTypeObject*> types[] = {{"Conv", &ConvType}, {"Map", &MapType}, {"Runner", &RunnerType}};
+    for (const auto& [name, type] : types) {
+        Py_INCREF(type);
+        if (PyModule_AddObject(m, name, reinterpret_cast<PyObject*>(type)) < 0) {
+            Py_DECREF(type);
+            Py_DECREF(m);
+            return nullptr;
         }
     }
+    PyModule_AddIntConstant(m, "DNNL_VERSION_MAJOR", DNNL_VERSION_MAJOR);
+    return m;
 }
-
-// dst = lrelu(src * scale + shift) per channel, for `rows` rows of `cols` pixels; row pitches in
-// pixels (so a band can be written into the interior of a padded buffer). src and dst either do
-// not overlap or are the same array.
-void ad_affine_lrelu(const uint16_t* src, long src_pitch, uint16_t* dst, long dst_pitch, long rows, long cols, long c,
-                     const float* scale, const float* shift, float slope) {
-    if (c % 16 == 0 && __builtin_cpu_supports("avx512f")) {
-        affine_lrelu_avx512(src, src_pitch, dst, dst_pitch, rows, cols, c, scale, shift, slope);
-        return;
-    }
-    for (long r = 0; r < rows; ++r) {
-        const uint16_t* s = src + r * src_pitch * c;
-        uint16_t* d = dst + r * dst_pitch * c;
-        for (long i = 0; i < cols * c; ++i) {
-            float v = from_bf16(s[i]) * scale[i % c] + shift[i % c];
-            d[i] = to_bf16(v > 0.0f ? v : v * slope);
-        }
-    }
-}
-
-inline void affine_add_pixel(const uint16_t* p, const uint16_t* r, uint16_t* d,
-                             long c, const float* __restrict scale, const float* __restrict shift) {
-    if (r == nullptr) {
-        for (long ch = 0; ch < c; ++ch) d[ch] = to_bf16(from_bf16(p[ch]) * scale[ch] + shift[ch]);
-    } else {
-        for (long ch = 0; ch < c; ++ch) d[ch] = to_bf16(from_bf16(p[ch]) * scale[ch] + shift[ch] + from_bf16(r[ch]));
-    }
-}
-
-// dst = p * scale + shift (+ r when given): an InvertedResBlock's last norm and residual add;
-// dst may be p (each value is read before it is written).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void ad_affine_add(
-    const uint16_t* p, const uint16_t* r, uint16_t* dst, long pixels, long c, const float* scale, const float* shift) {
-    for (long i = 0; i < pixels; ++i) affine_add_pixel(p + i * c, r == nullptr ? nullptr : r + i * c, dst + i * c, c, scale, shift);
-}
-
-// Per-channel sum and sum of squares of each of `rows` rows of `cols` x `c` bf16 values, in f32,
-// pixels added in order: a row's partial sums are the same whichever band it falls in, so the
-// engine's in-order float64 totals of them, and the statistics, do not depend on the band split.
-__attribute__((target("avx512f"))) static void stats_avx512(const uint16_t* y, long rows, long cols, long c,
-                                                            float* sums, float* sumsqs) {
-    for (long r = 0; r < rows; ++r) {
-        for (long ch = 0; ch < c; ch += 16) {
-            __m512 s = _mm512_setzero_ps(), q = _mm512_setzero_ps();
-            const uint16_t* p = y + r * cols * c + ch;
-            for (long i = 0; i < cols; ++i, p += c) {
-                __m512i raw = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-                __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
-                s = _mm512_add_ps(s, v);
-                q = _mm512_fmadd_ps(v, v, q);
-            }
-            _mm512_storeu_ps(sums + r * c + ch, s);
-            _mm512_storeu_ps(sumsqs + r * c + ch, q);
-        }
-    }
-}
-
-void ad_stats(const uint16_t* y, long rows, long cols, long c, float* sums, float* sumsqs) {
-    if (c % 16 == 0 && __builtin_cpu_supports("avx512f")) {
-        stats_avx512(y, rows, cols, c, sums, sumsqs);
-        return;
-    }
-    for (long r = 0; r < rows; ++r) {
-        for (long ch = 0; ch < c; ++ch) {
-            float s = 0.0f, q = 0.0f;
-            for (long i = 0; i < cols; ++i) {
-                float v = from_bf16(y[(r * cols + i) * c + ch]);
-                s += v;
-                q = std::fma(v, v, q);
-            }
-            sums[r * c + ch] = s;
-            sumsqs[r * c + ch] = q;
-        }
-    }
-}
-
-// float32 -> bf16 (the image, once per job).
-void ad_to_bf16(const float* src, uint16_t* dst, long n) {
-    for (long i = 0; i < n; ++i) dst[i] = to_bf16(src[i]);
-}
-
-// Bilinear resampling of activated source rows (m x w x c bf16) into n_rows x n_cols x c:
-// output (i, j) = lerp over rows r0[i], r1[i] (weight rw[i] of r1) of lerps over columns c0[j],
-// c1[j] (weight cw[j] of c1). The tables carry torch's coordinates and any reflection padding.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void ad_resample(
-    const uint16_t* src, long w, long c, const int32_t* r0, const int32_t* r1, const float* rw, long n_rows,
-    const int32_t* c0, const int32_t* c1, const float* cw, long n_cols, uint16_t* dst) {
-    std::vector<float> line(static_cast<size_t>(w * c));
-    float* lp = line.data();
-    for (long i = 0; i < n_rows; ++i) {
-        const uint16_t* a = src + r0[i] * w * c;
-        const uint16_t* b = src + r1[i] * w * c;
-        float t = rw[i];
-        for (long x = 0; x < w * c; ++x) {
-            float u = from_bf16(a[x]);
-            lp[x] = u + (from_bf16(b[x]) - u) * t;
-        }
-        uint16_t* out = dst + i * n_cols * c;
-        for (long j = 0; j < n_cols; ++j) {
-            const float* p = lp + c0[j] * c;
-            const float* q = lp + c1[j] * c;
-            float s = cw[j];
-            for (long ch = 0; ch < c; ++ch) out[j * c + ch] = to_bf16(p[ch] + (q[ch] - p[ch]) * s);
-        }
-    }
-}
-
-}  // extern "C"
-
-// An empty Python module, so `inference._onednn` imports like any module of the package (its
-// functions are reached through ctypes, which lets them run without the GIL).
-static PyModuleDef onednn_module = {PyModuleDef_HEAD_INIT, "_onednn", "Native bf16 kernels; see inference.runtime_onednn.", -1,
-                                    nullptr, nullptr, nullptr, nullptr, nullptr};
-
-PyMODINIT_FUNC PyInit__onednn(void) { return PyModule_Create(&onednn_module); }

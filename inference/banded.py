@@ -1,10 +1,12 @@
-"""How each kind of schedule step runs over row bands: the band logic, independent of the runtime.
+"""The graph fallback: schedule steps run band by band as ONNX band graphs through a graph runtime.
 
-`Banded` holds what one engine's jobs share (the runtime, the array pool, the band loop, the
-GroupNorm parameters) and runs one step at a time on `inference.bands.Map`s: the fused head,
-a band conv (in place, or on an assembled band with its halo), an InvertedResBlock's residual
-norm, an upsample folded into its conv, and the final 8-bit output. Every graph run goes through
-the `inference.runtime.BandRuntime` seam.
+Where the native kernels (`inference.banded_onednn`) are not built, fp32 runs on ONNX Runtime and
+bf16 on OpenVINO's CPU plugin through the `inference.runtime.BandRuntime` seam. `Banded` holds
+what one engine's jobs share (the runtime, the array pool, the band loop, the GroupNorm
+parameters, the compiled band graphs) and runs one step at a time on `inference.bands.Map`s:
+the fused head, a band conv (in place, or on an assembled band with its halo), an
+InvertedResBlock's residual norm, an upsample folded into its conv, and the final 8-bit output.
+The native engine never imports this module (nor ONNX, ONNX Runtime or OpenVINO).
 """
 
 from __future__ import annotations
@@ -15,70 +17,118 @@ from typing import Any
 
 import numpy as np
 
-from inference import schedule
-from inference.bands import BandLoop, BandResult, Map, Pool, bands, reflect
+from inference import graphs, graphs_bf16, network, schedule
+from inference.bands import (
+    BandLoop,
+    BandResult,
+    Map,
+    Pool,
+    as_float32,
+    bands,
+    bilinear_pairs,
+    reflect,
+    source_coordinates,
+)
+from inference.precision import Precision
 from inference.runtime import BandRuntime
 
 
-class BandSteps:
-    """What the band executors of both map layouts share: the array pool, the band loop, the
-    GroupNorm parameters, the upsample mode and the band heights; `rows(level, width)` gives the
-    band height of a level."""
+def runtime_for(precision: Precision, threads: int) -> BandRuntime:
+    """The graph runtime of a precision; only its module is imported (OpenVINO for bf16, else ONNX Runtime)."""
+    if precision is Precision.BF16:
+        from inference.runtime_openvino import OpenVinoRuntime
 
-    def __init__(
-        self,
-        pool: Pool,
-        loop: BandLoop,
-        norms: Mapping[str, np.ndarray],
-        *,
-        align_corners: bool,
-        rows: Callable[[int, int], int],
-    ) -> None:
-        self._pool = pool
-        self._loop = loop
-        self._sd = norms
-        self.align_corners = align_corners
-        self._rows = rows
+        return OpenVinoRuntime(threads)
+    from inference.runtime_ort import OrtRuntime
 
-    def affine(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
-        return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
-
-    def _source_coordinates(self, in_size: int, out_size: int) -> tuple[float, float]:
-        """Source coordinate = scale * output index + bias, as torch's bilinear interpolate maps them."""
-        if self.align_corners:
-            return (in_size - 1) / (out_size - 1), 0.0
-        scale = in_size / out_size
-        return scale, 0.5 * scale - 0.5
-
-    def _pairs(self, in_size: int, out_size: int) -> Callable[[int], tuple[int, int, float]]:
-        """Output index -> (first source index, second, weight of the second), as torch's bilinear maps them."""
-        scale, bias = self._source_coordinates(in_size, out_size)
-        last = in_size - 1
-
-        def pair(j: int) -> tuple[int, int, float]:
-            # torch clamps negative source coordinates to 0 (half-pixel mode) and the second index at the edge.
-            source = max(scale * j + bias, 0.0)
-            first = min(math.floor(source), last)
-            return first, min(first + 1, last), source - first
-
-        return pair
+    return OrtRuntime()
 
 
-class Banded(BandSteps):
+class Banded:
     """Runs schedule steps band by band through a graph runtime, on (C, rows, W) band maps."""
 
     def __init__(
         self,
         runtime: BandRuntime,
-        pool: Pool,
-        loop: BandLoop,
+        threads: int,
         norms: Mapping[str, np.ndarray],
         *,
         align_corners: bool,
         rows: Callable[[int, int], int],
     ) -> None:
-        super().__init__(pool, loop, norms, align_corners=align_corners, rows=rows)
         self._runtime = runtime
+        self._pool = Pool(runtime.map_dtype)
+        # Bands run concurrently, one per thread, each graph single-threaded: every op and every
+        # band copy then keeps all cores busy, where ONNX Runtime's intra-op threads would split
+        # each small op and wait for each other at every op boundary.
+        self._loop = BandLoop(threads, self._pool)
+        self._sd = norms
+        self.align_corners = align_corners
+        self._rows = rows
+        self._first: tuple[Any, network.Conv] | None = None  # the head's statistics graph and conv
+
+    @property
+    def runtime_name(self) -> str:
+        return self._runtime.name
+
+    def compile(self, step: schedule.Step, sd: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
+        """The band graph(s) of one step, loaded into the runtime (bf16 maps need some in other forms)."""
+        runtime, in_graph = self._runtime, self._runtime.scales_in_graph
+        if isinstance(step, schedule.Head):
+            stats = runtime.load(graphs.head_stats_model(sd, step.first))
+            self._first = stats, step.first
+            return stats, runtime.load(graphs.head_model(sd, step.first, step.second))
+        if isinstance(step, schedule.BandConv):
+            return (runtime.load(graphs.conv_band_model(sd, step.conv, transform=self.transform(step))),)
+        if isinstance(step, schedule.UpsampleConv) and in_graph:
+            model = graphs_bf16.upsample_rows_conv_band_model(sd, step.conv, align_corners=self.align_corners)
+            return (runtime.load(model),)
+        if isinstance(step, schedule.UpsampleConv):
+            return (runtime.load(graphs.upsample_conv_band_model(sd, step.conv)),)
+        if isinstance(step, schedule.Residual) and in_graph:
+            channels = step.block.convs[-1].out_ch
+            return (runtime.load(graphs_bf16.residual_model(channels, residual=step.block.residual)),)
+        if isinstance(step, schedule.Output):
+            return (runtime.load(graphs.final_model(sd, step.conv)),)
+        return ()
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """The padded (H, W, 3) uint8 image as the head reads it: (3, H, W) float32 in [-1, 1]."""
+        x = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+        x *= 2.0 / 255.0
+        x -= 1.0
+        return x
+
+    def start_job(self, band_values: int) -> None:
+        """Sizes every band array of the job (the largest band, in values)."""
+        self._pool.unit = band_values
+
+    def end_step(self) -> None:
+        self._runtime.end_step()
+
+    def end_job(self) -> None:
+        """Frees the job's arrays and hands every free arena chunk back (a tiny run with the shrink option)."""
+        self._pool.clear()
+        if self._first is not None:
+            graph, conv = self._first
+            feeds = {"xpad": np.zeros((1, conv.in_ch, conv.kernel, conv.kernel), dtype=np.float32)}
+            self._runtime.run(graph, feeds, None, conv.out_ch, last=True)
+        self._runtime.end_step()
+
+    def close(self) -> None:
+        self._loop.close()
+
+    def affine(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
+        return src.moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
+
+    def whole(self, src: Map) -> np.ndarray:
+        return as_float32(src.whole())
+
+    def _source_coordinates(self, in_size: int, out_size: int) -> tuple[float, float]:
+        return source_coordinates(in_size, out_size, align_corners=self.align_corners)
+
+    def _pairs(self, in_size: int, out_size: int) -> Callable[[int], tuple[int, int, float]]:
+        return bilinear_pairs(in_size, out_size, align_corners=self.align_corners)
 
     def transform(self, step: schedule.BandConv) -> schedule.InputTransform:
         """The input transform a step's graph applies: maps that numpy cannot scale (bf16) get the whole norm."""

@@ -1,15 +1,15 @@
-"""The schedule's steps over channels-last bf16 bands, on the native kernels (`inference.runtime_onednn`).
+"""The schedule's steps on the native engine (`inference._onednn`): one native call per layer.
 
 The same band logic as `inference.banded` (row bands with halos, exact whole-map GroupNorm
-statistics merged in float64, input bands released as soon as no later band needs them, bands
-merged in order so results do not depend on the thread count), with maps stored as
-(rows, cols, C) bf16 bands, the layout the convolutions run in:
+statistics, input bands released as soon as no later band needs them, bands merged in order so
+results do not depend on the thread count), run inside the extension: this module only decides,
+per layer, what the call needs — the pending norm as a per-channel scale and shift (from the
+map's totals), an int8 conv's input quantization (`inference.quantize`), the bilinear tables of
+an upsample — and keeps each map with the norm still to apply to it.
 
-- A layer's input band is assembled with its norm and LeakyReLU applied on the way (one pass),
-  reflected rows and columns copied from the activated values; a 1x1 layer activates its band
-  into a scratch buffer, or reads it where it lies when its input is a block's value.
-- Statistics are per-row sums added in map order (`inference.bands.RowTotals`): a band split
-  changes no addition, so any band height gives bit-identical results.
+- Statistics are per-row sums added in map order in float64: a band split changes no addition,
+  and oneDNN gives each output the same value in any band shape, so any band height gives
+  bit-identical results.
 - The head runs block_a.0 twice per band (statistics, then normalised into block_a.1's stride-2
   conv), so no 32-channel full-resolution map exists.
 - An upsample is folded into the next conv: each band activates the few source rows it needs,
@@ -19,46 +19,69 @@ merged in order so results do not depend on the thread count), with maps stored 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inference import runtime_onednn as native, schedule
-from inference.banded import BandSteps
-from inference.bands import BandResult, Map, bands, reflect
+from inference import network, quantize, schedule
+from inference.bands import Moments, bilinear_table
+from inference.runtime_onednn import make_conv, native
+
+if TYPE_CHECKING:
+    from inference._onednn import Conv, Map as RawMap, Runner
 
 
 @dataclass
-class RowsMap(Map):
-    """A `Map` whose bands are channels-last: bands[k] is (rows, W, C)."""
+class NativeMap:
+    """A native map and the GroupNorm still to apply to it ("" for a block's output value)."""
 
-    def pieces(self, lo: int, hi: int) -> list[tuple[int, np.ndarray]]:
-        """(first row, rows) of the pieces of bands that hold rows lo..hi (inside the map)."""
-        found = []
-        while lo < hi:
-            k = lo // self.rows
-            band = self.bands[k]
-            assert band is not None, "band released too early"
-            stop = min(hi, (k + 1) * self.rows)
-            found.append((lo, band[lo - k * self.rows : stop - k * self.rows]))
-            lo = stop
-        return found
+    raw: RawMap
+    norm: str = ""
+    _totals: quantize.Totals | None = field(default=None, repr=False)
+
+    @property
+    def height(self) -> int:
+        return self.raw.height
+
+    @property
+    def width(self) -> int:
+        return self.raw.width
+
+    @property
+    def channels(self) -> int:
+        return self.raw.channels
+
+    def totals(self) -> quantize.Totals:
+        """Sums, sums of squares, mins and maxs per channel, over the whole map (computed once)."""
+        if self._totals is None:
+            c = self.channels
+            sums, sumsqs = np.empty(c), np.empty(c)
+            mins, maxs = np.empty(c, np.float32), np.empty(c, np.float32)
+            count = self.raw.totals(sums, sumsqs, mins, maxs)
+            self._totals = quantize.Totals(sums, sumsqs, mins, maxs, count)
+        return self._totals
 
     def whole(self) -> np.ndarray:
-        present = [band for band in self.bands if band is not None]
-        assert len(present) == len(self.bands), "bands already released"
-        return np.ascontiguousarray(np.concatenate(present, axis=0).transpose(2, 0, 1))
+        """The map's values as one float32 (C, H, W) array (a copy; for tracing)."""
+        out = np.empty((self.height, self.width, self.channels), np.float32)
+        self.raw.read(out)
+        return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-def compile_step(step: schedule.Step, sd: Mapping[str, np.ndarray]) -> tuple[native.Conv, ...]:
-    """The oneDNN convolutions of one step (a residual step has none)."""
+def compile_step(step: schedule.Step, sd: Mapping[str, np.ndarray], plan: quantize.Plan) -> tuple[Conv, ...]:
+    """The native convs of one step, each in its mode (a residual step has none)."""
+
+    def conv(spec: network.Conv, *, f32_out: bool = False) -> Conv:
+        return make_conv(sd, spec, plan.mode(spec), f32_out=f32_out)
+
     if isinstance(step, schedule.Head):
-        return native.Conv(sd, step.first), native.Conv(sd, step.second)
+        return conv(step.first), conv(step.second)
     if isinstance(step, schedule.BandConv | schedule.UpsampleConv):
-        return (native.Conv(sd, step.conv),)
+        return (conv(step.conv),)
     if isinstance(step, schedule.Output):
-        return (native.Conv(sd, step.conv, f32_out=True),)
+        return (conv(step.conv, f32_out=True),)
     return ()
 
 
@@ -66,191 +89,126 @@ def _flat(pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(pair[0].reshape(-1)), np.ascontiguousarray(pair[1].reshape(-1))
 
 
-class NativeBanded(BandSteps):
-    """Runs schedule steps band by band on channels-last bf16 maps; the same steps as `Banded`."""
+class NativeBanded:
+    """Runs schedule steps on the native runner, a layer per call; maps stored as the precision says."""
 
-    def _activation(self, src: Map) -> tuple[np.ndarray, np.ndarray]:
-        return _flat(self.affine(src))
+    def __init__(
+        self,
+        runner: Runner,
+        norms: Mapping[str, np.ndarray],
+        *,
+        plan: quantize.Plan,
+        align_corners: bool,
+        rows: Callable[[int, int], int],
+    ) -> None:
+        self._runner = runner
+        self._sd = norms
+        self.align_corners = align_corners
+        self._rows = rows
+        self._plan = plan
+        self.store = plan.store
 
-    def head(self, step: schedule.Head, compiled: tuple[native.Conv, ...], x: np.ndarray, rows: int) -> Map:
-        """block_a.0 then block_a.1 (stride 2); returns the latter's pre-norm half-res map."""
+    def start_job(self, band_values: int) -> None:
+        """Sizes every band buffer of the job (the largest band, in values)."""
+        self._runner.set_unit(band_values * quantize.STORE_BYTES[self.store])
+
+    def end_job(self) -> None:
+        self._runner.clear()
+
+    def end_step(self) -> None:
+        """Nothing to release between steps: a layer's call gives back its input bands itself."""
+
+    def close(self) -> None:
+        """The runner's threads stop with it."""
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """The padded (H, W, 3) uint8 image, as the head reads it."""
+        return rgb
+
+    def affine(self, src: NativeMap) -> tuple[np.ndarray, np.ndarray]:
+        """The pending GroupNorm as a per-channel scale and shift, shaped (1, C, 1, 1)."""
+        totals = src.totals()
+        moments = Moments().merge_band(totals.sums, totals.sumsqs, totals.count)
+        return moments.affine(self._sd[f"{src.norm}.weight"], self._sd[f"{src.norm}.bias"])
+
+    def whole(self, src: NativeMap) -> np.ndarray:
+        return src.whole()
+
+    def _quant(self, conv: Conv, totals: quantize.Totals, act: tuple[np.ndarray, np.ndarray] | None) -> quantize.Quant:
+        """An int8 conv's input quantization from the range of what it reads (exact, or clipped)."""
+        if conv.mode != "int8":
+            return quantize.NONE
+        scale, shift = act if act is not None else (None, None)
+        if self._plan.clip is not None:
+            return quantize.quant_for(
+                *quantize.clipped_range(totals, scale, shift, lrelu=act is not None, k=self._plan.clip)
+            )
+        return quantize.quant_for(*quantize.input_range(totals, scale, shift, lrelu=act is not None))
+
+    def head(self, step: schedule.Head, compiled: tuple[Conv, ...], image: np.ndarray, rows: int) -> NativeMap:
+        """block_a.0 then block_a.1 (stride 2) on the (h, w, 3) uint8 image; the latter's pre-norm map."""
         first_conv, second_conv = compiled
         first, second = step.first, step.second
-        height, width = x.shape[1:]
-        left, right, top, bottom = first.pads
-        padded = np.pad(x, ((0, 0), (top, bottom), (left, right)), mode="reflect")
-        image = np.empty((*padded.shape[1:], first.in_ch), dtype=np.uint16)
-        native.to_bf16(np.ascontiguousarray(padded.transpose(1, 2, 0)), image)
-        del padded
-        halo = top + bottom
+        width = image.shape[1]
+        stats = NativeMap(
+            self._runner.head_stats(image, first_conv, self._rows(first.level, width)), first.norm_key or ""
+        )
+        act = _flat(self.affine(stats))
+        quant = self._quant(second_conv, stats.totals(), act)
+        raw = self._runner.head(image, first_conv, second_conv, *act, quant.scale, quant.zero, rows, self.store)
+        return NativeMap(raw, second.norm_key or "")
 
-        def stats_band(r0: int, r1: int) -> BandResult:
-            y = self._pool.scratch("a0", (r1 - r0, width, first.out_ch))
-            first_conv.run(image[r0 : r1 + halo], y)
-            sums, sumsqs = native.stats(y)
-            return BandResult(None, sums, sumsqs, (r1 - r0) * width, 0)
+    def conv(self, step: schedule.BandConv, compiled: Conv, src: NativeMap, rows: int) -> NativeMap:
+        """One conv layer over `src`; `src`'s bands are released as they are used up (unless kept)."""
+        act = _flat(self.affine(src)) if step.transform != "none" else None
+        quant = self._quant(compiled, src.totals(), act)
+        scale, shift = act if act is not None else (None, None)
+        raw = self._runner.conv(
+            src.raw,
+            compiled,
+            scale,
+            shift,
+            act is not None,
+            quant.scale,
+            quant.zero,
+            step.conv.pads,
+            rows,
+            self.store,
+            step.keep_source,
+        )
+        return NativeMap(raw, step.conv.norm_key or "")
 
-        moments = self._loop.run(list(bands(height, self._rows(first.level, width))), stats_band, by_rows=True)
-        assert first.norm_key is not None
-        assert second.norm_key is not None
-        scale, shift = _flat(moments.affine(self._sd[f"{first.norm_key}.weight"], self._sd[f"{first.norm_key}.bias"]))
-        half_h, half_w = height // 2, width // 2
-        out = RowsMap(second.out_ch, half_h, half_w, rows, second.norm_key)
-
-        def head_band(i0: int, i1: int) -> BandResult:
-            # Output rows i0..i1 of the stride-2 conv read block_a.0 rows 2*i0 .. 2*i1 + 1; row
-            # `height` (reached when the height is even) and column `width` are block_a.1's
-            # bottom and right reflection pads.
-            f0, f1 = 2 * i0, min(2 * i1 + 1, height)
-            raw = self._pool.scratch("a0", (f1 - f0, width, first.out_ch))
-            first_conv.run(image[f0 : f1 + halo], raw)
-            band = self._pool.scratch("pad", (2 * (i1 - i0) + 1, width + 1, first.out_ch))
-            native.affine_lrelu(raw, band[: f1 - f0, :width], scale, shift)
-            if f1 - f0 < len(band):
-                band[f1 - f0 :, :width] = band[f1 - f0 - 2 : f1 - f0 - 1, :width]
-            band[:, width] = band[:, width - 2]
-            y = self._pool.take((i1 - i0, half_w, second.out_ch))
-            second_conv.run(band, y)
-            sums, sumsqs = native.stats(y)
-            return BandResult(y, sums, sumsqs, (i1 - i0) * half_w, 0)
-
-        out.moments = self._loop.run(list(bands(half_h, out.rows)), head_band, out, by_rows=True)
-        return out
-
-    def _activate_rows(
-        self, src: Map, lo: int, hi: int, out: np.ndarray, act: tuple[np.ndarray, np.ndarray] | None
-    ) -> None:
-        """Rows lo..hi of `src` (reflected past its edges) into out's rows, activated when `act` is given."""
-        assert isinstance(src, RowsMap)
-
-        def put(rows: np.ndarray, target_row: int) -> None:
-            target = out[target_row : target_row + len(rows)]
-            if act is None:
-                target[...] = rows
-            else:
-                native.affine_lrelu(rows, target, *act)
-
-        first, last = max(lo, 0), min(hi, src.height)
-        for start, rows in src.pieces(first, last):
-            put(rows, start - lo)
-        for row in (*range(lo, first), *range(last, hi)):
-            source = reflect(row, src.height)
-            put(src.pieces(source, source + 1)[0][1], row - lo)
-
-    def conv(self, step: schedule.BandConv, compiled: native.Conv, src: Map, rows: int) -> Map:
-        """One conv layer over `src`, band by band; `src`'s bands are released as they are used up."""
-        conv = step.conv
-        assert conv.norm_key is not None
-        out = RowsMap(conv.out_ch, src.height // conv.stride, src.width // conv.stride, rows, conv.norm_key)
-        act = self._activation(src) if step.transform != "none" else None
-        left, right, top, _ = conv.pads
-        keep = step.keep_source
-        width = src.width
-
-        def band(r0: int, r1: int) -> BandResult:
-            if step.in_place:
-                source = src.bands[r0 // src.rows]
-                assert source is not None
-                x, next_row = source, r1
-                if act is not None:
-                    x = self._pool.scratch("in", source.shape)
-                    native.affine_lrelu(source, x, *act)
-            else:
-                # Input rows of output rows r0..r1 (reflected past the edges); the next band starts at next_row.
-                lo, hi = conv.stride * r0 - top, conv.stride * (r1 - 1) + conv.kernel - top
-                x = self._pool.scratch("in", (hi - lo, width + left + right, src.channels))
-                self._activate_rows(src, lo, hi, x[:, left : left + width], act)
-                for k in range(1, left + 1):
-                    x[:, left - k] = x[:, left + k]
-                for k in range(1, right + 1):
-                    x[:, left + width - 1 + k] = x[:, left + width - 1 - k]
-                next_row = conv.stride * r1 - top
-            y = self._pool.take((r1 - r0, out.width, out.channels))
-            compiled.run(x, y)
-            sums, sumsqs = native.stats(y)
-            return BandResult(y, sums, sumsqs, (r1 - r0) * out.width, 0 if keep else next_row)
-
-        out.moments = self._loop.run(list(bands(out.height, out.rows)), band, out, src, by_rows=True)
-        if not keep:
-            src.release_before(src.height + src.rows, self._pool)
-        return out
-
-    def residual(self, step: schedule.Residual, compiled: object, project: Map, block_input: Map | None) -> Map:
+    def residual(
+        self, step: schedule.Residual, compiled: object, project: NativeMap, block_input: NativeMap | None
+    ) -> NativeMap:
         """An InvertedResBlock's last GroupNorm + the block's input when shapes match, in place in `project`."""
-        scale, shift = self._activation(project)
-
-        def finish(k: int) -> None:
-            band = project.bands[k]
-            assert band is not None
-            source = None if block_input is None else block_input.bands[k]
-            native.affine_add(band, source, band, scale, shift)
-
-        self._loop.each(finish, len(project.bands))
-        if block_input is not None:
-            block_input.release_before(block_input.height + block_input.rows, self._pool)
-        return RowsMap(project.channels, project.height, project.width, project.rows, bands=project.bands)
+        scale, shift = _flat(self.affine(project))
+        self._runner.residual(project.raw, None if block_input is None else block_input.raw, scale, shift)
+        return NativeMap(project.raw)
 
     def upsample_conv(
-        self, step: schedule.UpsampleConv, compiled: native.Conv, src: Map, out_h: int, out_w: int, rows: int
-    ) -> Map:
+        self, step: schedule.UpsampleConv, compiled: Conv, src: NativeMap, out_h: int, out_w: int, rows: int
+    ) -> NativeMap:
         """Bilinear upsample of lrelu(GroupNorm(src)) to out_h x out_w, reflection pad and 3x3 conv, by bands."""
-        assert step.conv.norm_key is not None
-        act = self._activation(src)
+        act = _flat(self.affine(src))
+        quant = self._quant(compiled, src.totals(), act)
         reach = (step.conv.kernel - 1) // 2
-        row_pair = self._pairs(src.height, out_h)
-        col_pair = self._pairs(src.width, out_w)
-        col_tables = self._tables([col_pair(reflect(j, out_w)) for j in range(-reach, out_w + reach)])
-        out = RowsMap(step.conv.out_ch, out_h, out_w, rows, step.conv.norm_key)
-
-        def band(j0: int, j1: int) -> BandResult:
-            pairs = [row_pair(reflect(j, out_h)) for j in range(j0 - reach, j1 + reach)]
-            top, end = min(p[0] for p in pairs), max(p[1] for p in pairs) + 1
-            x = self._pool.scratch("in", (end - top, src.width, src.channels))
-            self._activate_rows(src, top, end, x, act)
-            row_tables = self._tables([(p[0] - top, p[1] - top, p[2]) for p in pairs])
-            up = self._pool.scratch("up", (len(pairs), out_w + 2 * reach, src.channels))
-            native.resample(x, row_tables, col_tables, up)
-            y = self._pool.take((j1 - j0, out_w, out.channels))
-            compiled.run(up, y)
-            sums, sumsqs = native.stats(y)
-            # The next band's first upsampled row is j1 - reach; source rows above its pair are done.
-            next_row = row_pair(j1 - reach)[0] if j1 < out_h else src.height
-            return BandResult(y, sums, sumsqs, (j1 - j0) * out_w, next_row)
-
-        out.moments = self._loop.run(list(bands(out_h, rows)), band, out, src, by_rows=True)
-        src.release_before(src.height + src.rows, self._pool)
-        return out
-
-    @staticmethod
-    def _tables(pairs: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.array([p[0] for p in pairs], dtype=np.int32),
-            np.array([p[1] for p in pairs], dtype=np.int32),
-            np.array([p[2] for p in pairs], dtype=np.float32),
+        row_table = bilinear_table(src.height, out_h, reach, align_corners=self.align_corners)
+        col_table = bilinear_table(src.width, out_w, reach, align_corners=self.align_corners)
+        raw = self._runner.upsample_conv(
+            src.raw, compiled, *act, quant.scale, quant.zero, *row_table, *col_table, rows, self.store
         )
+        return NativeMap(raw, step.conv.norm_key or "")
 
-    def final(self, compiled: native.Conv, src: Map) -> np.ndarray:
+    def final(self, compiled: Conv, src: NativeMap) -> np.ndarray:
         """The last norm + LeakyReLU, the output conv, tanh and the 8-bit conversion."""
-        act = self._activation(src)
+        act = _flat(self.affine(src))
+        quant = self._quant(compiled, src.totals(), act)
         out = np.empty((src.height, src.width, 3), dtype=np.uint8)
-        no_stats = np.zeros(1, dtype=np.float32)
-
-        def band(r0: int, r1: int) -> BandResult:
-            source = src.bands[r0 // src.rows]
-            assert source is not None
-            x = self._pool.scratch("in", source.shape)
-            native.affine_lrelu(source, x, *act)
-            y = np.empty((r1 - r0, src.width, 3), dtype=np.float32)
-            compiled.run(x, y)
-            # The reference maps clip(tanh(y), -1, 1) * 0.5 + 0.5 to 0..255 and rounds (half to even).
-            np.tanh(y, out=y)
-            np.clip(y, -1.0, 1.0, out=y)
-            y *= 127.5
-            y += 127.5
-            np.rint(y, out=y)
-            out[r0:r1] = y.astype(np.uint8)
-            return BandResult(None, no_stats, no_stats, 1, r1)
-
-        self._loop.run(list(bands(src.height, src.rows)), band, None, src)
-        src.release_before(src.height + src.rows, self._pool)
+        self._runner.output(src.raw, compiled, *act, quant.scale, quant.zero, out)
         return out
+
+
+def make_runner(threads: int) -> Runner:
+    runner: Runner = native().Runner(threads)
+    return runner

@@ -1,8 +1,10 @@
-"""Feature maps as row bands, the array pool they live in, and GroupNorm moments merged over bands.
+"""Feature maps as row bands, the array pool they live in, GroupNorm moments, bilinear source pairs.
 
-No runtime here: plain numpy. `inference.engine` runs band graphs and keeps their outputs as
-`Map`s; every band array comes from (and returns to) a `Pool`; each band's per-channel sums are
-merged into `Moments`, exact whole-map statistics for the GroupNorm that follows.
+No runtime here: plain numpy. The graph fallback (`inference.banded`) keeps its band graphs'
+outputs as `Map`s; every band array comes from (and returns to) a `Pool`; each band's
+per-channel sums are merged into `Moments`, exact whole-map statistics for the GroupNorm that
+follows. Both executors turn `Moments` into the norm's scale and shift, and take torch's
+bilinear source coordinates from `bilinear_pairs`.
 """
 
 from __future__ import annotations
@@ -52,35 +54,6 @@ class Moments:
         return scale.astype(np.float32).reshape(1, -1, 1, 1), shift.astype(np.float32).reshape(1, -1, 1, 1)
 
 
-class RowTotals:
-    """Per-channel totals of per-row band sums, added row by row in map order (float64).
-
-    Bands always hold whole rows and a row's own sums do not depend on its band, so these are the
-    same additions, in the same order, for any split of the map: the statistics, and everything
-    after them, are bit-identical for every band height (Chan merges of per-band moments are
-    exact in value but round differently per split, which bf16 maps turn into visible noise).
-    """
-
-    def __init__(self) -> None:
-        self.sums: np.ndarray | None = None
-        self.sumsqs: np.ndarray | None = None
-        self.count = 0  # values per channel
-
-    def add(self, sums: np.ndarray, sumsqs: np.ndarray, per_channel: int) -> None:
-        """Adds a band's (rows, C) per-row sums; cumsum adds them one row after another."""
-        if self.sums is None or self.sumsqs is None:
-            channels = sums.shape[-1]
-            self.sums, self.sumsqs = np.zeros(channels), np.zeros(channels)
-        self.sums = np.cumsum(np.vstack([self.sums, sums]), axis=0, dtype=np.float64)[-1]
-        self.sumsqs = np.cumsum(np.vstack([self.sumsqs, sumsqs]), axis=0, dtype=np.float64)[-1]
-        self.count += per_channel
-
-    def moments(self) -> Moments:
-        assert self.sums is not None, "no band was added"
-        assert self.sumsqs is not None
-        return Moments().merge_band(self.sums, self.sumsqs, self.count)
-
-
 def as_float32(array: np.ndarray) -> np.ndarray:
     """A map's values as float32: bf16 maps (uint16 bits) are the high halves of float32s."""
     if array.dtype == np.uint16:
@@ -92,6 +65,43 @@ def bands(total: int, step: int) -> Iterator[tuple[int, int]]:
     """(start, stop) of consecutive bands of `step` rows (the last one shorter)."""
     for start in range(0, total, step):
         yield start, min(start + step, total)
+
+
+def source_coordinates(in_size: int, out_size: int, *, align_corners: bool) -> tuple[float, float]:
+    """Source coordinate = scale * output index + bias, as torch's bilinear interpolate maps them."""
+    if align_corners:
+        return (in_size - 1) / (out_size - 1), 0.0
+    scale = in_size / out_size
+    return scale, 0.5 * scale - 0.5
+
+
+def bilinear_pairs(in_size: int, out_size: int, *, align_corners: bool) -> Callable[[int], tuple[int, int, float]]:
+    """Output index -> (first source index, second, weight of the second), as torch's bilinear maps them."""
+    scale, bias = source_coordinates(in_size, out_size, align_corners=align_corners)
+    last = in_size - 1
+
+    def pair(j: int) -> tuple[int, int, float]:
+        # torch clamps negative source coordinates to 0 (half-pixel mode) and the second index at the edge.
+        source = max(scale * j + bias, 0.0)
+        first = min(math.floor(source), last)
+        return first, min(first + 1, last), source - first
+
+    return pair
+
+
+def bilinear_table(
+    in_size: int, out_size: int, reach: int, *, align_corners: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`bilinear_pairs` of output indices -reach .. out_size + reach - 1, reflected into the output
+    (a conv's reflection padding), as arrays: first and second source index (int32), weight of the
+    second (float32). The same float64 arithmetic as `bilinear_pairs`, vectorised."""
+    scale, bias = source_coordinates(in_size, out_size, align_corners=align_corners)
+    j = np.abs(np.arange(-reach, out_size + reach))
+    j = np.where(j >= out_size, 2 * (out_size - 1) - j, j)
+    source = np.maximum(scale * j + bias, 0.0)
+    first = np.minimum(np.floor(source), in_size - 1)
+    second = np.minimum(first + 1, in_size - 1)
+    return first.astype(np.int32), second.astype(np.int32), (source - first).astype(np.float32)
 
 
 def reflect(row: int, size: int) -> int:
@@ -256,28 +266,21 @@ class BandLoop:
         work: Callable[[int, int], BandResult],
         out: Map | None = None,
         src: Map | None = None,
-        *,
-        by_rows: bool = False,
     ) -> Moments:
-        """`by_rows`: the bands' sums are per row ((rows, C)), merged as `RowTotals`."""
         moments = Moments()
-        totals = RowTotals()
 
         def done(result: BandResult) -> None:
             nonlocal moments
             if out is not None and result.output is not None:
                 out.bands.append(result.output)
-            if by_rows:
-                totals.add(result.sums, result.sumsqs, result.count)
-            else:
-                moments = moments.merge_band(result.sums, result.sumsqs, result.count)
+            moments = moments.merge_band(result.sums, result.sumsqs, result.count)
             if src is not None:
                 src.release_before(result.next_row, self.pool)
 
         if self.executor is None:
             for r0, r1 in spans:
                 done(work(r0, r1))
-            return totals.moments() if by_rows else moments
+            return moments
         pending: deque[Future[BandResult]] = deque()
         try:
             for r0, r1 in spans:
@@ -289,7 +292,7 @@ class BandLoop:
         finally:
             for future in pending:  # after an error: let in-flight bands finish before memory is reused
                 future.exception()
-        return totals.moments() if by_rows else moments
+        return moments
 
     def each(self, work: Callable[[int], None], count: int) -> None:
         """`work(k)` for k in 0..count-1, concurrently, in no particular order (independent bands)."""

@@ -1,10 +1,17 @@
-"""Which number format the engine computes in: fp32 everywhere, bf16 where the CPU has it natively.
+"""Which number format the engine computes in: fp32 everywhere, bf16 or int8 where the CPU has the units.
 
 bf16 halves the bytes of every map and doubles (AVX512_BF16) or multiplies (AMX) the convolution
-throughput, but only on CPUs with native bf16 instructions: elsewhere a runtime emulates it, some
-100x slower. So `auto` picks bf16 only when the CPU says it has AVX512_BF16 or AMX-BF16, and an
-explicit `bf16` on any other CPU is refused at start with one line instead of running slowly.
-Reads /proc/cpuinfo (Linux) and, where OpenVINO is installed, its own capability report.
+throughput, but only on CPUs with native bf16 instructions: elsewhere it is emulated, some 100x
+slower. int8 (u8 activations x s8 weights, s32 sums) runs on the integer dot-product units
+(AVX512_VNNI, AVX-VNNI, AMX-INT8) at about twice the bf16 rate, storing maps in 8 bits, at
+40-46 dB of the fp32 output (`inference.quantize`). `auto` picks bf16 where the CPU has it
+(fidelity first), else int8 where it has the int8 units and the native kernels are built, else
+fp32; an explicit `bf16` or `int8` on a CPU without its units is refused at start with one line
+instead of running slowly.
+
+The flags come from /proc/cpuinfo (Linux), capped by oneDNN's own `ONEDNN_MAX_CPU_ISA` when it is
+set: the kernels then run no instruction above it, so the choice must not either (the benchmark
+uses it to show what older CPUs get).
 """
 
 from __future__ import annotations
@@ -19,26 +26,45 @@ from typing import Final
 
 from inference.errors import PrecisionError
 
-REQUESTS: Final = ("auto", "fp32", "bf16")
-# The instruction sets that run bf16 natively (Linux /proc/cpuinfo spelling).
+REQUESTS: Final = ("auto", "fp32", "bf16", "int8")
+# The instruction sets that run bf16 natively, and int8 dot products (Linux /proc/cpuinfo spelling).
 BF16_FLAGS: Final = ("avx512_bf16", "amx_bf16")
-INFO_FLAGS: Final = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+INT8_FLAGS: Final = ("avx512_vnni", "avx_vnni", "amx_int8")
+INFO_FLAGS: Final = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+# ONEDNN_MAX_CPU_ISA value -> the flags above it that oneDNN then leaves unused.
+_ABOVE_AVX2: Final = frozenset(
+    {"avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
+)
+ISA_CAPS: Final[dict[str, frozenset[str]]] = {
+    "SSE41": _ABOVE_AVX2 | {"avx2"},
+    "AVX": _ABOVE_AVX2 | {"avx2"},
+    "AVX2": _ABOVE_AVX2,
+    "AVX2_VNNI": _ABOVE_AVX2 - {"avx_vnni"},
+    "AVX512_CORE": _ABOVE_AVX2 - {"avx512f"},
+    "AVX512_CORE_VNNI": frozenset({"avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}),
+    "AVX512_CORE_BF16": frozenset({"amx_tile", "amx_bf16", "amx_int8"}),
+    "AVX512_CORE_AMX": frozenset(),
+    "ALL": frozenset(),
+}
 
 
 class Precision(StrEnum):
-    """What the engine computes in; fp32 runs on ONNX Runtime, bf16 on the native oneDNN kernels (or OpenVINO)."""
+    """What the engine computes in; the native oneDNN kernels run all three (fallbacks: `runtime`)."""
 
     FP32 = "fp32"
     BF16 = "bf16"
+    INT8 = "int8"
 
     @property
     def runtime(self) -> str:
-        """The runtime an engine of this precision runs on here: bf16 takes the native kernels when built."""
-        if self is Precision.FP32:
-            return "onnxruntime"
+        """The runtime an engine of this precision runs on here: the native kernels when built, else
+        ONNX Runtime's (fp32) or OpenVINO's (bf16) band graphs; int8 has no fallback."""
         from inference import runtime_onednn
 
-        return "onednn" if runtime_onednn.available() else "openvino"
+        if runtime_onednn.available():
+            return "onednn"
+        return {Precision.FP32: "onnxruntime", Precision.BF16: "openvino"}.get(self, "onednn")
 
 
 def default_precision() -> str:
@@ -59,10 +85,21 @@ def read_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
+def isa_cap() -> str | None:
+    """oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``, or its older name ``DNNL_MAX_CPU_ISA``), if set."""
+    value = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return value.strip().upper() if value and value.strip() else None
+
+
+def capped_flags(flags: frozenset[str], cap: str | None) -> frozenset[str]:
+    """The flags oneDNN may use under an ISA cap (unknown caps change nothing)."""
+    return flags - ISA_CAPS.get(cap, frozenset()) if cap else flags
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """This machine's CPU flags, read once."""
-    return read_cpu_flags()
+    """This machine's CPU flags, read once, as oneDNN's ISA cap leaves them."""
+    return capped_flags(read_cpu_flags(), isa_cap())
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -81,16 +118,26 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def bf16_runtime_installed() -> bool:
-    """A bf16 runtime is here: the native kernels (built with the package) or OpenVINO; loads neither."""
+def native_built() -> bool:
+    """The native kernels are installed (without loading them or oneDNN: a worker's main process asks this)."""
     from inference import runtime_onednn
 
-    return runtime_onednn.built() or openvino_installed()
+    return runtime_onednn.built()
+
+
+def bf16_runtime_installed() -> bool:
+    """A bf16 runtime is here: the native kernels (built with the package) or OpenVINO; loads neither."""
+    return native_built() or openvino_installed()
 
 
 def has_native_bf16(flags: frozenset[str]) -> bool:
     """True when the flags include an instruction set that computes bf16 natively."""
     return any(flag in flags for flag in BF16_FLAGS)
+
+
+def has_int8_units(flags: frozenset[str]) -> bool:
+    """True when the flags include int8 dot-product instructions (VNNI or AMX-INT8)."""
+    return any(flag in flags for flag in INT8_FLAGS)
 
 
 def bf16_flags_line(flags: frozenset[str]) -> str:
@@ -99,23 +146,34 @@ def bf16_flags_line(flags: frozenset[str]) -> str:
     return " ".join(present) if present else "none of " + " ".join(INFO_FLAGS)
 
 
-def resolve_precision(requested: str, *, flags: frozenset[str] | None = None, runtime: bool | None = None) -> Precision:
-    """`auto` -> bf16 where the CPU has it natively and a bf16 runtime is installed, else fp32.
+def resolve_precision(
+    requested: str, *, flags: frozenset[str] | None = None, runtime: bool | None = None, native: bool | None = None
+) -> Precision:
+    """`auto` -> bf16 where the CPU has it natively and a bf16 runtime is installed, else int8 where
+    it has int8 units and the native kernels are built, else fp32.
 
-    `bf16` without native support (or without a bf16 runtime) raises PrecisionError with the
-    reason; `flags` and `runtime` (is a bf16 runtime installed) can be injected (tests, other
-    machines' flags).
+    `bf16` or `int8` without the units (or the runtime) raises PrecisionError with the reason;
+    `flags`, `runtime` (a bf16 runtime is installed) and `native` (the native kernels are built) can
+    be injected (tests, other machines' flags).
     """
     if requested not in REQUESTS:
         raise PrecisionError(f"Unknown precision {requested!r}: use one of {', '.join(REQUESTS)}.")
     if requested == "fp32":
         return Precision.FP32
     flags = cpu_flags() if flags is None else flags
-    runtime = bf16_runtime_installed() if runtime is None else runtime
-    native = has_native_bf16(flags)
+    native = native_built() if native is None else native
+    runtime = (native or openvino_installed()) if runtime is None else runtime
     if requested == "auto":
-        return Precision.BF16 if native and runtime else Precision.FP32
-    if not native:
+        if has_native_bf16(flags) and runtime:
+            return Precision.BF16
+        return Precision.INT8 if has_int8_units(flags) and native else Precision.FP32
+    if requested == "bf16":
+        return _explicit_bf16(flags, runtime)
+    return _explicit_int8(flags, native)
+
+
+def _explicit_bf16(flags: frozenset[str], runtime: bool) -> Precision:
+    if not has_native_bf16(flags):
         raise PrecisionError(
             f"Precision bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX-BF16); this CPU "
             f"({cpu_model()}) has {bf16_flags_line(flags)}. Use precision auto or fp32 "
@@ -127,3 +185,18 @@ def resolve_precision(requested: str, *, flags: frozenset[str] | None = None, ru
             "(pip install openvino); neither is installed."
         )
     return Precision.BF16
+
+
+def _explicit_int8(flags: frozenset[str], native: bool) -> Precision:
+    if not has_int8_units(flags):
+        raise PrecisionError(
+            f"Precision int8 needs a CPU with int8 dot-product units (AVX512_VNNI, AVX-VNNI or AMX-INT8); this "
+            f"CPU ({cpu_model()}) has {bf16_flags_line(flags)}. Use precision auto or fp32 "
+            "(ANIMEGAN_PRECISION, --precision)."
+        )
+    if not native:
+        raise PrecisionError(
+            "Precision int8 needs the native kernels (install g++ and libdnnl-dev, then the package again); "
+            "they are not built."
+        )
+    return Precision.INT8

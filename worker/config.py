@@ -75,11 +75,11 @@ class WorkerSettings(SharedSettings, WebhookSettings):
     three intervals."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Port on which the Celery main process serves the worker's `/metrics`. Unset: no metrics server."""
-    # auto: bf16 where the CPU runs it natively (AVX512_BF16, AMX), else fp32 (inference.precision).
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     """What the engine computes in: `auto` (bf16 where the CPU runs bf16 natively, AVX512_BF16 or
-    AMX-BF16, else fp32), `fp32`, or `bf16` (a CPU without native bf16 stops the worker at start with
-    one line). Also read by `animegan stylize` and `animegan bench`."""
+    AMX-BF16, else int8 where it has int8 dot-product units, AVX512_VNNI, AVX-VNNI or AMX-INT8, else
+    fp32), `fp32`, `bf16` or `int8` (a CPU without the units stops the worker at start with one line).
+    Also read by `animegan stylize` and `animegan bench`."""
     # Webhook sender (worker/webhooks.py): one per worker, in a process of its own.
     webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S)

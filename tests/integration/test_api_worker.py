@@ -1,7 +1,9 @@
 """Gateway + a real Celery worker process (prefork, one child, real hayao weights) + real Redis.
 
 Submit a real photo, poll, fetch; identical requests and Idempotency-Key retries reuse the job;
-results expire; a style the worker has no weights for ends failed with a useful message.
+results expire; a style the worker has no weights for ends failed with a useful message; a worker
+started with ANIMEGAN_PRECISION=int8 computes in int8 (job body, metrics, log) where the CPU has
+int8 units, and refuses to start where it has not.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ import io
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import redis
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
+from animegan.redis_server import free_port
 from imaging.decode import decode_image
 from inference.pipeline import Stylizer
-from inference.precision import resolve_precision
+from inference.precision import cpu_flags, has_int8_units, native_built, resolve_precision
 from jobstore.keys import input_key, job_key, result_key
 from jobstore.records import JobRecord
 
@@ -136,3 +141,63 @@ def test_style_the_worker_cannot_serve_fails_with_a_useful_message(
     result = httpx.get(f"{base}/jobs/{job['id']}/result")
     assert result.status_code == 409
     assert result.json()["type"] == "/problems/job-failed"
+
+
+def _engine_info(port: int) -> set[tuple[str, str]]:
+    """The (precision, runtime) series of animegan_worker_engine_info the worker exports."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        (sample.labels["precision"], sample.labels["runtime"])
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "animegan_worker_engine_info" and sample.value == 1
+    }
+
+
+def test_int8_round_trip_through_a_real_worker_or_its_refusal(
+    start_api: ApiFactory, redis_url: str, spawn_worker: Any, samples_dir: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    if not (has_int8_units(cpu_flags()) and native_built()):
+        # The hardware decides: without int8 units the worker stops at start with one line.
+        worker = spawn_worker(redis_url, wait=False, log=log, ANIMEGAN_PRECISION="int8")
+        assert worker.wait(120) != 0
+        assert "Precision int8 needs" in log.read_text()
+        return
+    metrics_dir, port = tmp_path / "metrics", free_port()
+    metrics_dir.mkdir()
+    spawn_worker(
+        redis_url,
+        log=log,
+        ANIMEGAN_PRECISION="int8",
+        ANIMEGAN_METRICS_PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
+    base = start_api(redis_url=redis_url)
+    photo = (samples_dir / "coffee.jpg").read_bytes()
+    job = _wait(base, _submit(base, photo).json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["output"]["precision"] == "int8"  # type: ignore[index]
+    result = httpx.get(f"{base}/jobs/{job['id']}/result")
+    served = np.asarray(Image.open(io.BytesIO(result.content)).convert("RGB"))
+    normalized = decode_image(photo, max_side=128).image
+    # int8 results do not depend on the thread count: the direct run is the same image, bit for bit.
+    direct = Stylizer.load("hayao", weights_dir=WEIGHTS_DIR, threads=1, precision="int8").stylize(normalized)
+    assert np.array_equal(served, np.asarray(direct))
+    fp32 = Stylizer.load("hayao", weights_dir=WEIGHTS_DIR, threads=1, precision="fp32").stylize(normalized)
+    assert _psnr(served, np.asarray(fp32)) >= 40
+    assert _engine_info(port) == {("int8", "onednn")}
+    assert "precision=int8" in log.read_text() or '"precision": "int8"' in log.read_text()
+
+
+def test_a_worker_asked_for_int8_without_int8_units_stops_with_one_line(
+    redis_url: str, spawn_worker: Any, tmp_path: Path
+) -> None:
+    # oneDNN's ISA cap hides the CPU's VNNI from the kernels, and so from the precision choice:
+    # the same as a CPU without int8 units (Zen 3, AVX2 only).
+    log = tmp_path / "worker.log"
+    worker = spawn_worker(redis_url, wait=False, log=log, ANIMEGAN_PRECISION="int8", ONEDNN_MAX_CPU_ISA="AVX2")
+    assert worker.wait(120) != 0
+    lines = [line for line in log.read_text().splitlines() if "Precision int8 needs" in line]
+    assert len(lines) == 1, log.read_text()
+    assert "avx512_vnni" not in lines[0]  # the flags it names are those the kernels may use

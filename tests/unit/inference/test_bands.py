@@ -1,4 +1,4 @@
-"""GroupNorm moments merged over bands against numpy on the concatenated data; band maps and pool."""
+"""GroupNorm moments merged over bands against numpy on the concatenated data; band maps and pool; bilinear tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from inference.bands import Map, Moments, Pool, bands, reflect
+from inference.bands import Map, Moments, Pool, bands, bilinear_pairs, bilinear_table, reflect
 
 
 def random_splits(rng: np.random.Generator, total: int, count: int) -> list[int]:
@@ -86,3 +86,14 @@ def test_assembled_band_reflects_rows_and_columns_like_numpy_pad() -> None:
     np.testing.assert_array_equal(band_map.assemble(-2, 9, 1, 2, None, pool)[0], padded)
     np.testing.assert_array_equal(band_map.whole(), data)
     assert [reflect(row, 7) for row in (-2, -1, 0, 6, 7, 8)] == [2, 1, 0, 6, 5, 4]
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+@pytest.mark.parametrize(("in_size", "out_size"), [(144, 288), (288, 576), (7, 14), (5, 9), (3, 8)])
+def test_bilinear_tables_are_the_reflected_pairs_vectorised(in_size: int, out_size: int, align_corners: bool) -> None:
+    pair = bilinear_pairs(in_size, out_size, align_corners=align_corners)
+    expected = [pair(reflect(j, out_size)) for j in range(-1, out_size + 1)]
+    first, second, weight = bilinear_table(in_size, out_size, 1, align_corners=align_corners)
+    assert first.tolist() == [p[0] for p in expected]
+    assert second.tolist() == [p[1] for p in expected]
+    assert np.array_equal(weight, np.array([p[2] for p in expected], np.float32))

@@ -1,4 +1,4 @@
-"""The precision choice: auto from the CPU's flags, an explicit bf16 refused where it would be emulated."""
+"""The precision choice: auto from the CPU's flags, an explicit bf16 or int8 refused where its units are missing."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from inference.errors import PrecisionError
 from inference.precision import (
     Precision,
     bf16_runtime_installed,
+    capped_flags,
     cpu_flags,
+    has_int8_units,
     has_native_bf16,
+    native_built,
     read_cpu_flags,
     resolve_precision,
 )
@@ -20,22 +23,80 @@ ZEN3 = frozenset({"sse4_2", "avx", "avx2", "fma"})
 ZEN4 = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"})
 SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"})
 AMX_ONLY = frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"})
+CASCADE_LAKE = frozenset({"avx2", "avx512f", "avx512_vnni"})
+ALDER_LAKE = frozenset({"avx2", "fma", "avx_vnni"})
 
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
-    [(ZEN3, Precision.FP32), (ZEN4, Precision.BF16), (SAPPHIRE_RAPIDS, Precision.BF16), (AMX_ONLY, Precision.BF16)],
+    [
+        (ZEN3, Precision.FP32),
+        (ZEN4, Precision.BF16),
+        (SAPPHIRE_RAPIDS, Precision.BF16),
+        (AMX_ONLY, Precision.BF16),
+        (CASCADE_LAKE, Precision.INT8),
+        (ALDER_LAKE, Precision.INT8),
+    ],
 )
-def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(flags: frozenset[str], expected: Precision) -> None:
-    assert resolve_precision("auto", flags=flags, runtime=True) is expected
+def test_auto_picks_bf16_where_native_else_int8_where_the_int8_units_are(
+    flags: frozenset[str], expected: Precision
+) -> None:
+    assert resolve_precision("auto", flags=flags, runtime=True, native=True) is expected
 
 
-def test_auto_falls_back_to_fp32_without_openvino() -> None:
-    assert resolve_precision("auto", flags=SAPPHIRE_RAPIDS, runtime=False) is Precision.FP32
+def test_auto_falls_back_to_fp32_without_a_runtime_for_the_cpus_units() -> None:
+    assert resolve_precision("auto", flags=SAPPHIRE_RAPIDS, runtime=False, native=False) is Precision.FP32
+    # OpenVINO serves bf16 without the native kernels; int8 needs them.
+    assert resolve_precision("auto", flags=ZEN4, runtime=True, native=False) is Precision.BF16
+    assert resolve_precision("auto", flags=CASCADE_LAKE, runtime=True, native=False) is Precision.FP32
 
 
 def test_fp32_is_always_available() -> None:
-    assert resolve_precision("fp32", flags=frozenset(), runtime=False) is Precision.FP32
+    assert resolve_precision("fp32", flags=frozenset(), runtime=False, native=False) is Precision.FP32
+
+
+def test_explicit_int8_on_a_cpu_without_int8_units_is_refused_with_one_clear_line() -> None:
+    with pytest.raises(PrecisionError) as caught:
+        resolve_precision("int8", flags=ZEN3, runtime=True, native=True)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "AVX512_VNNI, AVX-VNNI or AMX-INT8" in message
+    assert "avx2" in message
+    assert "auto or fp32" in message
+    assert resolve_precision("int8", flags=ALDER_LAKE, native=True) is Precision.INT8
+
+
+def test_explicit_int8_without_the_native_kernels_is_refused() -> None:
+    with pytest.raises(PrecisionError, match="native kernels") as caught:
+        resolve_precision("int8", flags=CASCADE_LAKE, runtime=True, native=False)
+    assert "libdnnl-dev" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"),
+    [
+        ("AVX2", Precision.FP32),
+        ("AVX512_CORE_VNNI", Precision.INT8),
+        ("AVX512_CORE_BF16", Precision.BF16),
+        (None, Precision.BF16),
+    ],
+)
+def test_onednn_isa_cap_limits_what_auto_picks(cap: str | None, expected: Precision) -> None:
+    # The kernels never run an instruction above oneDNN's cap, so the choice must not assume one.
+    flags = capped_flags(SAPPHIRE_RAPIDS | ZEN4, cap)
+    assert resolve_precision("auto", flags=flags, runtime=True, native=True) is expected
+
+
+def test_the_isa_cap_is_read_from_onednn_s_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference import precision
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert precision.isa_cap() == "AVX2"
+    assert capped_flags(ZEN4, precision.isa_cap()) == frozenset({"avx2"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert capped_flags(ZEN4, precision.isa_cap()) == frozenset({"avx2", "avx512f", "avx512_vnni"})
 
 
 def test_explicit_bf16_on_a_cpu_without_it_is_refused_with_one_clear_line() -> None:
@@ -51,12 +112,12 @@ def test_explicit_bf16_on_a_cpu_without_it_is_refused_with_one_clear_line() -> N
 
 def test_explicit_bf16_without_a_bf16_runtime_is_refused() -> None:
     with pytest.raises(PrecisionError, match="libdnnl-dev") as caught:
-        resolve_precision("bf16", flags=SAPPHIRE_RAPIDS, runtime=False)
+        resolve_precision("bf16", flags=SAPPHIRE_RAPIDS, runtime=False, native=False)
     assert "OpenVINO" in str(caught.value)
 
 
 def test_unknown_precisions_are_refused() -> None:
-    with pytest.raises(PrecisionError, match="auto, fp32, bf16"):
+    with pytest.raises(PrecisionError, match="auto, fp32, bf16, int8"):
         resolve_precision("fp16")
 
 
@@ -69,8 +130,14 @@ def test_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 
 def test_this_machine_resolves_auto_from_its_own_flags() -> None:
     # The hardware decides: whichever CPU runs this, auto must match what its flags say.
-    native = has_native_bf16(cpu_flags()) and bf16_runtime_installed()
-    assert resolve_precision("auto") is (Precision.BF16 if native else Precision.FP32)
+    flags = cpu_flags()
+    if has_native_bf16(flags) and bf16_runtime_installed():
+        expected = Precision.BF16
+    elif has_int8_units(flags) and native_built():
+        expected = Precision.INT8
+    else:
+        expected = Precision.FP32
+    assert resolve_precision("auto") is expected
 
 
 def test_openvino_agrees_with_the_cpu_flags() -> None:
@@ -91,3 +158,17 @@ def test_stylize_refuses_bf16_on_a_cpu_without_it(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: Precision bf16 needs a CPU with native bf16")
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_stylize_refuses_int8_on_a_cpu_without_int8_units(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, samples_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from animegan import stylize_cli as cli
+    from inference import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: ZEN3)
+    photo = samples_dir / "chelsea.jpg"
+    assert cli.main(["stylize", str(photo), "--out", str(tmp_path), "--precision", "int8"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: Precision int8 needs a CPU with int8 dot-product units")
+    assert not list(tmp_path.iterdir())
