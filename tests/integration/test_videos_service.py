@@ -388,3 +388,31 @@ def _answer(conn: socket.socket) -> bytes:
         while chunk := conn.recv(65536):
             answer += chunk
     return answer
+
+
+def test_the_python_client_sends_a_clip_from_a_path_and_a_file_and_gets_its_mp4(
+    stack: Stack, clip: Make, tmp_path: Path
+) -> None:
+    import anyio
+
+    from animegan.client import AsyncClient, Client
+
+    data = clip(frames=40, container="webm", video="libvpx-vp9", audio="libopus")
+    path = tmp_path / "clip.webm"
+    path.write_bytes(data)
+    with Client(stack.base, api_key=KEYS["alice"]) as client:
+        output = client.video(path, style="hayao", timeout=240)
+        with path.open("rb") as file:
+            job = client.wait(client.submit_video(file), timeout=240)
+    assert _seconds(probe(output)) == _seconds(probe(data))
+    assert job.kind == "video"
+    assert job.progress is not None
+    assert job.progress.frames_done == job.progress.frames_total == 40
+    assert {s.status for s in job.segments} == {"succeeded"}
+    assert all(s.worker for s in job.segments)
+
+    async def with_async() -> bytes:
+        async with AsyncClient(stack.base, api_key=KEYS["alice"]) as client:
+            return await client.video(data, timeout=240)
+
+    assert _seconds(probe(anyio.run(with_async))) == _seconds(probe(data))
