@@ -3,7 +3,8 @@
 The page is three files shipped inside the package (``api/static``, package data in the wheel):
 no build step, no external resources, so it works offline. The HTML gets a strict Content
 Security Policy: everything comes from this origin; images may also be ``blob:`` (the local
-"before" picture) or ``data:``, media ``blob:`` (a stylized clip, fetched with the API key). Files are read once per process and revalidated by ETag.
+"before" picture) or ``data:``, media ``blob:`` (a stylized clip, fetched with the API key).
+Files are read once per process and revalidated by ETag.
 """
 
 from __future__ import annotations
