@@ -3,6 +3,7 @@
     python -m loadtest.video_bench gateway [--mib 100] [--rounds 2]   # gateway RSS for a large upload
     python -m loadtest.video_bench worker [--rounds 3]                # a worker: 720p fps and peak RSS
     python -m loadtest.video_bench scaling [--seconds 60]             # a clip on 2 workers against 1
+    python -m loadtest.video_bench flicker [--frames 60]              # temporal stability of the output
 
 ``gateway``: the production gateway command with no worker (the clip's segments stay queued), on a
 private Redis, and with ``--store s3`` a private SeaweedFS. Its RSS is sampled every 10 ms while a clip
@@ -17,6 +18,11 @@ alone on the same frames as photos.
 ``scaling``: a ``--seconds`` 720p clip (a pan over a real photo, 30 fps, AAC sound) through the
 gateway and 1 worker process, then 2 (each one child, one thread, pinned to its own core): seconds
 from submission to the result. The machine's load average is printed before and after.
+
+``flicker``: a 720p camera pan over a real photo, and the same photo from a still camera (camera
+noise only), stylized as the service does (longest side 720, the service's encoder) by
+``animegan.video_bench``'s flicker measurement: the mean absolute change between consecutive frames
+of the output against the input's (``video.flicker``), before and after the codec.
 """
 
 from __future__ import annotations
@@ -185,6 +191,28 @@ def run_scaling(args: argparse.Namespace) -> None:
         say(f"2 workers / 1 worker: {results[2] / results[1]:.3f} (target <= 0.55)")
 
 
+def run_flicker(args: argparse.Namespace) -> None:
+    import json
+    import subprocess
+
+    from animegan.video_bench import make_clip
+    from loadtest.video_clips import SAMPLE
+
+    weights = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "hayao.pt"
+    say(machine_line())
+    for name, moving in (("panning camera", True), ("still camera, noise only", False)):
+        clip = make_clip(SAMPLE, 1280, 720, args.frames, moving=moving)
+        command = [sys.executable, "-m", "animegan.video_bench", "--child", "flicker", "--cpu", "1"]
+        command += ["--weights", str(weights), "--style", "hayao", "--frames", str(args.frames), "--size", "-"]
+        done = subprocess.run(command, input=clip, capture_output=True, check=True, timeout=3600)
+        found = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        say(
+            f"{name}, {found['pairs']} frame pairs (1280x720 at longest side 720): input change "
+            f"{found['input']:.3f}, output {found['output']:.3f} (x{found['ratio']:.2f} the input's); stylized "
+            f"frames before the codec {found['raw_output']:.3f} (x{found['raw_ratio']:.2f})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.video_bench", description=__doc__.splitlines()[0])
     modes = parser.add_subparsers(dest="mode", required=True)
@@ -199,8 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     scaling = modes.add_parser("scaling", help="a clip's time on 2 workers against 1")
     scaling.add_argument("--seconds", type=float, default=60.0)
     scaling.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    flicker = modes.add_parser("flicker", help="flicker of the stylized output against the input's")
+    flicker.add_argument("--frames", type=int, default=60)
     args = parser.parse_args(argv)
-    handlers: dict[str, Callable[[argparse.Namespace], None]] = {"gateway": run_gateway, "scaling": run_scaling}
+    handlers: dict[str, Callable[[argparse.Namespace], None]] = {
+        "gateway": run_gateway,
+        "scaling": run_scaling,
+        "flicker": run_flicker,
+    }
     if args.mode == "worker":
         from loadtest.video_worker_bench import run_worker
 

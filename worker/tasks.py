@@ -1,7 +1,8 @@
 """The one task, ``animegan.stylize``: take the fairest waiting job, stylize it, write the result.
 
 A message is a token, not an order: its delivery claims whichever job the fair queue
-(``jobstore.queue``) puts next, round-robin across clients, and leases it to this process.
+(``jobstore.queue``) puts next, round-robin across clients, and leases it to this process. A
+video's segments and join are jobs of that queue too; ``worker.video_tasks`` runs them.
 Delivery is at-least-once (acks late, requeue when a pool child dies); these guards make it
 exactly-once as far as a client can tell:
 

@@ -2,6 +2,8 @@
 
 A result in the object store is streamed from it in chunks (bounded memory, whatever its size), or
 with ANIMEGAN_RESULT_REDIRECT answered 303 to its presigned link; DELETE deletes its objects too.
+A video's job (``POST /videos``, ``api.videos``) is read, followed and deleted here like a photo's;
+its MP4 in Redis is streamed from its chunks, byte ranges answered (``api.jobs.video_result``).
 
 Each route maps HTTP to a use case and its outcome back to HTTP: the submission's policy is
 ``api.jobs.submit.submit_job``'s. Every job belongs to the client that submitted it
