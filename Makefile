@@ -3,14 +3,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev system-deps image-deps serve test test-image test-latest lint lock fmt test-unit bench loadtest audit up down chart-lint docs clean
+.PHONY: install install-dev system-deps image-deps serve wheel test test-image test-latest lint lock fmt test-unit bench loadtest audit up down chart-lint docs clean
 
-# Python environment with the service (no torch); install-dev adds the test tools and the torch extra (CPU build).
+# Python environment with the service (no torch; the graph fallback, the `peers` extra, only where the
+# native kernels did not build); install-dev adds the test tools, the peers and the torch extra (CPU build).
 # Both install the exact versions of the lock files in requirements/ (`make lock` regenerates them).
 # The native kernels are rebuilt when any of their sources changes.
 NATIVE_SOURCES := inference/_onednn.cpp $(wildcard inference/native/*.cpp inference/native/*.hpp inference/native/*.h)
 
-$(VENV)/.stamp-install: pyproject.toml setup.py $(NATIVE_SOURCES) requirements/service.txt
+$(VENV)/.stamp-install: pyproject.toml setup.py $(NATIVE_SOURCES) requirements/service.txt requirements/peers.txt
 	scripts/setup.sh install
 	@touch $@
 
@@ -38,6 +39,12 @@ image-deps:
 STYLE ?=
 serve: install
 	$(BIN)/animegan serve --fetch-missing $(if $(STYLE),--style $(STYLE)) $(ARGS)
+
+# A manylinux wheel in DIR (default dist/) that carries the native kernels and the oneDNN library they
+# link: installed on a machine with no compiler and no libdnnl, every precision of its CPU runs natively.
+DIST ?= dist
+wheel: install-dev
+	PATH="$(abspath $(BIN)):$$PATH" scripts/wheel.sh "$(DIST)"
 
 # One command: set up everything the tests need, then lint and run the whole suite (the image
 # tests in tests/image/ included).

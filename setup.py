@@ -1,9 +1,12 @@
 """The native engine (inference/_onednn.cpp + inference/native/), built when oneDNN's headers are installed.
 
 Everything else is in pyproject.toml. Without oneDNN (Debian: libdnnl-dev) the build skips the
-extension: fp32 then runs on ONNX Runtime's band graphs and bf16 on OpenVINO's, and int8 is refused.
+extension: the service then needs the graph fallback (the `peers` extra: fp32 on ONNX Runtime's band
+graphs, bf16 on OpenVINO's; int8 is refused). ANIMEGAN_NATIVE=required makes a failed build of the
+kernels an error instead (`make wheel`: the wheel exists to carry them).
 """
 
+import os
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -19,7 +22,7 @@ setup(
             libraries=["dnnl"],
             extra_compile_args=["-O3", "-std=c++17", "-fopenmp", "-Wall"],
             extra_link_args=["-fopenmp"],
-            optional=True,
+            optional=os.environ.get("ANIMEGAN_NATIVE") != "required",
         )
     ]
 )

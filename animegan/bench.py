@@ -308,15 +308,30 @@ def build_parser(prog: str = "animegan bench") -> argparse.ArgumentParser:
     return parser
 
 
+# Variants that run on the `peers` extra's runtimes (graphs built with onnx), and the modules they import.
+PEER_MODULES: dict[str, tuple[str, ...]] = {
+    "engine-fp32-onnxruntime": ("onnx", "onnxruntime"),
+    "engine-bf16-openvino": ("onnx", "openvino"),
+    "openvino": ("onnx", "openvino"),
+    "openvino-f32": ("onnx", "openvino"),
+    "openvino-int8": ("onnx", "openvino", "nncf"),
+    "ort-whole": ("onnx", "onnxruntime"),
+}
+
+
+def _without_peers(variants: Sequence[str]) -> list[str]:
+    """The asked variants whose runtime is not installed (the `peers` extra; NNCF is in dev)."""
+    import importlib.util
+
+    return [v for v in variants if any(importlib.util.find_spec(m) is None for m in PEER_MODULES.get(v, ()))]
+
+
 def _default_variants() -> list[str]:
     """engine (asked precision), engine-fp32, and the peers whose runtime is installed."""
     import importlib.util
 
-    variants = ["engine", "engine-fp32"]
-    for variant, module in ((PEER, "openvino"), ("eager", "torch")):
-        if importlib.util.find_spec(module) is not None:
-            variants.append(variant)
-    return variants
+    variants = ["engine", "engine-fp32", *([] if _without_peers([PEER]) else [PEER])]
+    return [*variants, "eager"] if importlib.util.find_spec("torch") is not None else variants
 
 
 def _resolve(args: argparse.Namespace) -> str:
@@ -344,11 +359,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.worker, width, height, args.threads, weights_arg, bool(args.align_corners), args.precision, args.photos
         )
     if args.variants is None:
-        args.variants = [*bench_user.USER_VARIANTS[:2], PEER] if args.user else _default_variants()
+        user = [*bench_user.USER_VARIANTS[:2], *([] if _without_peers([PEER]) else [PEER])]
+        args.variants = user if args.user else _default_variants()
     known = bench_user.USER_VARIANTS if args.user else VARIANTS
     unknown = [v for v in args.variants if v not in known]
     if unknown or args.repeats < 1 or args.threads < 1 or args.processes < 0 or args.user < 0:
         sys.stderr.write(f"error: bad --variants {unknown} (known: {', '.join(known)}), --repeats or --threads\n")
+        return 2
+    missing = _without_peers(args.variants)
+    if missing:
+        sys.stderr.write(
+            f"error: {', '.join(missing)} run on the benchmark's peers, which are not installed: "
+            "pip install 'animegan[peers]' (and nncf for openvino-int8)\n"
+        )
         return 2
     try:
         weights = _resolve(args)

@@ -119,7 +119,7 @@ class SeaweedFS:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SeaweedError(f"weed mini exited at start with status {self.process.returncode}")
-            if self._answers() and all(self._has_bucket(b) for b in self.buckets):
+            if self._answers() and all(self._has_bucket(b) for b in self.buckets) and self._stores():
                 return
             time.sleep(0.1)
         self.kill()
@@ -139,6 +139,21 @@ class SeaweedFS:
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
                 return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _stores(self) -> bool:
+        """A write through the filer lands on a volume: after a restart the S3 port and the bucket
+        answer before the volume server has registered again, and a first PUT would wait for it."""
+        if not self.buckets:
+            return True
+        url = f"http://{self.host}:{self.ports['filer']}/buckets/{self.buckets[0]}/.animegan-ready"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=b"ok", method="PUT"), timeout=5) as put:
+                if put.status not in (200, 201):
+                    return False
+            with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=5):
+                return True
         except (urllib.error.URLError, OSError):
             return False
 

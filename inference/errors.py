@@ -14,8 +14,10 @@ Exception tree, and the HTTP status the gateway maps each one to::
     │                                    (the service maps it; the message says how to
     │                                    supply the file)
     └── PrecisionError              --   a precision this machine cannot run (bf16 on a CPU
-                                         without native bf16): stops a worker or the CLI at
-                                         start, never reaches a request
+                                         without native bf16, or no runtime installed for it:
+                                         neither the native kernels nor the `peers` extra):
+                                         stops a worker or the CLI at start, never reaches a
+                                         request
 """
 
 from __future__ import annotations
@@ -34,6 +36,6 @@ class WeightsError(InferenceError):
 
 
 class PrecisionError(InferenceError):
-    """The requested number format cannot run natively here (or is not a known one)."""
+    """The requested number format cannot run here (no units or no runtime for it), or is not a known one."""
 
     title = "Precision unavailable"

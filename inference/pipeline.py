@@ -1,8 +1,8 @@
 """Stylizer: the one object the worker and the CLI use to turn a PIL image into its anime version.
 
 Loads and verifies a style's weights once, builds the engine once, then maps RGB images to
-same-size RGB images. Torch is never imported on this path (the engine runs on ONNX Runtime and
-the weights are read by the restricted checkpoint reader), so a worker process stays small.
+same-size RGB images. Torch is never imported on this path (the engine runs on the native oneDNN
+kernels and the weights are read by the restricted checkpoint reader), so a worker process stays small.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ class Stylizer:
     ) -> Stylizer:
         """Resolve, verify and load ``style`` (or an explicit ``weights_path``); never downloads.
 
-        ``precision`` is auto (bf16 where the CPU runs it natively), fp32 or bf16; bf16 on a CPU
-        without it raises PrecisionError before anything is loaded.
+        ``precision`` is auto (bf16 where the CPU runs it natively, else int8 where it has the int8
+        units, else fp32), fp32, bf16 or int8; one this machine cannot run (no units, or no runtime
+        installed for it) raises PrecisionError before anything is loaded.
         """
         started = time.perf_counter()
         resolve_precision(str(precision))  # refuse an impossible precision before reading weights

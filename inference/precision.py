@@ -9,6 +9,10 @@ slower. int8 (u8 activations x s8 weights, s32 sums) runs on the integer dot-pro
 fp32; an explicit `bf16` or `int8` on a CPU without its units is refused at start with one line
 instead of running slowly.
 
+The native kernels run every precision. Where they are not built, the graph fallback of the `peers`
+extra runs fp32 (ONNX Runtime) and bf16 (OpenVINO); with neither installed, the precision is refused
+at start with one line naming what to install.
+
 The flags come from /proc/cpuinfo (Linux), capped by oneDNN's own `ONEDNN_MAX_CPU_ISA` when it is
 set: the kernels then run no instruction above it, so the choice must not either (the benchmark
 uses it to show what older CPUs get).
@@ -114,8 +118,16 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+# The graph fallback (`inference.banded`): ONNX builds every band graph, a runtime runs them.
+FALLBACK_MODULES: Final[dict[str, tuple[str, ...]]] = {"fp32": ("onnx", "onnxruntime"), "bf16": ("onnx", "openvino")}
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def openvino_installed() -> bool:
-    return importlib.util.find_spec("openvino") is not None
+    return _installed("openvino")
 
 
 def native_built() -> bool:
@@ -125,9 +137,14 @@ def native_built() -> bool:
     return runtime_onednn.built()
 
 
+def fallbacks_installed() -> frozenset[str]:
+    """The precisions the graph fallback (the `peers` extra) can run here; loads none of its modules."""
+    return frozenset(name for name, modules in FALLBACK_MODULES.items() if all(map(_installed, modules)))
+
+
 def bf16_runtime_installed() -> bool:
-    """A bf16 runtime is here: the native kernels (built with the package) or OpenVINO; loads neither."""
-    return native_built() or openvino_installed()
+    """A bf16 runtime is here: the native kernels (built with the package) or OpenVINO's fallback; loads neither."""
+    return native_built() or "bf16" in fallbacks_installed()
 
 
 def has_native_bf16(flags: frozenset[str]) -> bool:
@@ -147,44 +164,62 @@ def bf16_flags_line(flags: frozenset[str]) -> str:
 
 
 def resolve_precision(
-    requested: str, *, flags: frozenset[str] | None = None, runtime: bool | None = None, native: bool | None = None
+    requested: str,
+    *,
+    flags: frozenset[str] | None = None,
+    native: bool | None = None,
+    fallbacks: frozenset[str] | None = None,
 ) -> Precision:
     """`auto` -> bf16 where the CPU has it natively and a bf16 runtime is installed, else int8 where
     it has int8 units and the native kernels are built, else fp32.
 
-    `bf16` or `int8` without the units (or the runtime) raises PrecisionError with the reason;
-    `flags`, `runtime` (a bf16 runtime is installed) and `native` (the native kernels are built) can
-    be injected (tests, other machines' flags).
+    A precision without its units, or with no runtime installed for it (neither the native kernels
+    nor the graph fallback), raises PrecisionError with the reason. `flags`, `native` (the native
+    kernels are built) and `fallbacks` (the precisions the graph fallback runs) can be injected
+    (tests, other machines' flags).
     """
     if requested not in REQUESTS:
         raise PrecisionError(f"Unknown precision {requested!r}: use one of {', '.join(REQUESTS)}.")
-    if requested == "fp32":
-        return Precision.FP32
-    flags = cpu_flags() if flags is None else flags
     native = native_built() if native is None else native
-    runtime = (native or openvino_installed()) if runtime is None else runtime
+    fallbacks = fallbacks_installed() if fallbacks is None else fallbacks
+    runs = {precision for precision in Precision if native or str(precision) in fallbacks}
+    if requested == "fp32":
+        return _runnable(Precision.FP32, runs)
+    flags = cpu_flags() if flags is None else flags
     if requested == "auto":
-        if has_native_bf16(flags) and runtime:
+        if has_native_bf16(flags) and Precision.BF16 in runs:
             return Precision.BF16
-        return Precision.INT8 if has_int8_units(flags) and native else Precision.FP32
+        return Precision.INT8 if has_int8_units(flags) and native else _runnable(Precision.FP32, runs)
     if requested == "bf16":
-        return _explicit_bf16(flags, runtime)
+        return _explicit_bf16(flags, runs)
     return _explicit_int8(flags, native)
 
 
-def _explicit_bf16(flags: frozenset[str], runtime: bool) -> Precision:
+def _runnable(precision: Precision, runs: set[Precision]) -> Precision:
+    """`precision` when a runtime for it is installed, else PrecisionError saying what to install (one line)."""
+    if precision in runs:
+        return precision
+    kernels = (
+        "install the manylinux wheel (`make wheel`), which carries them and oneDNN, or install g++ and "
+        "libdnnl-dev, then the package again"
+    )
+    if precision is Precision.INT8:
+        raise PrecisionError(f"Precision int8 needs the native kernels, which are not built here: {kernels}.")
+    peer = "ONNX Runtime" if precision is Precision.FP32 else "OpenVINO"
+    raise PrecisionError(
+        f"Precision {precision} needs the native kernels or the graph fallback on {peer}, and neither is "
+        f"installed: {kernels}; or install the fallback: pip install 'animegan[peers]'."
+    )
+
+
+def _explicit_bf16(flags: frozenset[str], runs: set[Precision]) -> Precision:
     if not has_native_bf16(flags):
         raise PrecisionError(
             f"Precision bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX-BF16); this CPU "
             f"({cpu_model()}) has {bf16_flags_line(flags)}. Use precision auto or fp32 "
             "(ANIMEGAN_PRECISION, --precision)."
         )
-    if not runtime:
-        raise PrecisionError(
-            "Precision bf16 needs the native kernels (install libdnnl-dev, then the package again) or OpenVINO "
-            "(pip install openvino); neither is installed."
-        )
-    return Precision.BF16
+    return _runnable(Precision.BF16, runs)
 
 
 def _explicit_int8(flags: frozenset[str], native: bool) -> Precision:
@@ -195,8 +230,5 @@ def _explicit_int8(flags: frozenset[str], native: bool) -> Precision:
             "(ANIMEGAN_PRECISION, --precision)."
         )
     if not native:
-        raise PrecisionError(
-            "Precision int8 needs the native kernels (install g++ and libdnnl-dev, then the package again); "
-            "they are not built."
-        )
+        _runnable(Precision.INT8, set())
     return Precision.INT8

@@ -8,9 +8,9 @@ released; sizes, dtypes and strides are checked there and raise ValueError (also
 per row and channel), so no band pays a layout reorder.
 
 The extension is built with the package when oneDNN's headers are there (Debian: libdnnl-dev;
-`scripts/setup.sh` installs it); `available()` says whether it loads. Without it the engine runs
-fp32 on ONNX Runtime's band graphs and bf16 on OpenVINO's, and refuses int8. Importing this
-module loads nothing.
+`scripts/setup.sh` installs it), and carried with oneDNN by the manylinux wheel (`make wheel`);
+`available()` says whether it loads. Without it the engine runs fp32 on ONNX Runtime's band graphs
+and bf16 on OpenVINO's (the `peers` extra), and refuses int8. Importing this module loads nothing.
 """
 
 from __future__ import annotations

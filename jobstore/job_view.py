@@ -47,7 +47,7 @@ class JobOutput(BaseModel):
     width: int | None = None
     height: int | None = None
     bytes: int | None = Field(default=None, description="Size of the encoded result.")
-    precision: str | None = Field(default=None, description="What the generator computed in: fp32 or bf16.")
+    precision: str | None = Field(default=None, description="What the generator computed in: fp32, bf16 or int8.")
 
 
 class JobTimings(BaseModel):

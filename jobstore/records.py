@@ -124,7 +124,7 @@ class JobRecord(BaseModel):
     output_width: int | None = None
     output_height: int | None = None
     output_bytes: int | None = None
-    precision: str | None = None  # what the worker's engine computed in: fp32 or bf16
+    precision: str | None = None  # what the worker's engine computed in: fp32, bf16 or int8
     error_code: ErrorCode | None = None
     error_detail: str | None = None
     request_id: str | None = None

@@ -2,9 +2,13 @@
 
 requirements/dev.txt      the development and test environment (`scripts/setup.sh dev`, `make test`, CI)
 requirements/service.txt  the service alone (the container image)
+requirements/peers.txt    the service and the `peers` extra: the graph fallback, for installs where the
+                          native kernels did not build (`scripts/setup.sh install`)
+requirements/build.txt    building and repairing the wheel alone: the build requirements and the `wheel`
+                          extra (the container image's build stage)
 
-Both hold the build requirements too (installs build the project without isolation, from the
-lock alone), and are resolved by uv for Linux and every Python the project supports (universal markers), with the
+Each holds the build requirements too (installs build the project without isolation, from the
+lock alone), and is resolved by uv for Linux and every Python the project supports (universal markers), with the
 sha256 of every file PyPI has for each pinned version, and installed with `pip --require-hashes`.
 torch is resolved as its CPU build (requirements/torch-cpu.txt) so that none of the CUDA packages
 PyPI's Linux torch pulls in reach the lock, and is left out of it: `scripts/setup.sh` installs the
@@ -29,7 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOCK_DIR = ROOT / "requirements"
 TORCH_PIN = LOCK_DIR / "torch-cpu.txt"
-LOCKS = {"dev": ["--extra", "dev"], "service": []}
+LOCKS = {"dev": ["--extra", "dev"], "service": [], "peers": ["--extra", "peers"], "build": []}
+# Locks resolved from requirement lines alone (not from pyproject.toml's dependencies): name -> extras read.
+STANDALONE = {"build": ["wheel"]}
 HEADER = "# inputs-sha256: "
 # Where the CPU build of torch comes from when resolving: a local wheel folder if the machine has one,
 # else PyTorch's own listing of its wheels (PyPI has only the CUDA build for Linux).
@@ -84,17 +90,27 @@ def _uv() -> str:
     return found
 
 
+def _stdin(name: str) -> str:
+    """Requirement lines a lock resolves besides pyproject.toml's: the build requirements, and for a
+    standalone lock the extras it names."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    lines = list(pyproject["build-system"]["requires"])
+    for extra in STANDALONE.get(name, []):
+        lines += pyproject["project"]["optional-dependencies"][extra]
+    return "\n".join(lines)
+
+
 def write_locks() -> None:
-    """Resolve both locks afresh (newest versions the ranges allow today) and stamp them."""
+    """Resolve every lock afresh (newest versions the ranges allow today) and stamp them."""
     digest = inputs_digest()
     for name, extras in LOCKS.items():
         out = LOCK_DIR / f"{name}.txt"
+        sources = ["-"] if name in STANDALONE else ["pyproject.toml", "-"]
         command = [
             _uv(),
             "pip",
             "compile",
-            "pyproject.toml",
-            "-",  # the build requirements, on stdin: installs run without build isolation
+            *sources,  # "-": the build requirements, on stdin: installs run without build isolation
             *extras,
             "--universal",
             "--python-version",
@@ -111,8 +127,7 @@ def write_locks() -> None:
             str(out),
             *_torch_source(),
         ]
-        build = "\n".join(tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"])
-        subprocess.run(command, cwd=ROOT, check=True, input=build, text=True)
+        subprocess.run(command, cwd=ROOT, check=True, input=_stdin(name), text=True)
         resolved = out.read_text()
         out.write_text(f"{HEADER}{digest}\n{resolved}")
         sys.stdout.write(f"lock: wrote {out.relative_to(ROOT)} ({resolved.count('==')} pins)\n")

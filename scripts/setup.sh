@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up used by the Makefile: `install` (service, no torch), `dev` (service + test tools
-# + the torch extra, CPU build), `latest` (as dev, but the newest versions pyproject.toml's ranges
+# Idempotent set-up used by the Makefile: `install` (service, no torch; the `peers` extra only when
+# the native kernels did not build), `dev` (service + test tools + the peers and torch extras, CPU build), `latest` (as dev, but the newest versions pyproject.toml's ranges
 # allow instead of the lock), `system` (Debian packages the tests use: prometheus/promtool,
 # chromium, docker-compose), `image` (Debian packages the image tests use: the docker.io engine and
 # client, docker-compose, debootstrap for stand-in base images).
@@ -52,8 +52,8 @@ PY
   rm -rf "$tmp"
 }
 
-# The native bf16 kernels (inference/_onednn.cpp) build against oneDNN (Debian: libdnnl-dev) when
-# the package is installed; without it the bf16 engine runs on OpenVINO's band graphs instead.
+# The native kernels (inference/_onednn.cpp, fp32, bf16 and int8) build against oneDNN (Debian:
+# libdnnl-dev) when the package is installed; without it the service needs the graph fallback.
 native_deps() {
   [ -f /usr/include/dnnl.hpp ] && command -v g++ >/dev/null && return
   if command -v apt-get >/dev/null; then
@@ -62,7 +62,17 @@ native_deps() {
       return
     fi
   fi
-  echo "setup: oneDNN (libdnnl-dev) and g++ are not installed: bf16 will run on OpenVINO's band graphs" >&2
+  echo "setup: oneDNN (libdnnl-dev) and g++ are not installed: the native kernels will not build" >&2
+}
+
+# Without the native kernels the service runs on the graph fallback (fp32 on ONNX Runtime, bf16 on
+# OpenVINO, no int8): the `peers` extra, from its lock (the service's lock and the extra).
+peers_unless_native() {
+  if "$VENV/bin/python" -c "from inference import runtime_onednn as r; raise SystemExit(not r.available())"; then
+    return
+  fi
+  echo "setup: the native kernels did not build: installing the graph fallback (the peers extra)" >&2
+  "$VENV/bin/pip" install --quiet --require-hashes --no-deps -r requirements/peers.txt
 }
 
 # The locked packages, then the project itself without resolving anything: no build isolation, the
@@ -87,6 +97,7 @@ case "${1:-install}" in
     native_deps
     make_venv
     install_locked service
+    peers_unless_native
     ;;
   dev)
     native_deps

@@ -83,7 +83,8 @@ MEMORY_LIMIT = Gauge(
 
 ENGINE = Gauge(
     "worker_engine_info",
-    "1 for the precision and runtime the worker processes' engines computed in (fp32 onnxruntime, bf16 openvino).",
+    "1 for the precision (fp32, bf16, int8) and runtime (onednn: the native kernels; onnxruntime or openvino: "
+    "the graph fallback) the worker processes' engines computed in.",
     ["precision", "runtime"],
     namespace="animegan",
     multiprocess_mode="livemax",

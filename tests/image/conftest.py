@@ -9,6 +9,8 @@
   minbase made with debootstrap from the host's apt mirror. The minbase and the stand-ins are kept
   as tarballs in ~/.cache/animegan-image ($XDG_CACHE_HOME), named by a digest of their recipes, so
   a later run, or a fresh engine, loads them in seconds.
+- ``pip_options``: ``docker run`` options with which pip in a container of a base image trusts what
+  the host trusts (its CA bundle) and keeps its downloads in the cache directory below.
 - ``image``: the animegan image built from this tree with BuildKit. Offline as to weights
   (ANIMEGAN_PREFETCH_STYLES empty: the stack mounts ../shared/weights); the host's CA bundle is
   the build's ``ca-bundle`` secret, so pip trusts what the host trusts (an intercepting proxy).
@@ -273,3 +275,17 @@ def image(engine: Engine, base_images: dict[str, str]) -> str:
 def image_build_args(base_images: dict[str, str]) -> list[str]:
     """The `docker build` options the ``image`` fixture uses (python base, no weights, CA secret)."""
     return build_args(base_images)
+
+
+@pytest.fixture(scope="session")
+def pip_options() -> list[str]:
+    """`docker run` options for pip in a container: the host's CA bundle, a download cache kept between runs."""
+    downloads = cache_dir() / "pip"
+    downloads.mkdir(exist_ok=True)
+    options = ["--volume", f"{downloads}:/root/.cache/pip", "--env", "PIP_DISABLE_PIP_VERSION_CHECK=1"]
+    bundle = ca_bundle()
+    return (
+        [*options, "--volume", f"{bundle}:/etc/animegan-ca.crt:ro", "--env", "PIP_CERT=/etc/animegan-ca.crt"]
+        if bundle
+        else options
+    )

@@ -43,6 +43,24 @@ def test_the_image_has_the_native_kernels_no_torch_no_weights_and_no_ca_bundle(e
     assert done.stdout.strip() == "True True 10001 [] False (3, 11)"
 
 
+def test_the_image_runs_the_kernels_on_the_onednn_its_wheel_carries_without_compiler_or_peers(
+    engine: Any, image: str
+) -> None:
+    """The runtime stage installs the wheel: no libdnnl package, no compiler, no inference runtime."""
+    script = (
+        "for tool in g++ gcc cc; do command -v $tool; done; find / -xdev -name 'libdnnl*' 2>/dev/null; "
+        "python -c \"import importlib.util as u; print([m for m in ('onnxruntime', 'openvino', 'onnx', 'torch') "
+        'if u.find_spec(m)])"'
+    )
+    done = engine.run("run", "--rm", "--entrypoint", "sh", image, "-c", script)
+    *libraries, peers = done.stdout.split("\n")[:-1]
+    assert peers == "[]"
+    assert libraries, "no oneDNN in the image"
+    assert all(path.startswith("/opt/venv/lib/python3.11/site-packages/animegan.libs/") for path in libraries), (
+        libraries
+    )
+
+
 def test_the_build_installs_from_the_package_index_it_is_given(
     engine: Any, image: str, image_build_args: list[str]
 ) -> None:

@@ -31,15 +31,16 @@ import yaml
 from PIL import Image
 
 from animegan.redis_server import free_port
-from inference.precision import cpu_flags, has_native_bf16
+from inference.precision import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 ARTIFACTS = ROOT / "test-artifacts" / "image"
 PROJECT = "animegan-image-test"
-# What the engine computes in on this CPU: bf16 on the native oneDNN kernels where the CPU has
-# bf16 instructions, else fp32 on ONNX Runtime (the fallback until the kernels serve fp32).
-EXPECTED_ENGINE = ("bf16", "onednn") if has_native_bf16(cpu_flags()) else ("fp32", "onnxruntime")
+# What the engine computes in on this CPU: auto on the native oneDNN kernels the image's wheel carries
+# (bf16 where the CPU has bf16 instructions, else int8 where it has int8 units, else fp32); the image
+# has no graph fallback.
+EXPECTED_ENGINE = (str(resolve_precision("auto", native=True, fallbacks=frozenset())), "onednn")
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 _variants = itertools.count(1)
 

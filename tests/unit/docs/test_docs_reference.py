@@ -157,7 +157,7 @@ def test_settings_are_described_with_type_bounds_default_and_readers() -> None:
     side = found["ANIMEGAN_MAX_SIDE"]
     assert (side.kind, side.default, side.readers) == ("integer, ≥ 16, ≤ 8192", "`1024`", ("api",))
     assert found["ANIMEGAN_REDIS_URL"].readers == ("api", "worker")
-    assert found["ANIMEGAN_PRECISION"].kind == "`auto`, `fp32` or `bf16`"
+    assert found["ANIMEGAN_PRECISION"].kind == "`auto`, `fp32`, `bf16` or `int8`"
     assert found["ANIMEGAN_WEBHOOK_RETRY_SCHEDULE_S"].default == "`0,30,120,480,1200,1800`"
     assert found["ANIMEGAN_BROKER_URL"].default == "*unset*"
     assert found["ANIMEGAN_REDIS_MAXMEMORY"].readers == ("animegan serve",)

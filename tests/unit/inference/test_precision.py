@@ -25,6 +25,8 @@ SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_
 AMX_ONLY = frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"})
 CASCADE_LAKE = frozenset({"avx2", "avx512f", "avx512_vnni"})
 ALDER_LAKE = frozenset({"avx2", "fma", "avx_vnni"})
+# What the graph fallback (the `peers` extra) runs: both precisions, fp32 alone, or nothing.
+BOTH, ORT_ONLY, NONE = frozenset({"fp32", "bf16"}), frozenset({"fp32"}), frozenset[str]()
 
 
 @pytest.mark.parametrize(
@@ -41,23 +43,38 @@ ALDER_LAKE = frozenset({"avx2", "fma", "avx_vnni"})
 def test_auto_picks_bf16_where_native_else_int8_where_the_int8_units_are(
     flags: frozenset[str], expected: Precision
 ) -> None:
-    assert resolve_precision("auto", flags=flags, runtime=True, native=True) is expected
+    assert resolve_precision("auto", flags=flags, native=True, fallbacks=NONE) is expected
 
 
 def test_auto_falls_back_to_fp32_without_a_runtime_for_the_cpus_units() -> None:
-    assert resolve_precision("auto", flags=SAPPHIRE_RAPIDS, runtime=False, native=False) is Precision.FP32
+    assert resolve_precision("auto", flags=SAPPHIRE_RAPIDS, native=False, fallbacks=ORT_ONLY) is Precision.FP32
     # OpenVINO serves bf16 without the native kernels; int8 needs them.
-    assert resolve_precision("auto", flags=ZEN4, runtime=True, native=False) is Precision.BF16
-    assert resolve_precision("auto", flags=CASCADE_LAKE, runtime=True, native=False) is Precision.FP32
+    assert resolve_precision("auto", flags=ZEN4, native=False, fallbacks=BOTH) is Precision.BF16
+    assert resolve_precision("auto", flags=CASCADE_LAKE, native=False, fallbacks=BOTH) is Precision.FP32
 
 
-def test_fp32_is_always_available() -> None:
-    assert resolve_precision("fp32", flags=frozenset(), runtime=False, native=False) is Precision.FP32
+def test_fp32_runs_on_the_native_kernels_or_on_onnx_runtime() -> None:
+    assert resolve_precision("fp32", flags=frozenset(), native=True, fallbacks=NONE) is Precision.FP32
+    assert resolve_precision("fp32", flags=frozenset(), native=False, fallbacks=ORT_ONLY) is Precision.FP32
+
+
+@pytest.mark.parametrize("requested", ["auto", "fp32"])
+def test_without_the_kernels_and_without_the_peers_nothing_runs_and_one_line_says_what_to_install(
+    requested: str,
+) -> None:
+    with pytest.raises(PrecisionError) as caught:
+        resolve_precision(requested, flags=ZEN4, native=False, fallbacks=NONE)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("Precision fp32 needs the native kernels or the graph fallback on ONNX Runtime")
+    assert "`make wheel`" in message
+    assert "libdnnl-dev" in message
+    assert "pip install 'animegan[peers]'" in message
 
 
 def test_explicit_int8_on_a_cpu_without_int8_units_is_refused_with_one_clear_line() -> None:
     with pytest.raises(PrecisionError) as caught:
-        resolve_precision("int8", flags=ZEN3, runtime=True, native=True)
+        resolve_precision("int8", flags=ZEN3, native=True, fallbacks=BOTH)
     message = str(caught.value)
     assert "\n" not in message
     assert "AVX512_VNNI, AVX-VNNI or AMX-INT8" in message
@@ -68,8 +85,10 @@ def test_explicit_int8_on_a_cpu_without_int8_units_is_refused_with_one_clear_lin
 
 def test_explicit_int8_without_the_native_kernels_is_refused() -> None:
     with pytest.raises(PrecisionError, match="native kernels") as caught:
-        resolve_precision("int8", flags=CASCADE_LAKE, runtime=True, native=False)
+        resolve_precision("int8", flags=CASCADE_LAKE, native=False, fallbacks=BOTH)
     assert "libdnnl-dev" in str(caught.value)
+    assert "`make wheel`" in str(caught.value)
+    assert "peers" not in str(caught.value)  # the graph fallback has no int8
     assert "\n" not in str(caught.value)
 
 
@@ -85,7 +104,7 @@ def test_explicit_int8_without_the_native_kernels_is_refused() -> None:
 def test_onednn_isa_cap_limits_what_auto_picks(cap: str | None, expected: Precision) -> None:
     # The kernels never run an instruction above oneDNN's cap, so the choice must not assume one.
     flags = capped_flags(SAPPHIRE_RAPIDS | ZEN4, cap)
-    assert resolve_precision("auto", flags=flags, runtime=True, native=True) is expected
+    assert resolve_precision("auto", flags=flags, native=True, fallbacks=NONE) is expected
 
 
 def test_the_isa_cap_is_read_from_onednn_s_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +120,7 @@ def test_the_isa_cap_is_read_from_onednn_s_variable(monkeypatch: pytest.MonkeyPa
 
 def test_explicit_bf16_on_a_cpu_without_it_is_refused_with_one_clear_line() -> None:
     with pytest.raises(PrecisionError) as caught:
-        resolve_precision("bf16", flags=ZEN3, runtime=True)
+        resolve_precision("bf16", flags=ZEN3, native=True)
     message = str(caught.value)
     assert "\n" not in message
     assert "AVX512_BF16 or AMX-BF16" in message
@@ -112,8 +131,9 @@ def test_explicit_bf16_on_a_cpu_without_it_is_refused_with_one_clear_line() -> N
 
 def test_explicit_bf16_without_a_bf16_runtime_is_refused() -> None:
     with pytest.raises(PrecisionError, match="libdnnl-dev") as caught:
-        resolve_precision("bf16", flags=SAPPHIRE_RAPIDS, runtime=False, native=False)
-    assert "OpenVINO" in str(caught.value)
+        resolve_precision("bf16", flags=SAPPHIRE_RAPIDS, native=False, fallbacks=ORT_ONLY)
+    assert "graph fallback on OpenVINO" in str(caught.value)
+    assert "pip install 'animegan[peers]'" in str(caught.value)
 
 
 def test_unknown_precisions_are_refused() -> None:
@@ -172,3 +192,15 @@ def test_stylize_refuses_int8_on_a_cpu_without_int8_units(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: Precision int8 needs a CPU with int8 dot-product units")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_graph_fallback_needs_onnx_and_the_runtime_of_the_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from inference.precision import fallbacks_installed
+
+    assert fallbacks_installed() == BOTH  # the dev environment has the peers extra
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as an install without it: not importable
+    assert fallbacks_installed() == ORT_ONLY
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert fallbacks_installed() == NONE

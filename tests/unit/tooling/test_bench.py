@@ -67,6 +67,23 @@ def test_default_variants_are_those_whose_runtime_is_installed(monkeypatch: pyte
     assert "eager" not in variants
 
 
+def test_without_the_peers_the_default_leaves_openvino_out_and_peer_variants_are_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    assert "openvino" in bench._default_variants()  # the dev environment has the peers extra
+    for module in ("onnxruntime", "openvino", "onnx"):
+        monkeypatch.setitem(sys.modules, module, None)  # as an install without the extra
+    assert "openvino" not in bench._default_variants()
+    assert bench.main(["--variants", "engine,ort-whole,engine-bf16-openvino"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: ort-whole, engine-bf16-openvino run on the benchmark's peers, which are not installed"
+    )
+    assert "pip install 'animegan[peers]'" in err
+
+
 def tiny_photos(folder: Path, count: int = 2) -> Path:
     """A folder of small JPEG photos (gradients and noise), like the samples but quick to stylize."""
     from PIL import Image

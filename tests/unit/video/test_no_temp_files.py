@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 SCRIPT = r"""
-import json, os, sys, threading, time
+import json, os, stat, sys, threading, time
 from fractions import Fraction
 from video.join import join_pieces
 from video.probe import probe
@@ -28,7 +28,11 @@ def regular_files():
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
+            regular = stat.S_ISREG(os.stat(f"/proc/self/fd/{fd}").st_mode)
         except OSError:
+            continue
+        # A lazy import lists package folders (a directory fd): only regular files are data.
+        if not regular:
             continue
         # Code loaded by a lazy import is not data: modules and libraries are left out.
         if target.startswith("/") and not target.startswith(("/dev/", "/proc/")) and not target.endswith(CODE):
