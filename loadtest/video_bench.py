@@ -35,17 +35,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psutil
 
-from animegan.redis_server import RedisServer, free_port
-from animegan.seaweedfs_server import SeaweedFS
 from loadtest.machine import cpu_model
-from loadtest.storage_bench import peak_rss_mb, start_gateway
+from loadtest.storage_bench import peak_rss_mb
 from loadtest.video_clips import large_clip, pan_clip
+from loadtest.video_stack import gateway, service_env
 from video.probe import Limits, probe
 
 MiB = 2**20
@@ -62,38 +60,6 @@ def machine_line() -> str:
     family = next((x.split(":")[1].strip() for x in info.splitlines() if x.startswith("cpu family")), "?")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"CPU: {cpu_model(info)} (family {family}), {os.cpu_count()} CPUs; load average {load}"
-
-
-def service_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIMEGAN_", "PROMETHEUS_", "AWS_"))}
-    weights = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
-    env.update(ANIMEGAN_LOG_LEVEL="WARNING", ANIMEGAN_STYLES="hayao", ANIMEGAN_DEFAULT_STYLE="hayao")
-    env.update(ANIMEGAN_WEIGHTS_DIR=str(weights), ANIMEGAN_MAX_QUEUE_DEPTH="200", ANIMEGAN_MAX_QUEUED_PER_CLIENT="200")
-    env.update(extra)
-    return env
-
-
-@contextmanager
-def gateway(env: dict[str, str], workdir: Path, store: str) -> Iterator[tuple[str, int, str]]:
-    """A private Redis (and SeaweedFS for ``s3``) and the production gateway; yields its URL, pid and Redis URL."""
-    with RedisServer() as server:
-        seaweed = None
-        try:
-            env = {**env, "ANIMEGAN_REDIS_URL": server.url}
-            if store == "s3":
-                seaweed = SeaweedFS(Path(tempfile.mkdtemp(dir=workdir)))
-                seaweed.start()
-                env.update(ANIMEGAN_S3_BUCKET="animegan", ANIMEGAN_S3_ENDPOINT_URL=seaweed.endpoint, **seaweed.env)
-            port = free_port()
-            process = start_gateway(env, port, workdir / f"gateway-{store}.log")
-            try:
-                yield f"http://127.0.0.1:{port}", process.pid, server.url
-            finally:
-                process.terminate()
-                process.wait(30)
-        finally:
-            if seaweed is not None:
-                seaweed.stop()
 
 
 class RssSampler:

@@ -34,13 +34,12 @@ from PIL import Image
 
 from animegan.serve import worker_command
 from loadtest.video_clips import pan_clip
+from loadtest.video_stack import gateway, service_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_worker(args: argparse.Namespace, say: Callable[[str], None], machine: Callable[[], str]) -> None:
-    from loadtest.video_bench import gateway, service_env
-
     clips = [pan_clip(2.0, seed=seed) for seed in (1, 2)]
     side = str(args.side)
     env = service_env(ANIMEGAN_MAX_SIDE=side, ANIMEGAN_VIDEO_MAX_SIDE=side)
@@ -153,8 +152,6 @@ def child(url: str, cpu: int) -> list[dict[str, Any]]:
 
 def clip_through_workers(clip: bytes, workers: int, workdir: Path, env: dict[str, str]) -> float:
     """Seconds from POST /videos to success with ``workers`` single-child workers, each on its own core."""
-    from loadtest.video_bench import gateway
-
     env = {**env, "ANIMEGAN_MAX_VIDEO_BYTES": str(256 * 2**20), "ANIMEGAN_MAX_VIDEO_SECONDS": "3600"}
     cores = sorted(os.sched_getaffinity(0))
     with gateway(env, workdir, "redis") as (base, _, url):
