@@ -24,11 +24,14 @@ _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(start, end exclusive) of a single-range ``Range`` header; None for the whole body (no header, or
-    one this server ignores: several ranges, another unit). Raises 416 for a range past the end."""
+    one this server ignores: several ranges, another unit, or an invalid one whose last byte comes before its
+    first, which RFC 9110 14.1.1 makes the header invalid, not unsatisfiable). Raises 416 for a range past the end."""
     match = _RANGE.match(header or "")
     if match is None or not (match.group(1) or match.group(2)):
         return None
     first, last = match.group(1), match.group(2)
+    if first and last and int(last) < int(first):
+        return None
     if not first:  # the last n bytes
         start, end = max(0, size - int(last)), size
     else:
