@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from animegan.style_options import add_precision_argument, add_style_arguments, chosen_align_corners, chosen_style
+from animegan.stylize_video import add_video_arguments, is_clip, stylize_clips
 from imaging.crops import PORTRAIT_SIDE, CropBox, parse_crop
 from imaging.decode import DecodedImage, decode_image, decode_portrait
 from imaging.encode import encode_image
@@ -63,9 +64,10 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
 
     stylize = commands.add_parser(
         "stylize",
-        help="stylize image files or folders",
+        help="stylize image files, clips or folders",
         description="Stylize JPEG, PNG and WebP files (folders: their files with those extensions, sorted) "
-        "one at a time, writing OUT/<input stem>.<format>. A file that fails is reported and skipped.",
+        "one at a time, writing OUT/<input stem>.<format>; clips (MP4, MOV, WebM, MKV) become OUT/<stem>.mp4 "
+        "with their timing and sound kept. A file that fails is reported and skipped.",
     )
     stylize.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image file or folder")
     stylize.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
@@ -89,6 +91,7 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
         metavar="X,Y,W,H",
         help="with --portrait: the square to take (w = h), in each photo's pixels after EXIF orientation",
     )
+    add_video_arguments(stylize, _positive_int)
     stylize.add_argument("--format", choices=OUTPUT_FORMATS, default="png", help="output format (default png)")
     stylize.add_argument(
         "--threads", type=_positive_int, default=_cpu_count(), metavar="N", help="CPU threads (default: all available)"
@@ -139,7 +142,10 @@ def _run_stylize(args: argparse.Namespace) -> int:
         _error(f"cannot create {out_dir}: {exc.strerror or exc}")
         return 1
     framing = _Framing(max_side=args.max_side, portrait=args.portrait, crop=args.crop)
-    written = _stylize_all(stylizer, inputs, out_dir, fmt=args.format, framing=framing)
+    clips = [path for path in inputs if is_clip(path)]
+    photos = [path for path in inputs if not is_clip(path)]
+    written = _stylize_all(stylizer, photos, out_dir, fmt=args.format, framing=framing)
+    written += stylize_clips(stylizer, clips, out_dir, max_side=args.video_max_side)
     failures += len(inputs) - written
     sys.stderr.write(f"{written} written to {out_dir}, {failures} failed\n")
     return 1 if failures else 0
@@ -209,7 +215,9 @@ def _collect_inputs(raw_inputs: Sequence[Path]) -> tuple[list[Path], int]:
     failures = 0
     for raw in raw_inputs:
         if raw.is_dir():
-            found = sorted(p for p in raw.iterdir() if p.suffix.lower() in INPUT_SUFFIXES and p.is_file())
+            found = sorted(
+                p for p in raw.iterdir() if (p.suffix.lower() in INPUT_SUFFIXES or is_clip(p)) and p.is_file()
+            )
             if not found:
                 _error(f"{raw}: no {'/'.join(INPUT_SUFFIXES)} files in this folder", prefix="warning")
             inputs.extend(found)
@@ -219,6 +227,10 @@ def _collect_inputs(raw_inputs: Sequence[Path]) -> tuple[list[Path], int]:
             _error(f"{raw}: no such file or folder")
             failures += 1
     return inputs, failures
+
+
+def _is_input(path: Path) -> bool:
+    return path.suffix.lower() in INPUT_SUFFIXES or is_clip(path)
 
 
 def _run_styles(args: argparse.Namespace) -> int:

@@ -152,6 +152,19 @@ class ApiSettings(SharedSettings, WebhookSettings):
         """The per-client request rate, or None when ANIMEGAN_RATE_LIMIT is empty or ``off``."""
         return parse_rate(self.rate_limit)
 
+    max_video_bytes: int = Field(default=100 * MiB, ge=1024)
+    """Largest clip `POST /videos` accepts, in bytes (`104857600`, `100mb`); refused while it streams with 413
+    `video-too-large`. The gateway never holds the clip whole: it goes to the store as it arrives."""
+    max_video_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """Longest clip `POST /videos` accepts, in seconds (from its frames' timestamps); longer: 422
+    `video-too-long`. A clip also needs no more segments (about 2 s each) than the queue depth and the
+    per-client quota allow."""
+    video_max_side: int = Field(default=720, ge=16, le=4096)
+    """Longest side of a stylized video's frames: larger clips are downscaled like photos (aspect kept,
+    even sides), never upscaled."""
+    video_upload_timeout_s: float = Field(default=600.0, gt=0)
+    """Seconds a `POST /videos` body may take to arrive in full (a 100 MiB clip over a 10 Mbit/s link takes
+    about 84 s); later: 408 `request-timeout`."""
     max_event_streams: int = Field(default=1000, ge=1)
     """`GET /jobs/{id}/events` streams open at once per API process; beyond it 429 `too-many-streams`
     with `Retry-After`."""
@@ -163,7 +176,7 @@ class ApiSettings(SharedSettings, WebhookSettings):
     `536870912`, `512mb`, `2gb` (Redis's units: `mb` = 2^20, `m` = 10^6). `0`: Redis's `maxmemory` is
     the budget, and with neither admission does not look at memory."""
 
-    @field_validator("store_budget_bytes", "decode_memory_bytes", mode="before")
+    @field_validator("store_budget_bytes", "decode_memory_bytes", "max_video_bytes", mode="before")
     @classmethod
     def _parse_size(cls, value: object) -> int:
         return parse_size(value)

@@ -7,7 +7,7 @@ imports torch or the inference runtime: it decodes and downscales with the torch
 
 The factory builds the parts routes use, one of each per app, on ``app.state`` (routes get them as
 dependencies: ``api.deps``, ``api.jobs.deps``, ``api.events.streams``); includes the router of
-every use case (``jobs``, ``batches``, ``events``, ``ops``, the page and docs of ``edge``); and
+every use case (``jobs``, ``videos``, ``batches``, ``events``, ``ops``, the page and docs of ``edge``); and
 stacks the middleware of ``edge``, ``tenancy`` and ``ops``. The lifespan closes every connection.
 """
 
@@ -48,11 +48,14 @@ from api.tenancy.auth import ClientMiddleware
 from api.tenancy.clients import TrustedProxies
 from api.tenancy.keys import KeyRing, KeysFileError
 from api.tenancy.rate_limit import RateLimiter, RateLimitMiddleware
+from api.videos.deps import build_video_parts
+from api.videos.routes import router as videos_router
 from jobstore.objectstore import StoreError
 
 # Every router of the gateway, in the order of the API document; a new use case adds its router here.
 ROUTERS: list[APIRouter] = [
     jobs_router,
+    videos_router,
     batches_router,
     batch_stream_router,
     job_stream_router,
@@ -114,6 +117,7 @@ def _build_parts(app: FastAPI, settings: ApiSettings) -> None:
     store = app.state.store = connect_store(settings)
     objects = app.state.objects = open_object_store(settings)
     build_job_parts(app.state, settings, store, objects)
+    build_video_parts(app.state, settings, store)
     # Event streams' pub/sub connection (opened on the first stream) and their caps.
     app.state.event_hub = EventHub(settings)
 
@@ -149,8 +153,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         image_limit=settings.max_upload_bytes,
         max_concurrent=settings.max_concurrent_uploads,
         timeout_s=settings.upload_timeout_s,
-        # A batch's body may carry its every file at the full size (each file is also checked on its own).
-        path_limits={"/batches": settings.max_batch_files * settings.max_upload_bytes},
+        # A batch's body may carry its every file at the full size (each file is also checked on its own);
+        # a clip's its own limit, and the time a large body takes.
+        path_limits={
+            "/batches": settings.max_batch_files * settings.max_upload_bytes,
+            "/videos": settings.max_video_bytes,
+        },
+        path_slugs={"/videos": "video-too-large"},
+        path_timeouts={"/videos": settings.video_upload_timeout_s},
     )
     if limiter is not None:
         app.add_middleware(RateLimitMiddleware, limiter=limiter)

@@ -19,6 +19,11 @@ from telemetry.process_stats import ProcessStats
 # Problem slugs that refuse an upload, and the bounded reason label each is counted under.
 REJECTION_REASONS = {
     "image-too-large": "too_large",
+    "video-too-large": "too_large",
+    "unsupported-video": "unsupported",
+    "invalid-video": "invalid",
+    "video-too-long": "video_too_long",
+    "video-frames-too-large": "too_many_pixels",
     "unsupported-media-type": "unsupported",
     "invalid-image": "invalid",
     "too-many-pixels": "too_many_pixels",
@@ -62,6 +67,16 @@ DEDUP_HITS = Counter(
 UPLOAD_BYTES = Histogram(
     "upload_bytes", "Size of accepted image uploads in bytes.", namespace="animegan", buckets=UPLOAD_BUCKETS
 )
+VIDEOS_SUBMITTED = Counter("video_jobs_submitted", "Video jobs accepted and queued.", namespace="animegan")
+VIDEO_UPLOAD_BYTES = Histogram(
+    "video_upload_bytes",
+    "Size of accepted clips in bytes.",
+    namespace="animegan",
+    buckets=(256e3, 1e6, 4e6, 16e6, 32e6, 64e6, 128e6, 256e6),
+)
+VIDEO_SEGMENTS_QUEUED = Counter(
+    "video_segments_queued", "Segments queued for accepted video jobs.", namespace="animegan"
+)
 # No client label: clients are unbounded; the per-client cap is enforced, not exported.
 EVENT_STREAMS = Gauge(
     "event_streams_open",
@@ -86,6 +101,12 @@ def observe_submitted(upload_bytes: int, *, deduplicated: bool) -> None:
         DEDUP_HITS.inc()
     else:
         JOBS_SUBMITTED.inc()
+
+
+def observe_video_submitted(upload_bytes: int, segments: int) -> None:
+    VIDEO_UPLOAD_BYTES.observe(upload_bytes)
+    VIDEOS_SUBMITTED.inc()
+    VIDEO_SEGMENTS_QUEUED.inc(segments)
 
 
 def observe_rejection(slug: str, *, client: str | None = None) -> None:

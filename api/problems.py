@@ -11,6 +11,14 @@ slug                       status  when
 =========================  ======  ================================================================
 ``malformed-request``      400     the multipart body cannot be parsed
 ``image-too-large``        413     the body or the image is over ANIMEGAN_MAX_UPLOAD_BYTES
+``video-too-large``        413     POST /videos: the clip is over ANIMEGAN_MAX_VIDEO_BYTES (refused while it streams)
+``unsupported-video``      415     not MP4, MOV, WebM or MKV by its leading bytes, or video not H.264, H.265, VP9
+                                   or AV1
+``invalid-video``          422     empty, truncated, corrupt or undecodable clip, no video stream; a video job
+                                   fails with it when a frame does not decode
+``video-too-long``         422     the clip lasts over ANIMEGAN_MAX_VIDEO_SECONDS, or has more segments than the
+                                   queue depth or the per-client quota could ever admit
+``video-frames-too-large`` 422     the clip's frames have more pixels than 4096x2160
 ``unsupported-media-type`` 415     not JPEG/PNG/WebP/HEIC by magic bytes, or the body is not multipart
 ``validation-error``       422     a missing or invalid field, unknown style or format (+ ``errors``)
 ``invalid-image``          422     undecodable, truncated or empty image
@@ -29,6 +37,7 @@ slug                       status  when
 ``result-expired``         404     the job succeeded but its result has expired
 ``job-not-ready``          409     result asked for before the job succeeded (+ Retry-After)
 ``job-failed``             409     result asked for a failed job (the job's error is the detail)
+``range-not-satisfiable``  416     a video result's Range starts past its end (+ Content-Range)
 ``idempotency-key-in-use`` 409     the first request with this key is still being accepted
 ``job-running``            409     DELETE of a job a worker is computing now (+ Retry-After)
 ``client-quota``           429     the client has ANIMEGAN_MAX_QUEUED_PER_CLIENT jobs queued or running
@@ -71,6 +80,11 @@ PROBLEM_RESPONSE: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 PROBLEMS: dict[str, tuple[int, str]] = {
     "malformed-request": (400, "Malformed request"),
     "image-too-large": (413, "Image too large"),
+    "video-too-large": (413, "Video too large"),
+    "unsupported-video": (415, "Unsupported video format"),
+    "invalid-video": (422, "Invalid video"),
+    "video-too-long": (422, "Video too long"),
+    "video-frames-too-large": (422, "Video frames too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "validation-error": (422, "Validation error"),
     "invalid-image": (422, "Invalid image"),
@@ -89,6 +103,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "result-expired": (404, "Result expired"),
     "job-not-ready": (409, "Job not ready"),
     "job-failed": (409, "Job failed"),
+    "range-not-satisfiable": (416, "Range not satisfiable"),
     "idempotency-key-in-use": (409, "Idempotency key in use"),
     "job-running": (409, "Job running"),
     "client-quota": (429, "Too many jobs of this client"),

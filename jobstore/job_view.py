@@ -8,6 +8,7 @@ Imports pydantic and the job store only.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -62,7 +63,9 @@ class JobError(BaseModel):
     detail: str
 
 
-class Job(BaseModel):
+class JobBody(BaseModel):
+    """What every job's body has; ``Job`` (a photo) and ``jobstore.video_view.VideoJob`` add their ``kind``."""
+
     id: str
     status: JobState
     style: str
@@ -81,6 +84,58 @@ class Job(BaseModel):
         default=None, description="The portrait square as x,y,w,h in the upright original; null: the centre square."
     )
 
+    @staticmethod
+    def fields_of(
+        record: JobRecord, *, position: int | None, deduplicated: bool, download: ResultLink | None
+    ) -> dict[str, Any]:
+        """The values of the common fields for ``record``."""
+        error = None
+        if record.error_code is not None:
+            error = JobError(
+                type=f"/problems/{record.error_code.value}",
+                title=error_title(record.error_code),
+                detail=record.error_detail or error_title(record.error_code),
+            )
+        return {
+            "id": record.id,
+            "status": record.state,
+            "style": record.style,
+            "created_at": datetime.fromtimestamp(record.created_at, UTC),
+            "started_at": _time(record.started_at),
+            "finished_at": _time(record.finished_at),
+            "queue_position": position,
+            "input": JobInput(
+                width=record.width,
+                height=record.height,
+                original_width=record.original_width,
+                original_height=record.original_height,
+            ),
+            "output": JobOutput(
+                format=record.format,
+                width=record.output_width,
+                height=record.output_height,
+                bytes=record.output_bytes,
+                precision=record.precision,
+            ),
+            "timings": JobTimings(queue_s=_milliseconds(record.queue_s), inference_s=_milliseconds(record.inference_s)),
+            "error": error,
+            "links": JobLinks(
+                status=f"/jobs/{record.id}",
+                result=f"/jobs/{record.id}/result",
+                download=download.url if download else None,
+                download_expires_at=_time(download.expires_at) if download else None,
+            ),
+            "deduplicated": deduplicated,
+            "mode": record.mode or "scene",
+            "crop": record.crop,
+        }
+
+
+class Job(JobBody):
+    """A photo job (POST /stylize)."""
+
+    kind: Literal["photo"] = Field(default="photo", description="photo; a clip's job (POST /videos) says video.")
+
     @classmethod
     def from_record(
         cls,
@@ -90,46 +145,7 @@ class Job(BaseModel):
         deduplicated: bool = False,
         download: ResultLink | None = None,
     ) -> Job:
-        error = None
-        if record.error_code is not None:
-            error = JobError(
-                type=f"/problems/{record.error_code.value}",
-                title=error_title(record.error_code),
-                detail=record.error_detail or error_title(record.error_code),
-            )
-        return cls(
-            id=record.id,
-            status=record.state,
-            style=record.style,
-            created_at=datetime.fromtimestamp(record.created_at, UTC),
-            started_at=_time(record.started_at),
-            finished_at=_time(record.finished_at),
-            queue_position=position,
-            input=JobInput(
-                width=record.width,
-                height=record.height,
-                original_width=record.original_width,
-                original_height=record.original_height,
-            ),
-            output=JobOutput(
-                format=record.format,
-                width=record.output_width,
-                height=record.output_height,
-                bytes=record.output_bytes,
-                precision=record.precision,
-            ),
-            timings=JobTimings(queue_s=_milliseconds(record.queue_s), inference_s=_milliseconds(record.inference_s)),
-            error=error,
-            links=JobLinks(
-                status=f"/jobs/{record.id}",
-                result=f"/jobs/{record.id}/result",
-                download=download.url if download else None,
-                download_expires_at=_time(download.expires_at) if download else None,
-            ),
-            deduplicated=deduplicated,
-            mode=record.mode or "scene",
-            crop=record.crop,
-        )
+        return cls(**cls.fields_of(record, position=position, deduplicated=deduplicated, download=download))
 
 
 def _time(value: float | None) -> datetime | None:

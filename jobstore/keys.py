@@ -10,9 +10,18 @@ key                            value                             TTL            
                                (not with an object store)
 ``result:{id}``                encoded output image              result_ttl_s         worker, SET NX (once)
                                (not with an object store)
+``clip:{id}:{n}``              a video's upload, chunk n of      input_ttl_s          api as the body streams
+                               1 MiB (not with an object store)                       in; the job's end deletes
+``clipinfo:{id}``              JSON: the probed clip (frame      input_ttl_s          api; the job's end deletes
+                               table, sizes, sound; video.probe)
+``piece:{segment id}``         a segment's stylized MP4 piece    input_ttl_s          worker; the join, or the
+                               (not with an object store)                             video's end, deletes
+``result:{id}:{n}``            a video's MP4, chunk n of 1 MiB   result_ttl_s         worker (the join)
+                               (not with an object store)
 ``blobs:due``                  sorted set object name ->         none (members        api before each PUT,
                                unix time to delete it            removed once         worker, every job's
-                               (``input/{id}``, ``result/{id}``; deleted)             end; the reaper
+                               (``input/{id}``, ``result/{id}``, deleted)             end; the reaper
+                               ``piece/{segment id}``;
                                jobstore.blobs)                                        deletes what is due
 ``reaper``                     lock: the worker deleting due     a few seconds        worker (blob reaper)
                                objects now
@@ -78,6 +87,22 @@ def input_key(job_id: str) -> str:
 
 def result_key(job_id: str) -> str:
     return f"{PREFIX}result:{job_id}"
+
+
+def clip_chunk_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}clip:{job_id}:{index}"
+
+
+def clip_info_key(job_id: str) -> str:
+    return f"{PREFIX}clipinfo:{job_id}"
+
+
+def piece_key(segment_id: str) -> str:
+    return f"{PREFIX}piece:{segment_id}"
+
+
+def result_chunk_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}result:{job_id}:{index}"
 
 
 def events_channel(job_id: str) -> str:

@@ -38,6 +38,8 @@ OPS = ("put", "get", "delete", "sign", "probe")
 OUTCOMES = ("ok", "not_found", "error")
 # Downloads are streamed to clients in chunks of about this size (bounded memory per download).
 STREAM_CHUNK_BYTES = 256 * 1024
+# Parts of a streamed upload (S3's smallest part but the last is 5 MiB).
+MULTIPART_BYTES = 5 * 1024 * 1024
 _RETRIES = 2
 # obstore raises the builtin FileNotFoundError for a missing object; anything else it raises is one
 # of its own errors (connection, timeout, status) or an OSError from below it.
@@ -146,6 +148,14 @@ class ObjectStore:
         except NotFound:
             return None
 
+    def get_range(self, name: str, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` up to ``end`` (exclusive) of the object, or None when there is no such object."""
+        try:
+            with self._timed("get"):
+                return bytes(obstore.get_range(self._store, self.key(name), start=start, end=end))
+        except NotFound:
+            return None
+
     def delete(self, names: Sequence[str]) -> None:
         """Delete these objects (absent ones count as deleted); batches of 1,000 per request."""
         if names:
@@ -187,6 +197,22 @@ class ObjectStore:
     async def put_async(self, name: str, data: bytes, content_type: str) -> None:
         with self._timed("put"):
             await obstore.put_async(self._store, self.key(name), data, attributes={"Content-Type": content_type})
+
+    async def put_stream_async(
+        self, name: str, chunks: AsyncIterator[bytes], content_type: str, *, part_bytes: int = MULTIPART_BYTES
+    ) -> None:
+        """Store the bytes ``chunks`` yields as one object, in a multipart upload of ``part_bytes`` parts sent
+        one after the other: the caller's memory holds about one part, whatever the object's size."""
+        with self._timed("put"):
+            await obstore.put_async(
+                self._store,
+                self.key(name),
+                chunks,
+                attributes={"Content-Type": content_type},
+                use_multipart=True,
+                chunk_size=part_bytes,
+                max_concurrency=1,
+            )
 
     async def get_async(self, name: str) -> bytes | None:
         """The object's bytes, or None when there is no such object (one result of a zip at a time)."""

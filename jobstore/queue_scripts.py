@@ -28,7 +28,7 @@ from __future__ import annotations
 from jobstore.keys import PREFIX
 
 # Shared by the scripts: key names built the way jobstore.keys builds them.
-_LUA_KEYS = f"""
+LUA_KEYS = f"""
 local P = '{PREFIX}'
 local function job_k(id) return P .. 'job:' .. id end
 local function cq_k(client) return P .. 'cq:' .. client end
@@ -38,7 +38,7 @@ local function publish(id, state) redis.call('PUBLISH', P .. 'events:' .. id, st
 
 # Shared by ADMIT and ADMIT_BATCH: the client's quota count and the creation of one queued job,
 # so a job created alone and a job created in a batch are the same keys, lines and TTLs.
-_LUA_CREATE = """
+LUA_CREATE = """
 -- The client's jobs queued or running; members whose job ended without a terminal write (record
 -- expired) free their slot here.
 local function active_count(client)
@@ -64,8 +64,8 @@ end
 """
 
 ADMIT = (
-    _LUA_KEYS
-    + _LUA_CREATE
+    LUA_KEYS
+    + LUA_CREATE
     + """
 -- KEYS: waiting, cq, round, active, job, input, dedup(pixels), dedup(upload), [idem]
 -- ARGV: id, client, max_depth, max_per_client, input_ttl, record_ttl, raw, fingerprint, idem_value, dedup (1/0),
@@ -116,8 +116,8 @@ return {'created', id, tostring(depth + 1)}
 )
 
 ADMIT_BATCH = (
-    _LUA_KEYS
-    + _LUA_CREATE
+    LUA_KEYS
+    + LUA_CREATE
     + """
 -- KEYS: waiting, round, active, batch, pending (named for the reader; the script derives them too)
 -- ARGV: batch id, client, max_depth, max_per_client, input_ttl, record_ttl, jobs,
@@ -146,7 +146,7 @@ return {'created', tostring(depth + n)}
 )
 
 CLAIM = (
-    _LUA_KEYS
+    LUA_KEYS
     + """
 -- KEYS: waiting, round, leases.  ARGV: holder, now, lease_until, max_attempts
 -- Bounded: each pass drops a stale entry (a job that expired or ended while waiting).
@@ -188,7 +188,7 @@ return 1
 """
 
 EXPIRE = (
-    _LUA_KEYS
+    LUA_KEYS
     + """
 -- KEYS: waiting, round, leases.  ARGV: id, now, max_attempts, [holder].
 -- Hands back a running job whose lease passed (or, with a holder, whose process is known dead).
@@ -219,7 +219,7 @@ return {'requeued', tostring(attempts)}
 )
 
 POSITION = (
-    _LUA_KEYS
+    LUA_KEYS
     + """
 -- KEYS: round.  ARGV: id, client.  1 for the next job to start; false when not waiting.
 local own = redis.call('LPOS', cq_k(ARGV[2]), ARGV[1])

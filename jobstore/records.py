@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     INFERENCE_TIMEOUT = "inference-timeout"
     INPUT_EXPIRED = "input-expired"
     WORKER_LOST = "worker-lost"
+    INVALID_VIDEO = "invalid-video"
     BROKER_UNAVAILABLE = "broker-unavailable"
     INTERNAL_ERROR = "internal-error"
 
@@ -66,6 +67,7 @@ _ERROR_TITLES = {
     ErrorCode.INFERENCE_TIMEOUT: "Inference timed out",
     ErrorCode.INPUT_EXPIRED: "Input expired",
     ErrorCode.WORKER_LOST: "Worker lost",
+    ErrorCode.INVALID_VIDEO: "Invalid video",
     ErrorCode.BROKER_UNAVAILABLE: "Broker unavailable",
     ErrorCode.INTERNAL_ERROR: "Internal error",
 }
@@ -80,6 +82,19 @@ LOCAL_CLIENT = "local"
 
 # What HGETALL returns (bytes without decode_responses; the client types allow str too).
 RawHash = Mapping[bytes | str, bytes | str] | Mapping[bytes, bytes]
+
+
+class JobKind(StrEnum):
+    """What a record is: a photo job (records without a kind), a video job, or a part of one.
+
+    A video job (``jobstore.videos``) is never queued itself: its segments are, each a record of its
+    own that the fair queue runs like a photo, and once they all succeeded its join.
+    """
+
+    PHOTO = "photo"
+    VIDEO = "video"
+    SEGMENT = "segment"
+    JOIN = "join"
 
 
 class JobRecord(BaseModel):
@@ -125,9 +140,29 @@ class JobRecord(BaseModel):
     crop: str | None = None
     # Where its input and result bytes are: "s3" in the object store (jobstore.blobs), None in Redis.
     blobs: str | None = None
+    # Videos (jobstore.videos). None on a photo. A video: the clip's bytes, frames and segments, and
+    # the frames and segments done. A segment or join: its video (``parent``); a segment: its
+    # index, first frame and frame count.
+    kind: JobKind | None = None
+    parent: str | None = None
+    clip_bytes: int | None = None
+    frames_total: int | None = None
+    frames_done: int | None = None
+    segments: int | None = None
+    segments_done: int | None = None
+    segment: int | None = None
+    first_frame: int | None = None
+    frames: int | None = None
+
+    @property
+    def job_kind(self) -> JobKind:
+        return self.kind or JobKind.PHOTO
 
     @property
     def dedup_digests(self) -> list[str]:
+        # Only a photo answers an identical later request.
+        if self.job_kind is not JobKind.PHOTO:
+            return []
         return [self.digest] + ([self.upload_digest] if self.upload_digest else [])
 
     def to_hash(self) -> dict[str, str]:

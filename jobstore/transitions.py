@@ -37,7 +37,7 @@ def add_publish(pipe: Pipe, job_id: str, state: JobState) -> None:
     pipe.publish(events_channel(job_id), state.value)
 
 
-def _add_leave(pipe: Pipe, record: JobRecord) -> None:
+def add_leave(pipe: Pipe, record: JobRecord) -> None:
     """Take an ending job out of every line and count: waiting lists, its lease, its client's quota."""
     pipe.delete(input_key(record.id))
     pipe.lrem(WAITING_KEY, 1, record.id)
@@ -67,7 +67,7 @@ def add_mark_succeeded(
     # exist (not a job with a callback: its end is announced to its own request only).
     for digest in [] if record.callback_url else record.dedup_digests:
         pipe.set(dedup_key(record.client, digest), record.id, ex=min(record.record_ttl_s, record.result_ttl_s))
-    _add_leave(pipe, record)
+    add_leave(pipe, record)
     add_schedule_webhook(pipe, record, WebhookEvent.JOB_SUCCEEDED)
     add_batch_progress(pipe, record.id)
     add_publish(pipe, record.id, JobState.SUCCEEDED)
@@ -84,7 +84,7 @@ def add_mark_failed(pipe: Pipe, record: JobRecord, code: ErrorCode, detail: str)
     pipe.hset(job_key(record.id), mapping=fields)  # type: ignore[arg-type]
     pipe.expire(job_key(record.id), record.record_ttl_s)
     add_job_ended(pipe, record, result_ttl_s=None)
-    _add_leave(pipe, record)
+    add_leave(pipe, record)
     add_schedule_webhook(pipe, record, WebhookEvent.JOB_FAILED)
     add_batch_progress(pipe, record.id)
     add_publish(pipe, record.id, JobState.FAILED)
@@ -96,7 +96,7 @@ def add_delete(pipe: Pipe, record: JobRecord) -> None:
     Objects in the store are scheduled for deletion now; the caller deletes them at once as well.
     """
     add_job_ended(pipe, record, result_ttl_s=None)
-    _add_leave(pipe, record)
+    add_leave(pipe, record)
     add_batch_progress(pipe, record.id)  # before the record goes: the script reads its batch
     pipe.delete(job_key(record.id), result_key(record.id))
     for digest in record.dedup_digests:

@@ -7,7 +7,8 @@ end-to-end tests run against, shared by both folders:
   each test a freshly flushed database of its own (no worker listens there), ``worker_redis_url``
   the database of the session's real worker (``celery_worker``: the production command, prefork,
   one child, real hayao weights).
-- ``spawn_worker(redis_url, extra_args, **env)``: a worker of a test's own, stopped after the test.
+- ``spawn_worker(redis_url, extra_args, **env)``: a worker of a test's own, stopped after the test
+  (``spawn_module_worker``: the same, kept for a whole test module).
 - ``start_api(redis_url=..., **settings)``: the gateway in this process on a real socket (uvicorn
   in a thread); ``spawn_api(redis_url, **env)``: the production API command as a process of its own
   (``spawn_module_api``: the same, kept for a whole test module).
@@ -16,8 +17,12 @@ end-to-end tests run against, shared by both folders:
 - ``service_env(**variables)``: the environment of a service process: this one's without any
   ``ANIMEGAN_*``/``PROMETHEUS_*`` variable, plus the real weights, the hayao style and ``variables``.
 - ``queue_job(client, image, ...)``: a queued job record and its input written straight into Redis
-  (what the gateway stores), for tests that drive workers without the gateway.
+  (what the gateway stores), for tests that drive workers without the gateway; ``queue_video(client,
+  clip, ...)`` the same for a video (its clip's chunks, its probe, its queued segments).
 - ``photo()``: a real photo as JPEG bytes, different on every call.
+- ``clip(**fields)``: a clip encoded in memory with PyAV (a gradient and a square that move every frame,
+  a sine tone for sound): any container, codecs, frame times, rotation and keyframe interval a test
+  needs (``Clip``); ``video_packets``, ``audio_packets`` and ``decoded_frames`` read results back.
 - ``queue_job(..., store=object_store)`` puts the input in the bucket as the gateway does with an
   object store (the store's fixtures: ``tests/integration/conftest.py``).
 
@@ -26,6 +31,7 @@ Test modules use these fixtures rather than importing from here, so any pytest i
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import os
@@ -34,11 +40,15 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import pytest
 import redis
 import uvicorn
@@ -48,10 +58,16 @@ from animegan.redis_server import RedisServer, free_port
 from animegan.serve import api_command, worker_command
 from jobstore.blobs import OBJECT_STORE, put_input
 from jobstore.heartbeats import live_heartbeats
-from jobstore.keys import WORKERS_KEY
+from jobstore.keys import WORKERS_KEY, clip_chunk_key
 from jobstore.objectstore import ObjectStore
 from jobstore.queue import Limits, QueueScripts, admit_call, parse_admitted, request_digest
 from jobstore.records import JobRecord, JobState, new_job_id, now
+from jobstore.video_blobs import CHUNK_BYTES, encode_info
+from jobstore.video_scripts import ADMIT_VIDEO
+from jobstore.videos import VideoTtls, admit_video_call, parse_video_admitted, segment_records, video_record
+from video.probe import probe
+from video.segments import plan_segments
+from video.source import ByteReader
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -222,10 +238,9 @@ def celery_worker(redis_server: RedisServer) -> Iterator[subprocess.Popen[bytes]
 WorkerFactory = Callable[..., subprocess.Popen[bytes]]
 
 
-@pytest.fixture
-def spawn_worker() -> Iterator[WorkerFactory]:
-    """``spawn_worker(redis_url, extra_args, wait=True, log=None, **env)`` -> a worker process (ANIMEGAN_*
-    env), stopped after the test; with ``log`` its output goes to that file."""
+@contextmanager
+def worker_processes() -> Iterator[WorkerFactory]:
+    """``spawn(redis_url, extra_args, wait=True, log=None, **env)`` -> a worker process; all stopped on exit."""
     started: list[subprocess.Popen[bytes]] = []
 
     def spawn(
@@ -247,9 +262,26 @@ def spawn_worker() -> Iterator[WorkerFactory]:
             wait_for_heartbeat(url, process=process)
         return process
 
-    yield spawn
-    for process in started:
-        stop_process_group(process)
+    try:
+        yield spawn
+    finally:
+        for process in started:
+            stop_process_group(process)
+
+
+@pytest.fixture
+def spawn_worker() -> Iterator[WorkerFactory]:
+    """``spawn_worker(redis_url, extra_args, wait=True, log=None, **env)`` -> a worker process (ANIMEGAN_*
+    env), stopped after the test; with ``log`` its output goes to that file."""
+    with worker_processes() as spawn:
+        yield spawn
+
+
+@pytest.fixture(scope="module")
+def spawn_module_worker() -> Iterator[WorkerFactory]:
+    """``spawn_worker`` for module-scoped stacks: the processes live until the module's last test."""
+    with worker_processes() as spawn:
+        yield spawn
 
 
 # -- The gateway ---------------------------------------------------------------------------------
@@ -424,6 +456,42 @@ def queue_job() -> Callable[..., JobRecord]:
     return write_queued_job
 
 
+def write_queued_video(
+    client: redis.Redis,
+    data: bytes,
+    *,
+    style: str = "hayao",
+    owner: str = "local",
+    ttl_s: int = 120,
+    seconds: Fraction = Fraction(2),
+    limits: Any = None,
+    depth: int = 10_000,
+    quota: int = 10_000,
+) -> tuple[JobRecord, list[JobRecord], str]:
+    """Store clip ``data`` as a queued video exactly as the gateway does (chunk keys, ADMIT_VIDEO), cut into
+    segments of about ``seconds``; returns (video, segments, ADMIT_VIDEO's outcome)."""
+    info = probe(data, limits)
+    plan = plan_segments(info.frames, seconds)
+    job_id = new_job_id()
+    video = video_record(
+        job_id, info, plan, style=style, client=owner, digest=hashlib.sha256(data).hexdigest(),
+        clip_bytes=len(data), ttls=VideoTtls(ttl_s, ttl_s, ttl_s), in_bucket=False,
+    )  # fmt: skip
+    segments = segment_records(video, plan)
+    for index, start in enumerate(range(0, len(data), CHUNK_BYTES)):
+        client.set(clip_chunk_key(job_id, index), data[start : start + CHUNK_BYTES], ex=ttl_s)
+    keys, args = admit_video_call(video, segments, encode_info(info), Limits(depth, quota))
+    admitted = parse_video_admitted(client.register_script(ADMIT_VIDEO)(keys=keys, args=args))
+    return video, segments, admitted.outcome
+
+
+@pytest.fixture(scope="session")
+def queue_video() -> Callable[..., tuple[JobRecord, list[JobRecord], str]]:
+    """``queue_video(client, data, style=, owner=, ttl_s=, seconds=, limits=, depth=, quota=)`` -> (video,
+    segments, outcome) as stored by the gateway (clip chunks in Redis, ADMIT_VIDEO)."""
+    return write_queued_video
+
+
 # -- Inputs --------------------------------------------------------------------------------------
 
 _photos = itertools.count()
@@ -443,3 +511,158 @@ def photo(samples_dir: Path) -> Callable[[], bytes]:
         return buffer.getvalue()
 
     return make
+
+
+# -- Clips, made in memory with PyAV ------------------------------------------------------------
+
+FORMATS = {"mp4": "mp4", "mov": "mov", "webm": "webm", "mkv": "matroska"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """How to make a test clip: ``pts`` (in ``time_base``) gives a variable frame rate."""
+
+    container: str = "mp4"
+    video: str = "libx264"
+    audio: str | None = "aac"
+    width: int = 96
+    height: int = 64
+    frames: int = 30
+    rate: Fraction = Fraction(30)
+    time_base: Fraction | None = None
+    pts: Sequence[int] | None = None
+    gop: int = 12
+    bframes: int = 2
+    rotation: int | None = None
+    sample_rate: int = 48_000
+    faststart: bool = False
+
+
+def picture(index: int, width: int, height: int) -> np.ndarray:
+    """Frame ``index`` of the test pattern: smooth gradients plus a square that moves."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.stack(
+        [
+            (xx * 255 // max(1, width - 1) + index * 4) % 256,
+            yy * 255 // max(1, height - 1),
+            (xx + yy + index * 6) % 256,
+        ],
+        -1,
+    ).astype(np.uint8)
+    side = max(4, min(width, height) // 4)
+    x = (index * 3) % max(1, width - side)
+    image[height // 3 : height // 3 + side, x : x + side] = (250, 40, 40)
+    return image
+
+
+def make_clip(spec: Clip) -> bytes:
+    buffer = io.BytesIO()
+    options = {"movflags": "+faststart"} if spec.faststart else {}
+    # faststart rereads the output: FFmpeg reopens it, here a reader over the same buffer.
+    reopen = (lambda url, flags, opts: ByteReader(buffer)) if spec.faststart else None
+    with av.open(buffer, "w", format=FORMATS[spec.container], options=options, io_open=reopen) as output:
+        video = _video_stream(output, spec)
+        audio = _audio_stream(output, spec) if spec.audio else None
+        time_base = spec.time_base or 1 / spec.rate
+        pts = list(spec.pts) if spec.pts is not None else [round(i / spec.rate / time_base) for i in range(spec.frames)]
+        for index, at in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(picture(index, spec.width, spec.height), format="rgb24")
+            frame.pts = at
+            output.mux(video.encode(frame))
+        output.mux(video.encode(None))
+        if audio is not None:
+            end = (pts[-1] + (pts[-1] - pts[-2] if len(pts) > 1 else 1)) * time_base
+            _write_tone(output, audio, spec.sample_rate, float(end))
+    return buffer.getvalue()
+
+
+def _video_stream(output: av.container.OutputContainer, spec: Clip) -> Any:
+    options: dict[str, str] = {"g": str(spec.gop)}
+    if spec.video == "libx264":
+        options["x264-params"] = f"bframes={spec.bframes}:keyint={spec.gop}:min-keyint={spec.gop}:scenecut=0"
+    if spec.video == "libx265":
+        options["x265-params"] = f"bframes={spec.bframes}:keyint={spec.gop}:log-level=error"
+    if spec.video == "libsvtav1":
+        options["svtav1-params"] = f"keyint={spec.gop}"
+        options["preset"] = "12"
+    stream = output.add_stream(spec.video, rate=spec.rate, options=options)
+    stream.width, stream.height = spec.width, spec.height
+    stream.pix_fmt = "yuvj420p" if spec.video == "mjpeg" else "yuv420p"
+    stream.codec_context.time_base = spec.time_base or 1 / spec.rate
+    if spec.rotation is not None:
+        stream.set_display_rotation(spec.rotation)
+    return stream
+
+
+def _audio_stream(output: av.container.OutputContainer, spec: Clip) -> Any:
+    stream = output.add_stream(spec.audio, rate=spec.sample_rate)
+    stream.codec_context.layout = "stereo"
+    return stream
+
+
+def _write_tone(output: av.container.OutputContainer, stream: Any, rate: int, seconds: float) -> None:
+    total = round(rate * seconds)
+    fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
+    for start in range(0, total, 1024):
+        t = np.arange(start, min(total, start + 1024)) / rate
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = rate, start
+        if fmt != "fltp":
+            frame = av.AudioResampler(format=fmt, layout="stereo", rate=rate).resample(frame)[0]
+            frame.pts = start
+        output.mux(stream.encode(frame))
+    output.mux(stream.encode(None))
+
+
+@pytest.fixture
+def clip() -> Callable[..., bytes]:
+    """``clip(**fields)``: the bytes of ``Clip(**fields)``."""
+    return lambda **fields: make_clip(Clip(**fields))
+
+
+def _video_packets(data: bytes, **options: str) -> list[tuple[Fraction, Fraction]]:
+    """(pts, duration) in seconds of every shown video frame, in presentation order."""
+    with av.open(io.BytesIO(data), options=options) as media:
+        stream = media.streams.video[0]
+        tb = Fraction(stream.time_base)
+        found = [
+            (p.pts * tb, (p.duration or 0) * tb)
+            for p in media.demux(stream)
+            if p.size and not p.is_discard and p.pts is not None
+        ]
+    return sorted(found)
+
+
+def _audio_packets(data: bytes, **options: str) -> list[tuple[bytes, Fraction, Fraction]]:
+    """(bytes, pts, duration) in seconds of every audio packet (``ignore_editlist="1"``: as stored)."""
+    with av.open(io.BytesIO(data), options=options) as media:
+        stream = media.streams.audio[0]
+        tb = Fraction(stream.time_base)
+        return [
+            (bytes(p), p.pts * tb, (p.duration or 0) * tb) for p in media.demux(stream) if p.size and p.pts is not None
+        ]
+
+
+def _decoded_frames(data: bytes) -> list[np.ndarray]:
+    """Every video frame of ``data`` as stored (no rotation), RGB."""
+    with av.open(io.BytesIO(data)) as media:
+        return [frame.to_ndarray(format="rgb24") for frame in media.decode(video=0)]
+
+
+@pytest.fixture
+def video_packets() -> Callable[..., list[tuple[Fraction, Fraction]]]:
+    """(pts, duration) in seconds of every shown video frame of a clip's bytes, in presentation order."""
+    return _video_packets
+
+
+@pytest.fixture
+def audio_packets() -> Callable[..., list[tuple[bytes, Fraction, Fraction]]]:
+    """(bytes, pts, duration) in seconds of every audio packet (``ignore_editlist="1"``: as stored)."""
+    return _audio_packets
+
+
+@pytest.fixture
+def decoded_frames() -> Callable[[bytes], list[np.ndarray]]:
+    """Every video frame of a clip's bytes as stored (no rotation), RGB."""
+    return _decoded_frames

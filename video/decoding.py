@@ -19,7 +19,7 @@ import av.video.stream
 from video.errors import InvalidVideoError
 from video.frametable import FrameTable
 from video.probe import video_stream
-from video.source import Buffer, open_input
+from video.source import ClipData, open_input
 
 
 class _Overshot(Exception):
@@ -27,7 +27,7 @@ class _Overshot(Exception):
 
 
 def decode_range(
-    data: Buffer, container: str, table: FrameTable, first: int, count: int, *, threads: int = 1
+    data: ClipData, container: str, table: FrameTable, first: int, count: int, *, threads: int = 1
 ) -> Iterator[av.VideoFrame]:
     """Frames ``first`` .. ``first + count - 1`` (presentation order) of the clip, in order.
 
@@ -44,7 +44,7 @@ def decode_range(
 
 
 def _decode(
-    data: Buffer, container: str, wanted: tuple[int, ...], seek_dts: int | None, threads: int
+    data: ClipData, container: str, wanted: tuple[int, ...], seek_dts: int | None, threads: int
 ) -> Iterator[av.VideoFrame]:
     done = 0
     with open_input(data, container) as media:

@@ -56,6 +56,23 @@ class FrameTable:
         at = bisect.bisect_right(self.keyframes, (self.pts[frame], float("inf")))
         return self.keyframes[at - 1] if at else None
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON values; ``from_dict`` gives the same table back."""
+        return {
+            "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
+            "pts": list(self.pts),
+            "durations": list(self.durations),
+            "keyframes": [list(pair) for pair in self.keyframes],
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> FrameTable:
+        pts, durations = tuple(int(p) for p in value["pts"]), tuple(int(d) for d in value["durations"])
+        if not pts or len(pts) != len(durations):
+            raise ValueError("a frame table needs as many durations as timestamps, and at least one")
+        keyframes = tuple((int(p), int(d)) for p, d in value["keyframes"])
+        return cls(Fraction(value["time_base"]), pts, durations, keyframes)
+
 
 def read_frame_table(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, max_frames: int | None = None

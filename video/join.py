@@ -25,7 +25,7 @@ import av.video.stream
 from video import mp4
 from video.audio import audio_packets
 from video.frametable import FrameTable
-from video.probe import Limits, inspect_clip
+from video.probe import ClipInfo, Limits, inspect_clip
 from video.source import Buffer, Source, open_input, read_source
 
 
@@ -33,13 +33,17 @@ class PieceMismatchError(ValueError):
     """A piece does not fit the clip: wrong frames or times, or another encoder setting."""
 
 
-def join_pieces(pieces: Iterable[Buffer], source: Source, *, limits: Limits | None = None) -> bytes:
+def join_pieces(
+    pieces: Iterable[Buffer], source: Source, *, limits: Limits | None = None, info: ClipInfo | None = None
+) -> bytes:
     """One MP4 from the pieces of the clip in ``source`` (in segment order) and its sound.
 
-    Raises PieceMismatchError when the pieces do not hold exactly the clip's frames.
+    ``info``: the probe of these same bytes, kept since (the clip is not probed again). Pieces are
+    opened one at a time as the iterable yields them. Raises PieceMismatchError when the pieces do
+    not hold exactly the clip's frames.
     """
     data = read_source(source)
-    info = inspect_clip(data, limits)
+    info = info or inspect_clip(data, limits)
     opened = (open_input(piece, "mp4") for piece in pieces)
     first = next(opened, None)
     if first is None:

@@ -37,6 +37,11 @@ def upright_turns(rotation: int, matrix: tuple[int, ...] | None) -> int:
     return (round(rotation / 90) % 4) if rotation % 90 == 0 else 0
 
 
+def upright_size(size: tuple[int, int], turns: int) -> tuple[int, int]:
+    """The size of frames of ``size`` (as stored) once turned upright by ``turns`` quarter turns."""
+    return (size[1], size[0]) if turns % 2 else size
+
+
 def to_model(frame: av.VideoFrame, size: tuple[int, int], turns: int) -> np.ndarray:
     """The frame at ``size`` (stored orientation), turned upright, as a contiguous HxWx3 uint8 array."""
     rgb = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation=Interpolation.LANCZOS)

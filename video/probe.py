@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import av
 import av.audio.stream
@@ -25,7 +25,7 @@ from av.sidedata.sidedata import SideDataContainer, Type
 from video.errors import FrameTooLargeError, InvalidVideoError, UnsupportedVideoError, VideoTooLongError
 from video.frametable import FrameTable, read_frame_table
 from video.picture import output_size
-from video.source import Buffer, Source, open_input, read_source, require_whole, sniff_container
+from video.source import ClipData, Source, open_input, read_source, require_whole, sniff_container
 
 # FFmpeg codec name -> the name users know.
 VIDEO_CODECS: Final[dict[str, str]] = {"h264": "H.264", "hevc": "H.265", "vp9": "VP9", "av1": "AV1"}
@@ -83,6 +83,32 @@ class ClipInfo:
         """Seconds from the start of the first frame to the end of the last."""
         return self.frames.duration
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON values (what a job keeps, so no process probes the clip twice); see ``from_dict``."""
+        value = {k: v for k, v in self.__dict__.items() if k not in ("frames", "audio", "frame_rate")}
+        value["display_matrix"] = list(self.display_matrix) if self.display_matrix is not None else None
+        value["frame_rate"] = f"{self.frame_rate.numerator}/{self.frame_rate.denominator}"
+        value["frames"] = self.frames.as_dict()
+        value["audio"] = dict(self.audio.__dict__) if self.audio is not None else None
+        return value
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> ClipInfo:
+        matrix, audio = value["display_matrix"], value["audio"]
+        return cls(
+            container=str(value["container"]),
+            video_codec=str(value["video_codec"]),
+            width=int(value["width"]),
+            height=int(value["height"]),
+            output_width=int(value["output_width"]),
+            output_height=int(value["output_height"]),
+            rotation=int(value["rotation"]),
+            display_matrix=tuple(int(x) for x in matrix) if matrix is not None else None,
+            frame_rate=Fraction(value["frame_rate"]),
+            frames=FrameTable.from_dict(value["frames"]),
+            audio=AudioInfo(**audio) if audio is not None else None,
+        )
+
 
 def probe(source: Source, limits: Limits | None = None) -> ClipInfo:
     """Describe the clip in ``source`` and check it against ``limits`` (defaults: ``Limits()``).
@@ -99,7 +125,7 @@ def probe(source: Source, limits: Limits | None = None) -> ClipInfo:
     return inspect_clip(data, limits)
 
 
-def inspect_clip(data: Buffer, limits: Limits | None = None) -> ClipInfo:
+def inspect_clip(data: ClipData, limits: Limits | None = None) -> ClipInfo:
     """``probe`` for bytes already in memory; the byte limit is not checked here."""
     limits = limits or Limits()
     container = sniff_container(data)
@@ -171,7 +197,7 @@ def _audio(media: av.container.InputContainer) -> AudioInfo | None:
     return AudioInfo(codec=context.codec.canonical_name, channels=context.channels, sample_rate=context.sample_rate)
 
 
-def _first_frame_display(data: Buffer, container: str) -> tuple[int, tuple[int, ...] | None]:
+def _first_frame_display(data: ClipData, container: str) -> tuple[int, tuple[int, ...] | None]:
     """Decode the first frame: (rotation in degrees counter-clockwise, display matrix or None)."""
     with open_input(data, container) as media:
         stream = video_stream(media, container)

@@ -26,7 +26,7 @@ from video.encoding import Encoding, PieceWriter
 from video.frametable import FrameTable
 from video.picture import to_encoder, to_model, upright_turns
 from video.probe import ClipInfo, Limits, inspect_clip
-from video.source import Buffer, Source, read_source
+from video.source import ClipData, Source, read_source
 
 Stylize = Callable[[np.ndarray], np.ndarray]
 DEFAULT_SEGMENT_SECONDS = Fraction(2)
@@ -68,14 +68,16 @@ def run_segment(
     limits: Limits | None = None,
     encoding: Encoding | None = None,
     decode_threads: int = 1,
+    info: ClipInfo | None = None,
 ) -> bytes:
     """Stylize one segment of the clip in ``source``; returns the piece (an MP4 of its frames).
 
-    ``limits`` are checked again (the clip was probed with the same ones) and give the max side.
+    ``limits`` are checked again (the clip was probed with the same ones) and give the max side;
+    with ``info`` (the probe of these same bytes, kept since) the clip is not probed again.
     Raises a ``video.errors`` error when the clip cannot be read or a frame does not decode.
     """
     data = read_source(source)
-    info = inspect_clip(data, limits)
+    info = info or inspect_clip(data, limits)
     turns = upright_turns(info.rotation, info.display_matrix)
     writer = PieceWriter((info.output_width, info.output_height), info.frames.time_base, info.frame_rate, encoding)
     try:
@@ -98,7 +100,7 @@ def still_frame(source: Source, index: int, *, limits: Limits | None = None) -> 
 
 
 def _model_frames(
-    data: Buffer, info: ClipInfo, segment: Segment, threads: int
+    data: ClipData, info: ClipInfo, segment: Segment, threads: int
 ) -> Iterator[tuple[np.ndarray, int, int]]:
     """(upright RGB array, pts, duration) of each frame of ``segment``."""
     size = (info.output_width, info.output_height)

@@ -1,9 +1,11 @@
 """Clip bytes in memory: a reader FFmpeg can seek in, the byte limit, the container judged by its leading bytes.
 
-A clip arrives as bytes, a bytearray, a memoryview or a readable stream. A stream is read into
-memory in chunks and refused as soon as it passes the byte limit (an MP4's index may sit at its
-end, so the demuxer needs random access); a buffer is used in place, never copied whole. Nothing
-is ever written to a file.
+A clip arrives as bytes, a bytearray, a memoryview, a readable stream, or a ``RandomAccess``: bytes
+held elsewhere (the job store's chunks, an object in a bucket) that are read by range as the
+demuxer asks for them, so a process never holds the whole clip. A stream is read into memory in
+chunks and refused as soon as it passes the byte limit (an MP4's index may sit at its end, so the
+demuxer needs random access); a buffer is used in place, never copied whole. Nothing is ever
+written to a file.
 
 FFmpeg never guesses the container: the leading bytes decide between its ``mov`` demuxer (MP4,
 MOV) and its ``matroska`` demuxer (WebM, Matroska), and only that one is opened. Format probing
@@ -14,7 +16,7 @@ data. For the same reason every attempt of a demuxer to open another resource is
 from __future__ import annotations
 
 import io
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import av
 import av.container
@@ -48,18 +50,32 @@ class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-Source = Buffer | Readable
+@runtime_checkable
+class RandomAccess(Protocol):
+    """Clip bytes read by range: ``size`` in all, ``read_at`` up to ``size`` bytes from ``offset``
+    (fewer only at the end). Implementations bound what they keep in memory."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read_at(self, offset: int, size: int, /) -> bytes: ...
+
+
+# Bytes a clip can be demuxed from: in memory, or read by range.
+ClipData = Buffer | RandomAccess
+Source = Buffer | Readable | RandomAccess
 
 
 class ByteReader(io.RawIOBase):
-    """A read-only, seekable file over a buffer: reads copy only the bytes asked for.
+    """A read-only, seekable file over a buffer or a RandomAccess: reads copy only the bytes asked for.
 
     Over a BytesIO it reads what has been written into it so far (a muxer rereading its output).
     """
 
-    def __init__(self, data: Buffer | io.BytesIO) -> None:
+    def __init__(self, data: ClipData | io.BytesIO) -> None:
         super().__init__()
-        self._data = data if isinstance(data, io.BytesIO) else memoryview(data).cast("B")
+        self._ranged = data if isinstance(data, RandomAccess) else None
+        self._data = data if isinstance(data, io.BytesIO | RandomAccess) else memoryview(data).cast("B")
         self._pos = 0
 
     def readable(self) -> bool:
@@ -69,6 +85,12 @@ class ByteReader(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1, /) -> bytes:
+        if self._ranged is not None:
+            total = self._ranged.size
+            end = total if size is None or size < 0 else min(total, self._pos + size)
+            chunk = self._ranged.read_at(self._pos, end - self._pos) if end > self._pos else b""
+            self._pos += len(chunk)
+            return chunk
         with self._view() as view:
             end = len(view) if size is None or size < 0 else min(len(view), self._pos + size)
             chunk = view[self._pos : end].tobytes() if end > self._pos else b""
@@ -76,8 +98,11 @@ class ByteReader(io.RawIOBase):
         return chunk
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
-        with self._view() as view:
-            size = len(view)
+        if self._ranged is not None:
+            size = self._ranged.size
+        else:
+            with self._view() as view:
+                size = len(view)
         self._pos = max(0, {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: size}[whence] + offset)
         return self._pos
 
@@ -86,13 +111,27 @@ class ByteReader(io.RawIOBase):
 
     def _view(self) -> memoryview:
         # A BytesIO cannot grow while a view of it exists: each view is released after one use.
+        assert not isinstance(self._data, RandomAccess)
         return self._data.getbuffer() if isinstance(self._data, io.BytesIO) else self._data[:]
 
 
-def read_source(source: Source, max_bytes: int | None = None) -> Buffer:
-    """The clip's bytes: a buffer as it is, a stream read in chunks; VideoTooLargeError past ``max_bytes``."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        size = memoryview(source).nbytes
+def data_size(data: ClipData) -> int:
+    """How many bytes the clip has."""
+    return data.size if isinstance(data, RandomAccess) else memoryview(data).nbytes
+
+
+def read_at(data: ClipData, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes of the clip from ``offset`` (fewer at its end)."""
+    if isinstance(data, RandomAccess):
+        return data.read_at(offset, max(0, min(size, data.size - offset)))
+    return memoryview(data).cast("B")[offset : offset + size].tobytes()
+
+
+def read_source(source: Source, max_bytes: int | None = None) -> ClipData:
+    """The clip's bytes: a buffer or a RandomAccess as it is, a stream read in chunks; VideoTooLargeError past
+    ``max_bytes``."""
+    if isinstance(source, bytes | bytearray | memoryview | RandomAccess):
+        size = data_size(source)
         if max_bytes is not None and size > max_bytes:
             raise VideoTooLargeError(f"The clip is {_mib(size)}; the limit is {_mib(max_bytes)}.")
         return source
@@ -104,9 +143,9 @@ def read_source(source: Source, max_bytes: int | None = None) -> Buffer:
     return data
 
 
-def sniff_container(data: Buffer) -> str:
+def sniff_container(data: ClipData) -> str:
     """ "mp4", "mov", "webm" or "mkv" by the leading bytes; raises InvalidVideoError or UnsupportedVideoError."""
-    head = memoryview(data)[:SNIFF_BYTES].tobytes()
+    head = read_at(data, 0, SNIFF_BYTES)
     if not head:
         raise InvalidVideoError("The upload is empty: no video data was received.")
     if head[4:8] == b"ftyp":
@@ -125,7 +164,7 @@ def sniff_container(data: Buffer) -> str:
     raise UnsupportedVideoError(f"{what} is not an accepted clip; send an MP4, MOV, WebM or MKV video.")
 
 
-def require_whole(data: Buffer, container: str) -> None:
+def require_whole(data: ClipData, container: str) -> None:
     """Raise InvalidVideoError when an MP4/MOV's top-level boxes run past the end of the data (a cut file).
 
     FFmpeg reads a cut MP4 as far as it goes and says nothing, so the box sizes decide.
@@ -133,14 +172,14 @@ def require_whole(data: Buffer, container: str) -> None:
     """
     if DEMUXERS[container] != "mov":
         return
-    view = memoryview(data).cast("B")
-    offset, end = 0, len(view)
+    offset, end = 0, data_size(data)
     while offset < end:
         if end - offset < 8:
             raise InvalidVideoError("The clip ends inside a box header: the file is truncated.")
-        size = int.from_bytes(view[offset : offset + 4], "big")
+        header = read_at(data, offset, 16)
+        size = int.from_bytes(header[:4], "big")
         if size == 1 and end - offset >= 16:
-            size = int.from_bytes(view[offset + 8 : offset + 16], "big")
+            size = int.from_bytes(header[8:16], "big")
         elif size == 0:  # the last box, up to the end
             return
         if size < 8 or offset + size > end:
@@ -148,7 +187,7 @@ def require_whole(data: Buffer, container: str) -> None:
         offset += size
 
 
-def open_input(data: Buffer, container: str) -> av.container.InputContainer:
+def open_input(data: ClipData, container: str) -> av.container.InputContainer:
     """Open ``data`` with the demuxer of ``container`` only; InvalidVideoError when FFmpeg cannot read it."""
     try:
         return av.open(ByteReader(data), "r", format=DEMUXERS[container], io_open=_refuse_io_open)

@@ -1,4 +1,5 @@
-"""Worker metrics: job outcomes, queue wait, inference and end-to-end time, per-job peak RSS, process stats.
+"""Worker metrics: job outcomes, queue wait, inference and end-to-end time, per-job peak RSS, process stats,
+video jobs, their segments and frames.
 
 Every process of a worker writes to ``PROMETHEUS_MULTIPROC_DIR`` (the launcher creates it and
 removes what earlier runs left). The main process serves the merged view on
@@ -99,6 +100,27 @@ WEBHOOK_DELIVERIES = Counter(
     namespace="animegan",
 )
 
+VIDEO_OUTCOMES = ("succeeded", "failed")
+SEGMENT_OUTCOMES = ("succeeded", "failed", "cancelled")
+VIDEO_JOBS = Counter(
+    "video_jobs", "Video jobs that ended, by style and outcome.", ["style", "outcome"], namespace="animegan"
+)
+VIDEO_SEGMENTS = Counter(
+    "video_segments",
+    "Segment runs of video jobs that ended, by outcome (cancelled: the video ended while it ran).",
+    ["outcome"],
+    namespace="animegan",
+)
+VIDEO_FRAMES = Counter(
+    "video_frames", "Frames of video segments stylized and encoded (rate(): frames per second).", namespace="animegan"
+)
+VIDEO_SEGMENT_FPS = Histogram(
+    "video_segment_frames_per_second",
+    "Frames per second of one segment run (decode, engine, encode), per worker process.",
+    namespace="animegan",
+    buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
+
 _process_stats: ProcessStats | None = None
 
 
@@ -111,6 +133,11 @@ def init_labels(styles: list[str]) -> None:
             JOBS.labels(style, outcome)
     for outcome in ("requeued", "exhausted"):
         HANDBACKS.labels(outcome)
+    for style in styles:
+        for outcome in VIDEO_OUTCOMES:
+            VIDEO_JOBS.labels(style, outcome)
+    for outcome in SEGMENT_OUTCOMES:
+        VIDEO_SEGMENTS.labels(outcome)
 
 
 def init_main_process(styles: list[str], max_memory_per_child_mb: int) -> None:
@@ -160,6 +187,19 @@ def observe_task(style: str, outcome: str, *, inference_s: float | None = None, 
         INFERENCE.labels(style).observe(inference_s)
     if total_s is not None:
         JOB_DURATION.labels(style).observe(total_s)
+
+
+def observe_video(style: str, outcome: str) -> None:
+    """A video job ended (its join succeeded, or a part failed it)."""
+    VIDEO_JOBS.labels(style, outcome).inc()
+
+
+def observe_segment(outcome: str, *, frames: int = 0, seconds: float = 0.0) -> None:
+    """A segment run ended; a succeeded one counts its frames and its rate."""
+    VIDEO_SEGMENTS.labels(outcome).inc()
+    if frames and seconds > 0:
+        VIDEO_FRAMES.inc(frames)
+        VIDEO_SEGMENT_FPS.observe(frames / seconds)
 
 
 @contextmanager

@@ -27,6 +27,8 @@ from jobstore.keys import QUEUE_NAME, TASK_NAME, WORKERS_KEY
 from jobstore.objectstore import ObjectStore
 from jobstore.queue import QueueScripts
 from jobstore.records import JobRecord, as_text, now
+from jobstore.video_blobs import ObjectVideoBlobs, RedisVideoBlobs, VideoBlobs
+from jobstore.videos import VideoScripts
 from telemetry.families import observe_store
 from worker import metrics
 from worker.config import WorkerSettings, available_cores
@@ -53,6 +55,7 @@ class Runtime:
         self._load_lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._scripts: QueueScripts | None = None
+        self._video_scripts: tuple[redis.Redis, VideoScripts] | None = None
         self._objects: ObjectStore | None = None
         self._sweeper: Sweeper | None = None
         self._stop = threading.Event()
@@ -80,16 +83,32 @@ class Runtime:
             self._scripts = QueueScripts(self.redis)
         return self._scripts
 
+    @property
+    def video_scripts(self) -> VideoScripts:
+        """The video scripts on this process's client (registered again if the client changed)."""
+        if self._video_scripts is None or self._video_scripts[0] is not self.redis:
+            self._video_scripts = (self.redis, VideoScripts(self.redis))
+        return self._video_scripts[1]
+
     def blobs_for(self, record: JobRecord) -> JobBlobs:
         """Where this job's bytes are: the object store or Redis (``jobstore.blobs``), as its record says."""
         if not in_object_store(record):
             return RedisBlobs(self.redis)
+        return ObjectBlobs(self.redis, self._object_store())
+
+    def video_blobs_for(self, video: JobRecord) -> VideoBlobs:
+        """Where a video's clip, pieces and result are (``jobstore.video_blobs``), as its record says."""
+        if not in_object_store(video):
+            return RedisVideoBlobs(self.redis)
+        return ObjectVideoBlobs(self.redis, self._object_store())
+
+    def _object_store(self) -> ObjectStore:
         if self._objects is None:
             if not self.settings.object_store_enabled:
                 raise RuntimeError("the job's bytes are in the object store, but ANIMEGAN_S3_BUCKET is unset here")
             # Opened in the process that uses it: obstore is not fork-safe (jobstore.objectstore).
             self._objects = ObjectStore(self.settings, observe=observe_store)
-        return ObjectBlobs(self.redis, self._objects)
+        return self._objects
 
     def sweeper_for_main(self) -> Sweeper:
         """This process's sweeper (the main worker process runs it from Celery's timer: ``SweeperStep``)."""

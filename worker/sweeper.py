@@ -9,7 +9,8 @@ sweep at a time; another takes over within three intervals when that worker dies
 - hands back every running job whose lease passed (its process is gone): re-queued at the head of
   its client's line with a fresh message, or failed ``worker-lost`` once it used its attempts;
 - fails waiting jobs whose input expired (``input-expired``; in the object store: whose deletion
-  came due, ``jobstore.blobs``) and drops waiting entries whose record is gone;
+  came due, ``jobstore.blobs``; for a video's part: its video's clip, which fails the video) and
+  drops waiting entries whose record is gone;
 - sends a message for waiting jobs that have none: the broker's queue stayed empty for two sweeps
   while jobs waited (the gateway died between storing a job and sending its message). Extra
   messages are harmless: a message that finds no waiting job is dropped unrun.
@@ -28,11 +29,21 @@ from collections.abc import Callable
 import redis
 
 from jobstore.blobs import input_name
-from jobstore.keys import BLOBS_DUE_KEY, LEASES_KEY, QUEUE_NAME, SWEEPER_LOCK_KEY, WAITING_KEY, input_key, job_key
+from jobstore.keys import (
+    BLOBS_DUE_KEY,
+    LEASES_KEY,
+    QUEUE_NAME,
+    SWEEPER_LOCK_KEY,
+    WAITING_KEY,
+    clip_chunk_key,
+    input_key,
+    job_key,
+)
 from jobstore.queue import QueueScripts, expire_call, ids
 from jobstore.records import ErrorCode, JobRecord, as_text, now
 from jobstore.transitions import add_mark_failed
 from worker import metrics
+from worker.video_ends import fail_part
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +134,14 @@ class Sweeper:
             return
         pipe = self.redis.pipeline(transaction=False)
         for job_id in waiting:
+            pipe.hget(job_key(job_id), "parent")
+        # A video's part reads its video's clip: that is the input that must still be there.
+        owners = [as_text(parent) if parent else job_id for job_id, parent in zip(waiting, pipe.execute(), strict=True)]
+        for job_id, owner in zip(waiting, owners, strict=True):
             pipe.exists(job_key(job_id))
-            pipe.exists(input_key(job_id))
+            pipe.exists(input_key(owner), clip_chunk_key(owner, 0))
             # An input in the object store is there until its scheduled deletion (jobstore.blobs).
-            pipe.zscore(BLOBS_DUE_KEY, input_name(job_id))
+            pipe.zscore(BLOBS_DUE_KEY, input_name(owner))
         found = pipe.execute()
         at = now()
         for job_id, has_record, in_redis, due in zip(waiting, found[::3], found[1::3], found[2::3], strict=True):
@@ -159,6 +174,11 @@ class Sweeper:
         record = JobRecord.from_hash(raw)
         if record.state.terminal:
             return None
+        if record.parent:
+            # A part of a video: the whole video fails, its other parts leave the queue.
+            fail_part(self.redis, record, code, detail)
+            metrics.observe_segment("failed")
+            return record
         pipe = self.redis.pipeline()
         add_mark_failed(pipe, record, code, detail)
         pipe.execute()

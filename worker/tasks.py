@@ -1,7 +1,8 @@
 """The one task, ``animegan.stylize``: take the fairest waiting job, stylize it, write the result.
 
 A message is a token, not an order: its delivery claims whichever job the fair queue
-(``jobstore.queue``) puts next, round-robin across clients, and leases it to this process.
+(``jobstore.queue``) puts next, round-robin across clients, and leases it to this process. A
+video's segments and join are jobs of that queue too; ``worker.video_tasks`` runs them.
 Delivery is at-least-once (acks late, requeue when a pool child dies); these guards make it
 exactly-once as far as a client can tell:
 
@@ -23,8 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 from celery import Task, shared_task
@@ -37,22 +37,20 @@ from imaging.encode import encode_image
 from imaging.formats import CONTENT_TYPES
 from inference import errors as inference_errors
 from jobstore.keys import SERVICE_TIME_KEY, TASK_NAME, job_key
-from jobstore.objectstore import StoreError
 from jobstore.queue import claim_call, next_service_time, parse_claimed
 from jobstore.records import ErrorCode, JobRecord, now
 from jobstore.transitions import add_mark_failed, add_mark_succeeded
 from telemetry.logs import job_id_var
 from worker import leases, metrics
 from worker.runtime import Runtime, get_runtime, holder_of
+from worker.store_retry import StoreUnavailable, store_retry
 from worker.sweeper import EXHAUSTED_DETAIL
+from worker.video_ends import fail_part
+from worker.video_tasks import process_part
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-
-class StoreUnavailable(Exception):
-    """The job store (Redis, or the object store) stayed unreachable for longer than the retry budget."""
+__all__ = ["StoreUnavailable", "fail", "run_job", "store_retry", "stylize"]
 
 
 class StylizeRequest(Request):  # type: ignore[misc]
@@ -123,7 +121,8 @@ def run_claimed(runtime: Runtime, record: JobRecord) -> str:
         metrics.observe_queue_wait(queue_s)
     with metrics.running_job():
         try:
-            return process(runtime, record)
+            # A video's segments and join are jobs of the fair queue too (worker.video_tasks).
+            return process_part(runtime, record) if record.parent else process(runtime, record)
         except StoreUnavailable:
             raise
         except SoftTimeLimitExceeded:
@@ -150,24 +149,6 @@ def claim(runtime: Runtime) -> JobRecord | None:
     if claimed.outcome == "exhausted":
         return record.model_copy(update={"attempts": record.attempts + 1})
     return record
-
-
-def store_retry(runtime: Runtime, what: str, call: Callable[[], T]) -> T:
-    """``call()``, retried with backoff while Redis or the object store is unreachable, for
-    ANIMEGAN_STORE_RETRY_S at most."""
-    deadline = time.monotonic() + runtime.settings.store_retry_s
-    delay = 0.5
-    while True:
-        try:
-            return call()
-        except (redis.ConnectionError, redis.TimeoutError, StoreError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise StoreUnavailable(what) from None
-            logger.warning(
-                "job store unreachable; retrying", extra={"during": what, "retry_in_s": delay, "error": str(exc)}
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def process(runtime: Runtime, record: JobRecord) -> str:
@@ -224,6 +205,12 @@ def error_code_for(exc: image_errors.ImageError | inference_errors.InferenceErro
 
 
 def fail(runtime: Runtime, record: JobRecord, code: ErrorCode, detail: str, *, outcome: str = "failed") -> str:
+    if record.parent:
+        # A part of a video fails the whole video (its other parts leave the queue).
+        store_retry(runtime, "failing the video", lambda: fail_part(runtime.redis, record, code, detail))
+        metrics.observe_segment("failed")
+        return "failed"
+
     def write() -> None:
         pipe = runtime.redis.pipeline()
         add_mark_failed(pipe, record, code, detail)

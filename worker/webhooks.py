@@ -36,10 +36,12 @@ import redis
 from jobstore.batch_view import Batch
 from jobstore.batches import read_batch_sync
 from jobstore.blobs import in_object_store, result_link
-from jobstore.job_view import Job
+from jobstore.job_view import Job, ResultLink
 from jobstore.keys import job_key
 from jobstore.objectstore import ObjectStore, StoreError
-from jobstore.records import JobRecord, now
+from jobstore.records import JobKind, JobRecord, now
+from jobstore.video_view import VideoJob
+from jobstore.videos import read_parts
 from jobstore.webhooks import Delivery, DeliveryState, DeliveryStore
 from telemetry.families import observe_store
 from worker import metrics
@@ -114,17 +116,27 @@ class WebhookSender:
         raw = self.redis.hgetall(job_key(job_id))
         if not raw:
             return None
-        return self.job(JobRecord.from_hash(raw)).model_dump_json().encode()
+        record = JobRecord.from_hash(raw)
+        if record.job_kind is JobKind.VIDEO:
+            return (
+                VideoJob.from_record(record, read_parts(self.redis, record), download=self._link(record))
+                .model_dump_json()
+                .encode()
+            )
+        return self.job(record).model_dump_json().encode()
 
     def job(self, record: JobRecord) -> Job:
         """The job's body, with its download link when its result is in the object store."""
-        link = None
-        if self.objects is not None and in_object_store(record):
-            try:
-                link = result_link(self.objects, record, self.settings.s3_url_ttl_s)
-            except StoreError:
-                logger.warning("could not sign the result's link; the body names the gateway's URL only")
-        return Job.from_record(record, download=link)
+        return Job.from_record(record, download=self._link(record))
+
+    def _link(self, record: JobRecord) -> ResultLink | None:
+        if self.objects is None or not in_object_store(record):
+            return None
+        try:
+            return result_link(self.objects, record, self.settings.s3_url_ttl_s)
+        except StoreError:
+            logger.warning("could not sign the result's link; the body names the gateway's URL only")
+            return None
 
     def render_batch(self, batch_id: str) -> bytes | None:
         """The batch as GET /batches/{id} answers it now (its jobs all ended: no queue positions)."""

@@ -7,6 +7,7 @@ so it fits in any application. ::
 
     with Client("http://127.0.0.1:8000", api_key="...") as client:
         png = client.stylize("photo.jpg", style="hayao", format="png")
+        mp4 = client.video("clip.mp4", style="hayao")  # the clip's frames, timing and sound kept
         batch = client.wait_batch(client.batch(["a.jpg", "b.jpg"]), timeout=300)
         archive = client.batch_results(batch)  # a zip named after the uploads
 
@@ -23,7 +24,7 @@ from animegan.client.errors import (
     JobTimeoutError,
     ServiceUnreachableError,
 )
-from animegan.client.models import Batch, BatchItem, Job, JobError, JobOutput
+from animegan.client.models import Batch, BatchItem, Job, JobError, JobOutput, VideoProgress, VideoSegment
 from animegan.client.sync_client import Client
 
 __all__ = [
@@ -40,4 +41,6 @@ __all__ = [
     "JobOutput",
     "JobTimeoutError",
     "ServiceUnreachableError",
+    "VideoProgress",
+    "VideoSegment",
 ]

@@ -26,8 +26,28 @@ class JobError:
 
 
 @dataclass(frozen=True)
+class VideoProgress:
+    frames_done: int
+    frames_total: int
+
+
+@dataclass(frozen=True)
+class VideoSegment:
+    """About two seconds of a clip: its frames, its state and the worker process that ran it (host:pid)."""
+
+    index: int
+    first_frame: int
+    frames: int
+    status: str
+    worker: str | None = None
+
+
+@dataclass(frozen=True)
 class Job:
-    """One job as ``GET /jobs/{id}`` describes it; ``raw`` is the whole body (fields added later too)."""
+    """One job as ``GET /jobs/{id}`` describes it; ``raw`` is the whole body (fields added later too).
+
+    ``kind`` is ``photo`` or ``video``; a video's job has ``progress`` and ``segments`` too.
+    """
 
     id: str
     status: str  # queued | running | succeeded | failed
@@ -38,6 +58,9 @@ class Job:
     error: JobError | None = None
     links: Mapping[str, str] = field(default_factory=dict)
     deduplicated: bool = False
+    kind: str = "photo"
+    progress: VideoProgress | None = None
+    segments: tuple[VideoSegment, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -97,8 +120,28 @@ class Job:
             ),
             links={str(k): str(v) for k, v in links.items() if v is not None},
             deduplicated=bool(body.get("deduplicated", False)),
+            kind=str(body.get("kind", "photo")),
+            progress=_progress(_mapping(body.get("progress"))),
+            segments=tuple(_segment(s) for s in body.get("segments") or () if isinstance(s, Mapping)),
             raw=dict(body),
         )
+
+
+def _progress(value: Mapping[str, Any] | None) -> VideoProgress | None:
+    if value is None:
+        return None
+    return VideoProgress(int(value.get("frames_done", 0)), int(value.get("frames_total", 0)))
+
+
+def _segment(value: Mapping[str, Any]) -> VideoSegment:
+    worker = value.get("worker")
+    return VideoSegment(
+        index=int(value.get("index", 0)),
+        first_frame=int(value.get("first_frame", 0)),
+        frames=int(value.get("frames", 0)),
+        status=str(value.get("status", "")),
+        worker=None if worker is None else str(worker),
+    )
 
 
 def _mapping(value: object) -> Mapping[str, Any] | None:

@@ -8,11 +8,12 @@ every piece.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,33 @@ def stylize_form(
     filename, data = read_image(image)
     fields = {"style": style, "format": format, "mode": mode, "crop": _crop_text(crop)}
     return {"image": (filename, data, "application/octet-stream")}, {k: v for k, v in fields.items() if v is not None}
+
+
+# A clip: its bytes, a path to it, or a file opened in binary mode (sent from where it stands).
+VideoInput = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
+
+
+@contextlib.contextmanager
+def video_form(
+    clip: VideoInput, *, style: str | None = None, callback_url: str | None = None
+) -> Iterator[tuple[dict[str, tuple[str, Any, str]], dict[str, str]]]:
+    """The ``files`` and ``data`` of a ``POST /videos``. A path is opened for the request and streamed from
+    the file (never read whole); a file is streamed from where it stands, rewound there for each use."""
+    fields = {k: v for k, v in {"style": style, "callback_url": callback_url}.items() if v is not None}
+    if isinstance(clip, bytes | bytearray | memoryview):
+        yield {"video": ("clip", bytes(clip), "application/octet-stream")}, fields
+    elif isinstance(clip, str | os.PathLike):
+        path = Path(clip)
+        with path.open("rb") as file:
+            yield {"video": (path.name, file, "application/octet-stream")}, fields
+    else:
+        start = clip.tell()
+        name = getattr(clip, "name", None)
+        yield (
+            {"video": (Path(name).name if isinstance(name, str) else "clip", clip, "application/octet-stream")},
+            fields,
+        )
+        clip.seek(start)
 
 
 def batch_form(

@@ -28,6 +28,7 @@ from animegan.client.protocol import (
     RetryBudget,
     ServerSentEvent,
     State,
+    VideoInput,
     batch_form,
     batch_of,
     batch_of_event,
@@ -37,11 +38,12 @@ from animegan.client.protocol import (
     job_of_event,
     poll_delay,
     stylize_form,
+    video_form,
 )
 
 
 class Client:
-    """Submit photos, follow their jobs and fetch the results.
+    """Submit photos and clips, follow their jobs and fetch the results.
 
     ``Client("http://127.0.0.1:8000", api_key=...)``; use it as a context manager (``with``),
     or ``close()`` it, to release its connections. Errors are ``ClientError``s: ``ApiError`` for
@@ -104,7 +106,7 @@ class Client:
         return job_of(self._request("GET", f"/jobs/{quote(job_id, safe='')}"))
 
     def result(self, job: Job | str) -> bytes:
-        """The image bytes: from the job's presigned link in the object store when it has a valid one
+        """The image (a video's MP4) bytes: from the job's presigned link in the object store when it has a valid one
         (``links.download``), else (or if that fails) ``GET /jobs/{id}/result`` (ApiError 409 while not
         finished or when failed)."""
         link = download_link(job) if isinstance(job, Job) else None
@@ -141,6 +143,28 @@ class Client:
     ) -> bytes:
         """Submit, wait and fetch in one call: the stylized image's bytes (JobFailedError if it failed)."""
         job = self.wait(self.submit(image, style, format, mode, crop=crop), timeout)
+        if not job.succeeded:
+            raise JobFailedError(job)
+        return self.result(job)
+
+    def submit_video(self, clip: VideoInput, style: str | None = None, *, callback_url: str | None = None) -> Job:
+        """``POST /videos``: the accepted clip's job (``kind`` video, its ``segments`` and ``progress``). A path
+        or a file is streamed, never read whole. A 429/503 answer is retried after its Retry-After while
+        ``retry_for_s`` allows, then raised."""
+        budget = RetryBudget(self.options.retry_for_s)
+        while True:
+            with video_form(clip, style=style, callback_url=callback_url) as (files, data):
+                try:
+                    return job_of(self._request("POST", "/videos", files=files, data=data))
+                except ApiError as exc:
+                    delay = budget.delay_before_retry(exc)
+                    if delay is None:
+                        raise
+            time.sleep(delay)
+
+    def video(self, clip: VideoInput, style: str | None = None, *, timeout: float | None = None) -> bytes:
+        """Submit a clip, wait and fetch in one call: the stylized MP4's bytes (JobFailedError if it failed)."""
+        job = self.wait(self.submit_video(clip, style), timeout)
         if not job.succeeded:
             raise JobFailedError(job)
         return self.result(job)

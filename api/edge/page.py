@@ -3,7 +3,8 @@
 The page is three files shipped inside the package (``api/static``, package data in the wheel):
 no build step, no external resources, so it works offline. The HTML gets a strict Content
 Security Policy: everything comes from this origin; images may also be ``blob:`` (the local
-"before" picture) or ``data:``. Files are read once per process and revalidated by ETag.
+"before" picture) or ``data:``, media ``blob:`` (a stylized clip, fetched with the API key).
+Files are read once per process and revalidated by ETag.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from api.deps import SettingsDep
 router = APIRouter(include_in_schema=False)
 
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
 COMMON_HEADERS = {
@@ -33,8 +34,9 @@ ASSET_TYPES = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
-# index.html carries the upload limit so the page can refuse an oversize photo before sending it.
+# index.html carries the upload limits so the page can refuse an oversize photo or clip before sending it.
 LIMIT_PLACEHOLDER = b"{{max_upload_bytes}}"
+VIDEO_LIMIT_PLACEHOLDER = b"{{max_video_bytes}}"
 
 
 @cache
@@ -43,8 +45,9 @@ def read_asset(name: str) -> bytes:
 
 
 @cache
-def render_page(max_upload_bytes: int) -> bytes:
-    return read_asset("index.html").replace(LIMIT_PLACEHOLDER, str(max_upload_bytes).encode())
+def render_page(max_upload_bytes: int, max_video_bytes: int = 0) -> bytes:
+    page = read_asset("index.html").replace(LIMIT_PLACEHOLDER, str(max_upload_bytes).encode())
+    return page.replace(VIDEO_LIMIT_PLACEHOLDER, str(max_video_bytes).encode())
 
 
 def _respond(request: Request, body: bytes, media_type: str, headers: dict[str, str]) -> Response:
@@ -57,8 +60,9 @@ def _respond(request: Request, body: bytes, media_type: str, headers: dict[str, 
 
 @router.get("/")
 async def read_page(request: Request, settings: SettingsDep) -> Response:
-    """The web page: upload a photo, follow the job, compare and download."""
-    return _respond(request, render_page(settings.max_upload_bytes), "text/html; charset=utf-8", PAGE_HEADERS)
+    """The web page: upload a photo or a clip, follow the job, compare (or play) and download."""
+    page = render_page(settings.max_upload_bytes, settings.max_video_bytes)
+    return _respond(request, page, "text/html; charset=utf-8", PAGE_HEADERS)
 
 
 @router.get("/static/{name}")

@@ -36,8 +36,8 @@ FORM_OVERHEAD_BYTES = 16 * 1024
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError("image-too-large", f"The upload is larger than the {limit:,}-byte limit.")
+def too_large(limit: int, slug: str = "image-too-large") -> ApiError:
+    return ApiError(slug, f"The upload is larger than the {limit:,}-byte limit.")
 
 
 class UploadLimitMiddleware:
@@ -52,12 +52,17 @@ class UploadLimitMiddleware:
         max_concurrent: int = 8,
         timeout_s: float = 60.0,
         path_limits: Mapping[str, int] | None = None,
+        path_slugs: Mapping[str, str] | None = None,
+        path_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.app = app
         self.image_limit = image_limit
         self.body_limit = image_limit + FORM_OVERHEAD_BYTES
-        # Routes whose body may carry several images (POST /batches): their own image-bytes limit.
+        # Routes whose body may carry several images (POST /batches) or a clip (POST /videos): their own
+        # limit of file bytes, the problem that refuses more, and the time their body may take.
         self.path_limits = dict(path_limits or {})
+        self.path_slugs = dict(path_slugs or {})
+        self.path_timeouts = dict(path_timeouts or {})
         self.timeout_s = timeout_s
         self.slots = anyio.Semaphore(max_concurrent)
 
@@ -65,12 +70,14 @@ class UploadLimitMiddleware:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        image_limit = self.path_limits.get(route_path(scope), self.image_limit)
+        path = route_path(scope)
+        image_limit = self.path_limits.get(path, self.image_limit)
+        slug = self.path_slugs.get(path, "image-too-large")
         body_limit = image_limit + FORM_OVERHEAD_BYTES
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > body_limit:
             # Answer without reading the body; the server closes the connection afterwards.
-            await self._refuse(too_large(image_limit), scope, receive, send)
+            await self._refuse(too_large(image_limit, slug), scope, receive, send)
             return
         with anyio.move_on_after(self.timeout_s) as waiting:
             await self.slots.acquire()
@@ -83,12 +90,14 @@ class UploadLimitMiddleware:
             await self._refuse(busy, scope, receive, send)
             return
         try:
-            guarded = self._guarded(receive, anyio.current_time() + self.timeout_s, image_limit, body_limit)
+            timeout_s = self.path_timeouts.get(path, self.timeout_s)
+            guarded = self._guarded(receive, timeout_s, too_large(image_limit, slug), body_limit)
             await self.app(scope, guarded, send)
         finally:
             self.slots.release()
 
-    def _guarded(self, receive: Receive, deadline: float, image_limit: int, body_limit: int) -> Receive:
+    def _guarded(self, receive: Receive, timeout_s: float, over_limit: ApiError, body_limit: int) -> Receive:
+        deadline = anyio.current_time() + timeout_s
         received = 0
 
         async def guarded_receive() -> Message:
@@ -97,13 +106,13 @@ class UploadLimitMiddleware:
                 with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                     message = await receive()
             except TimeoutError:
-                detail = f"The request body did not arrive within {self.timeout_s:g} s."
+                detail = f"The request body did not arrive within {timeout_s:g} s."
                 raise ApiError("request-timeout", detail, headers={"Connection": "close"}) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > body_limit:
                     # Raised into whoever is reading the body; the problem handler answers 413.
-                    raise too_large(image_limit)
+                    raise over_limit
             return message
 
         return guarded_receive

@@ -3,7 +3,8 @@
 The stream starts with the job's current state, then sends one event per change; every event's
 name is the job's status (``queued``, ``running``, ``succeeded``, ``failed``) and its data is the
 JSON body GET /jobs/{job_id} would answer at that moment (so a queued job's event carries its
-``queue_position``, and a new position is a new ``queued`` event). The stream ends after a
+``queue_position``, and a new position is a new ``queued`` event; a video's segment that starts
+or ends is a new ``running`` event, with its progress). The stream ends after a
 terminal state, or with an ``expired`` event (a problem document) if the record disappears.
 
 Changes arrive through the process's ``EventHub`` (the job store publishes every state change):
@@ -44,6 +45,7 @@ from api.problems import PROBLEM_RESPONSE, ApiError, broker_unavailable
 from api.tenancy.clients import client_of
 from jobstore.job_view import Job
 from jobstore.records import JobRecord, JobState, is_job_id
+from jobstore.video_view import VideoJob
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ router = APIRouter(tags=["jobs"])
 class Snapshot:
     """The job as GET /jobs/{id} shows it, and the record it was built from."""
 
-    job: Job
+    job: Job | VideoJob
     record: JobRecord
 
 
@@ -71,7 +73,7 @@ async def read_snapshot(reader: JobReader, job_id: str, client: str) -> Snapshot
     record = await reader.read(job_id, client)
     if record is None:
         return None
-    return Snapshot(reader.body(record, position=await reader.position(record)), record)
+    return Snapshot(await reader.view(record), record)
 
 
 async def open_stream(

@@ -1,13 +1,14 @@
-"""Admission (backpressure): the one path by which new work enters the queue, for a job or a batch.
+"""Admission (backpressure): the one path by which new work enters the queue, for a job, a batch or a video.
 
 ``precheck`` refuses early, before anything is decoded: the store's memory budget for each upload
 (503 ``store-full``, ``api.jobs.store_budget``), then the queue depth (503 ``queue-full``) and the
 client's jobs (429 ``client-quota``). It reads the figures that the authoritative check decides
 on, so a full queue costs no decode; it may let a few through that the check then refuses.
 
-The authoritative check is atomic: the job store's ADMIT script (``admit_job``) or ADMIT_BATCH
-script (``admit_batch``) counts the waiting jobs and the client's jobs and queues the job(s) in one
-step, so concurrent submits never pass either limit. Both refuse with the same problems.
+The authoritative check is atomic: the job store's ADMIT script (``admit_job``), ADMIT_BATCH
+script (``admit_batch``) or ADMIT_VIDEO script (``admit_video``) counts the waiting jobs and the
+client's jobs and queues the job(s) in one step, so concurrent submits never pass either limit.
+All refuse with the same problems.
 
 A refusal carries a Retry-After computed from the workers' recent service time and the number of
 live workers; the same estimate gives the poll hints of queued jobs and batches.
@@ -38,6 +39,7 @@ from jobstore.queue import (
     parse_admitted,
 )
 from jobstore.records import JobRecord
+from jobstore.videos import AsyncVideoScripts, admit_video_call, parse_video_admitted
 
 RETRY_AFTER_MAX_S = 3600
 # Poll hints never ask a client to wait longer than this for a status change.
@@ -53,6 +55,7 @@ class Admission:
         self.limits = Limits(max_depth=settings.max_queue_depth, max_per_client=settings.max_queued_per_client)
         self.redis = client
         self.scripts = AsyncQueueScripts(client)
+        self.video_scripts = AsyncVideoScripts(client)
         self.reader = reader
         self.budget = budget
 
@@ -60,6 +63,10 @@ class Admission:
         """Refuse early (before decoding) when the store has no room or either limit is reached already."""
         for size in upload_sizes:
             await self.budget.check(size)
+        await self.check_limits(client)
+
+    async def check_limits(self, client: ClientIdentity, needed: int = 1) -> None:
+        """Refuse (503 queue-full, 429 client-quota) unless ``needed`` more jobs fit under both limits now."""
         try:
             pipe = self.redis.pipeline(transaction=False)
             pipe.llen(WAITING_KEY)
@@ -67,9 +74,9 @@ class Admission:
             depth, mine = (int(n) for n in await pipe.execute())
         except RedisError:
             raise broker_unavailable("queue depth") from None
-        if depth >= self.limits.max_depth:
+        if depth + needed > self.limits.max_depth:
             raise await self.queue_full(depth)
-        if mine >= self.limits.max_per_client:
+        if mine + needed > self.limits.max_per_client:
             raise await self.client_quota(client, mine)
 
     async def admit_job(
@@ -93,6 +100,17 @@ class Admission:
             admitted = parse_batch_admitted(await self.scripts.admit_batch(keys=keys, args=args))
         except RedisError:
             raise broker_unavailable("storing the batch") from None
+        await self._refuse_over_limits(admitted.outcome, admitted.count, client)
+
+    async def admit_video(
+        self, video: JobRecord, segments: Sequence[JobRecord], probe_json: str, client: ClientIdentity
+    ) -> None:
+        """ADMIT_VIDEO: the video and all of its segments are queued, or none is and the refusal is raised."""
+        keys, args = admit_video_call(video, segments, probe_json, self.limits)
+        try:
+            admitted = parse_video_admitted(await self.video_scripts.admit(keys=keys, args=args))
+        except RedisError:
+            raise broker_unavailable("storing the video") from None
         await self._refuse_over_limits(admitted.outcome, admitted.count, client)
 
     async def _refuse_over_limits(self, outcome: str, count: int, client: ClientIdentity) -> None:

@@ -11,22 +11,27 @@ from dataclasses import dataclass
 from api.jobs.admission import Admission
 from api.jobs.reader import JobReader
 from jobstore.job_view import Job
-from jobstore.records import JobRecord, JobState
+from jobstore.records import JobKind, JobRecord, JobState
+from jobstore.video_view import VideoJob
 
 
 @dataclass(frozen=True)
 class Described:
-    job: Job
+    job: Job | VideoJob
     poll_hint_s: int | None  # seconds for Retry-After; None once the job ended
 
 
 async def describe(
     record: JobRecord, reader: JobReader, admission: Admission, *, deduplicated: bool = False
 ) -> Described:
-    """The job's body (with its queue position) and its poll hint."""
-    position = await reader.position(record)
-    hint = None if record.state.terminal else await poll_hint(admission, record, position)
-    return Described(reader.body(record, position=position, deduplicated=deduplicated), hint)
+    """The job's body (with its queue position; a video's with its parts) and its poll hint."""
+    job: Job | VideoJob
+    if record.job_kind is JobKind.VIDEO:
+        job = await reader.view(record)
+    else:
+        job = reader.body(record, position=await reader.position(record), deduplicated=deduplicated)
+    hint = None if record.state.terminal else await poll_hint(admission, record, job.queue_position)
+    return Described(job, hint)
 
 
 async def poll_hint(admission: Admission, record: JobRecord, position: int | None) -> int:

@@ -7,23 +7,27 @@ signs their download links (``body``: the job as clients see it, ``links.downloa
 Reads never write: a job whose worker vanished is handed back or failed by the workers' sweeper
 (``worker.sweeper``), not by whoever happens to read it. A job belongs to the client that
 submitted it: ``read`` answers None for another client's job, exactly as for an unknown one, so
-no response reveals that someone else's job exists.
+no response reveals that someone else's job exists. A video's parts (its segments and join) are
+records of their own, shown through their video only (``read_parts``, ``view``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import redis.asyncio
 
 from api.problems import ApiError
 from jobstore.blobs import in_object_store, result_link, result_name
 from jobstore.heartbeats import Heartbeat, live_heartbeats
-from jobstore.job_view import Job
+from jobstore.job_view import Job, ResultLink
 from jobstore.keys import SERVICE_TIME_KEY, WAITING_KEY, WORKERS_KEY, client_queue_key, job_key, result_key
 from jobstore.objectstore import Download, ObjectStore, StoreError
 from jobstore.queue import AsyncQueueScripts, position_call, position_call_for
-from jobstore.records import JobRecord, JobState, as_text, is_job_id, now
+from jobstore.records import JobKind, JobRecord, JobState, as_text, is_job_id, now
+from jobstore.video_view import VideoJob
+from jobstore.videos import Part, add_read_parts, parse_parts
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +57,34 @@ class JobReader:
         record = JobRecord.from_hash(raw) if raw else None
         if record is not None and client is not None and record.client != client:
             return None
+        if record is not None and record.parent is not None:
+            return None  # a video's segment or join is shown through its video only
         return record
+
+    async def read_parts(self, video: JobRecord) -> list[Part]:
+        """A video's segments and join as their records say now."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            ids = add_read_parts(pipe, video)
+            return parse_parts(ids, await pipe.execute())
+
+    async def view(self, record: JobRecord, *, deduplicated: bool = False) -> Job | VideoJob:
+        """The job as GET /jobs/{id} shows it now: with its queue position, and a video with its parts."""
+        if record.job_kind is not JobKind.VIDEO:
+            return self.body(record, position=await self.position(record), deduplicated=deduplicated)
+        parts = await self.read_parts(record)
+        position = await self.video_position(record, parts)
+        return VideoJob.from_record(record, parts, position=position, download=self._link(record))
+
+    async def video_position(self, video: JobRecord, parts: Sequence[Part]) -> int | None:
+        """A queued video's place: that of its first segment waiting (1 = next to start)."""
+        if video.state is not JobState.QUEUED:
+            return None
+        first = next((p for p in parts if p.state is JobState.QUEUED), None)
+        if first is None:
+            return None
+        keys, args = position_call_for(first.id, video.client)
+        found = await self.scripts.position(keys=keys, args=args)
+        return int(found) if found else None
 
     async def position(self, record: JobRecord) -> int | None:
         """1 for the next job to start (round-robin across clients), None once it left the queue."""
@@ -97,14 +128,17 @@ class JobReader:
         return record.finished_at is not None and now() < record.finished_at + record.result_ttl_s
 
     def body(self, record: JobRecord, *, position: int | None = None, deduplicated: bool = False) -> Job:
-        """The job as GET /jobs/{id} shows it; with its result in the store, its presigned download link."""
-        link = None
-        if self.objects is not None and in_object_store(record):
-            try:
-                link = result_link(self.objects, record, self.url_ttl_s)
-            except StoreError:
-                logger.warning("could not sign a download link; the body names the gateway's URL only")
-        return Job.from_record(record, position=position, deduplicated=deduplicated, download=link)
+        """The photo's job as GET /jobs/{id} shows it; with its result in the store, its presigned download link."""
+        return Job.from_record(record, position=position, deduplicated=deduplicated, download=self._link(record))
+
+    def _link(self, record: JobRecord) -> ResultLink | None:
+        if self.objects is None or not in_object_store(record):
+            return None
+        try:
+            return result_link(self.objects, record, self.url_ttl_s)
+        except StoreError:
+            logger.warning("could not sign a download link; the body names the gateway's URL only")
+            return None
 
     async def live_workers(self) -> list[Heartbeat]:
         raw = await self.redis.hgetall(WORKERS_KEY)

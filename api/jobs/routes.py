@@ -2,6 +2,8 @@
 
 A result in the object store is streamed from it in chunks (bounded memory, whatever its size), or
 with ANIMEGAN_RESULT_REDIRECT answered 303 to its presigned link; DELETE deletes its objects too.
+A video's job (``POST /videos``, ``api.videos``) is read, followed and deleted here like a photo's;
+its MP4 in Redis is streamed from its chunks, byte ranges answered (``api.jobs.video_result``).
 
 Each route maps HTTP to a use case and its outcome back to HTTP: the submission's policy is
 ``api.jobs.submit.submit_job``'s. Every job belongs to the client that submitted it
@@ -25,12 +27,15 @@ from api.jobs.forget import forget_job
 from api.jobs.reader import JobReader, job_not_found
 from api.jobs.request import STYLIZE_BODY, read_job_request
 from api.jobs.submit import submit_job
+from api.jobs.video_result import video_result
 from api.problems import PROBLEM_RESPONSE, ApiError, store_unavailable
 from api.tenancy.clients import client_of
 from imaging.formats import CONTENT_TYPES, FILE_EXTENSIONS
 from jobstore.blobs import in_object_store, result_link
 from jobstore.job_view import Job
-from jobstore.records import JobRecord, JobState
+from jobstore.records import JobKind, JobRecord, JobState
+from jobstore.video_blobs import MP4_TYPE
+from jobstore.video_view import AnyJob, VideoJob
 
 router = APIRouter(tags=["jobs"])
 
@@ -48,7 +53,7 @@ async def create_job(
     settings: SettingsDep,
     intake: IntakeDep,
     idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
-) -> Job:
+) -> Job | VideoJob:
     """Submit a photo; answers 202 with the job and its status URL."""
     client = client_of(request)
     try:
@@ -68,14 +73,14 @@ async def create_job(
     return _answer(response, submitted.described)
 
 
-def _answer(response: Response, described: Described) -> Job:
+def _answer(response: Response, described: Described) -> Job | VideoJob:
     response.headers["Location"] = f"/jobs/{described.job.id}"
     if described.poll_hint_s is not None:
         response.headers["Retry-After"] = str(described.poll_hint_s)
     return described.job
 
 
-@router.get("/jobs/{job_id}", response_model=Job, responses={404: PROBLEM_RESPONSE})
+@router.get("/jobs/{job_id}", response_model=AnyJob, responses={404: PROBLEM_RESPONSE})
 async def read_job(
     job_id: str,
     request: Request,
@@ -83,8 +88,8 @@ async def read_job(
     reader: JobReaderDep,
     admission: AdmissionDep,
     settings: SettingsDep,
-) -> Job:
-    """Status of a job: queued, running, succeeded or failed."""
+) -> Job | VideoJob:
+    """Status of a job (a photo's or a video's): queued, running, succeeded or failed."""
     record = await reader.read(job_id, client_of(request).id)
     if record is None:
         raise job_not_found(job_id, settings.record_ttl_s)
@@ -95,17 +100,27 @@ async def read_job(
     "/jobs/{job_id}/result",
     response_class=Response,
     responses={
-        200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "The stylized image."},
+        200: {
+            "content": {t: {} for t in (*CONTENT_TYPES.values(), MP4_TYPE)},
+            "description": "The stylized image, or a video's MP4.",
+        },
+        206: {"content": {MP4_TYPE: {}}, "description": "A byte range of a video's MP4 (Range: bytes=a-b)."},
         303: {"description": "With ANIMEGAN_RESULT_REDIRECT and object storage: the result's presigned URL."},
         404: PROBLEM_RESPONSE,
         409: PROBLEM_RESPONSE,
+        416: PROBLEM_RESPONSE,
         503: PROBLEM_RESPONSE,
     },
 )
 async def read_job_result(
-    job_id: str, request: Request, reader: JobReaderDep, admission: AdmissionDep, settings: SettingsDep
+    job_id: str,
+    request: Request,
+    reader: JobReaderDep,
+    admission: AdmissionDep,
+    settings: SettingsDep,
+    store: StoreDep,
 ) -> Response:
-    """The stylized image once the job succeeded; 409 with Retry-After before that."""
+    """The stylized image (a video's MP4) once the job succeeded; 409 with Retry-After before that."""
     record = await reader.read(job_id, client_of(request).id)
     if record is None:
         raise job_not_found(job_id, settings.record_ttl_s)
@@ -115,10 +130,13 @@ async def read_job_result(
         hint = await poll_hint(admission, record, await reader.position(record))
         detail = f"The job is {record.state.value}; retry in {hint} s."
         raise ApiError("job-not-ready", detail, headers={"Retry-After": str(hint)})
-    filename = f"{record.id}{FILE_EXTENSIONS[record.format]}"
+    video = record.job_kind is JobKind.VIDEO
+    filename = f"{record.id}{'.mp4' if video else FILE_EXTENSIONS[record.format]}"
     headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "private, max-age=300"}
     if in_object_store(record):
         return await _from_store(record, reader, settings.result_redirect, headers)
+    if video:
+        return await video_result(record, request.headers.get("range"), store, headers)
     data = await reader.read_result(record.id)
     if data is None:
         raise _expired(record)
@@ -138,7 +156,8 @@ async def _from_store(record: JobRecord, reader: JobReader, redirect: bool, head
     if download is None:
         raise _expired(record)
     headers["Content-Length"] = str(download.size)
-    return StreamingResponse(download.chunks, media_type=CONTENT_TYPES[record.format], headers=headers)
+    media_type = MP4_TYPE if record.job_kind is JobKind.VIDEO else CONTENT_TYPES[record.format]
+    return StreamingResponse(download.chunks, media_type=media_type, headers=headers)
 
 
 def _expired(record: JobRecord) -> ApiError:

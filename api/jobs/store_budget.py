@@ -30,6 +30,8 @@ from api.config import ApiSettings
 from api.problems import ApiError, broker_unavailable
 from jobstore.heartbeats import live_heartbeats
 from jobstore.keys import WAITING_KEY, WORKERS_KEY, job_key
+from jobstore.records import JobKind
+from jobstore.video_blobs import part_pending_bytes
 
 REFRESH_S = 1.0
 RGB_BYTES_PER_PIXEL = 3
@@ -82,11 +84,15 @@ class StoreBudget:
 
     async def check(self, incoming_bytes: int) -> None:
         """Pass, or raise 503 ``store-full`` (with Retry-After) when this job might not fit in the budget."""
+        await self.check_footprint(self.job_footprint(incoming_bytes))
+
+    async def check_footprint(self, footprint: int) -> None:
+        """Pass, or raise 503 ``store-full``, for work that adds at most ``footprint`` bytes to the store
+        (a video's: its clip as it streams in, then its pieces and result, ``api.videos.submit``)."""
         reading = await self._current()
         budget = reading.maxmemory or self.fallback_budget
         if not budget:
             return
-        footprint = self.job_footprint(incoming_bytes)
         committed = reading.used_memory + reading.pending_result_bytes + self._admitted_since_reading
         allowed = budget - max(MIN_MARGIN_BYTES, int(budget * MARGIN_SHARE))
         if committed + footprint <= allowed:
@@ -129,6 +135,17 @@ class StoreBudget:
                 self._reading, self._admitted_since_reading = reading, 0
             return reading
 
+    def _pending(self, width: bytes | None, height: bytes | None, kind: bytes | None, frames: bytes | None) -> int:
+        """What a waiting job will still write: a photo its result; a video's segment its piece and its share
+        of the video's result (``jobstore.video_blobs``); a join nothing more."""
+        if width is None or height is None:
+            return 0
+        if kind == JobKind.SEGMENT.value.encode() and frames is not None:
+            return part_pending_bytes(int(frames), int(width), int(height))
+        if kind == JobKind.JOIN.value.encode():
+            return 0
+        return self.result_bound(int(width) * int(height))
+
     async def _read(self) -> StoreReading:
         memory = await self.redis.info("memory")
         waiting = await self.redis.llen(WAITING_KEY)
@@ -137,10 +154,11 @@ class StoreBudget:
         ids = await self.redis.lrange(WAITING_KEY, 0, SIZED_WAITING - 1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for member in ids:
-                pipe.hmget(job_key(member.decode() if isinstance(member, bytes) else str(member)), ["width", "height"])
+                key = job_key(member.decode() if isinstance(member, bytes) else str(member))
+                pipe.hmget(key, ["width", "height", "kind", "frames"])
             pipe.hgetall(WORKERS_KEY)
             *sizes, workers = await pipe.execute()
-        pending = sum(self.result_bound(int(w) * int(h)) for w, h in sizes if w is not None and h is not None)
+        pending = sum(self._pending(*fields) for fields in sizes)
         # A running job has left the waiting list; each live worker process runs at most one.
         unsized = max(0, int(waiting) - len(ids)) + len(live_heartbeats(workers))
         pending += unsized * self.result_bound(self.largest_job_pixels)

@@ -49,6 +49,32 @@ GUIDE: dict[str, ProblemGuide] = {
         "Send a smaller file (re-encode it as JPEG, or scale it down: the service keeps at most "
         "`ANIMEGAN_MAX_SIDE` pixels a side anyway), or ask the operator to raise the limit.",
     ),
+    "video-too-large": ProblemGuide(
+        "`POST /videos`: the clip is over `ANIMEGAN_MAX_VIDEO_BYTES` (100 MiB by default): judged from "
+        "`Content-Length` before the body is read, or while it streams in (the rest is not read).",
+        "Send a shorter clip, or re-encode it at a lower bit rate (the service keeps at most "
+        "`ANIMEGAN_VIDEO_MAX_SIDE` pixels a side anyway).",
+    ),
+    "unsupported-video": ProblemGuide(
+        "`POST /videos`: the file is not MP4, MOV, WebM or MKV judged by its leading bytes, or its video is not "
+        "H.264, H.265, VP9 or AV1.",
+        "Convert the clip, e.g. `ffmpeg -i in.avi -c:v libx264 -c:a aac out.mp4`, and send it again.",
+    ),
+    "invalid-video": ProblemGuide(
+        "The clip cannot be read or decoded: empty, cut short, corrupt, without a video stream, or frames whose "
+        "timestamps cannot be put in order. As a job's error: a frame of the clip did not decode on the worker.",
+        "Check that the file plays to its end in a player; re-encode it and send it again.",
+    ),
+    "video-too-long": ProblemGuide(
+        "`POST /videos`: the clip lasts longer than `ANIMEGAN_MAX_VIDEO_SECONDS` (60 s by default), or it needs "
+        "more segments of about 2 s than `ANIMEGAN_MAX_QUEUED_PER_CLIENT` or `ANIMEGAN_MAX_QUEUE_DEPTH` could "
+        "ever admit at once (the detail names the longest clip that fits).",
+        "Cut the clip to the length the detail names and send the parts one after the other.",
+    ),
+    "video-frames-too-large": ProblemGuide(
+        "`POST /videos`: the clip's frames have more pixels than 4096x2160 (DCI 4K).",
+        "Scale the clip down before sending it (e.g. `ffmpeg -i in.mp4 -vf scale=-2:1080 out.mp4`).",
+    ),
     "unsupported-media-type": ProblemGuide(
         "The file is not a JPEG, PNG, WebP or HEIC/HEIF image judged by its leading bytes (whatever its name or "
         "Content-Type), or the request body is not multipart.",
@@ -132,6 +158,11 @@ GUIDE: dict[str, ProblemGuide] = {
     "job-failed": ProblemGuide(
         "The result was asked for a job that failed; the detail is the job's error.",
         "Read `GET /jobs/{id}`: its `error` says why. Fix the input and submit it again.",
+    ),
+    "range-not-satisfiable": ProblemGuide(
+        "A video's result was asked for with a `Range` header that starts past its end; `Content-Range` names "
+        "its size.",
+        "Ask for a range within the size in `Content-Range` (`bytes=0-` for all of it).",
     ),
     "idempotency-key-in-use": ProblemGuide(
         "The first request with this `Idempotency-Key` is still being accepted, or the key outlived its job.",

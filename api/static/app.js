@@ -1,4 +1,4 @@
-// The web page: pick a photo, submit it, follow the job live, then compare and download.
+// The web page: pick a photo (or a clip), submit it, follow the job live, then compare (or play) and download.
 // Plain browser APIs only (no build step, no external resources): the service may run offline.
 
 const $ = (id) => document.getElementById(id);
@@ -11,14 +11,17 @@ const ui = {
   error: $("error"), progress: $("progress"), progressTitle: $("progress-title"), status: $("status"),
   result: $("result"), resultTitle: $("result-title"), compare: $("compare"), before: $("before"),
   after: $("after"), slider: $("slider"), resultInfo: $("result-info"), download: $("download"), again: $("again"),
+  afterVideo: $("after-video"), sliderBox: $("slider-box"),
 };
 
 const maxUploadBytes = Number(document.body.dataset.maxUploadBytes) || 0;
+const maxVideoBytes = Number(document.body.dataset.maxVideoBytes) || 0;
+const CLIP_TYPES = /^video\/|\.(mp4|m4v|mov|webm|mkv)$/i;
 const TERMINAL = new Set(["succeeded", "failed"]);
 const STEPS = ["uploading", "queued", "running", "succeeded"];
 const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp", avif: "avif" };
 const styleNotes = {};
-let photo = null; // { file, url } of the chosen photo; the url is an object URL, revoked on change
+let photo = null; // { file, url, clip } of the chosen photo or clip; the url is an object URL, revoked on change
 let resultUrl = null; // object URL of the finished picture
 let run = 0; // increases on every submission and reset, so callbacks of an older job do nothing
 let stopFollowing = () => {};
@@ -166,6 +169,15 @@ async function describeFailure(response) {
       return ["The service could not read this photo: it may be damaged or cut short.", detail];
     case "too-many-pixels":
       return ["This photo has too many pixels for the service.", detail];
+    case "video-too-large":
+      return ["This clip is too large.", limitSentence(true) || detail];
+    case "unsupported-video":
+      return ["This file is not a clip the service can read. Please use MP4, MOV, WebM or MKV with H.264, H.265, VP9 or AV1 video."];
+    case "invalid-video":
+      return ["The service could not read this clip: it may be damaged or cut short.", detail];
+    case "video-too-long":
+    case "video-frames-too-large":
+      return ["This clip is longer or larger than the service takes.", detail];
     case "queue-full":
       return [`The service is busy right now. Please try again ${later}.`];
     case "broker-unavailable":
@@ -182,14 +194,24 @@ async function describeFailure(response) {
   }
 }
 
-function limitSentence() {
-  return maxUploadBytes ? `The limit is ${formatBytes(maxUploadBytes)}.` : "";
+function limitSentence(clip = false) {
+  const limit = clip ? maxVideoBytes : maxUploadBytes;
+  return limit ? `The limit is ${formatBytes(limit)}.` : "";
+}
+
+function isClip(file) {
+  return CLIP_TYPES.test(file.type) || CLIP_TYPES.test(file.name);
+}
+
+function limitOf(file) {
+  return isClip(file) ? maxVideoBytes : maxUploadBytes;
 }
 
 function tooLarge(file) {
+  const what = isClip(file) ? "clip" : "photo";
   return [
-    `This photo is too large: it is ${formatBytes(file.size)}, and the limit is ${formatBytes(maxUploadBytes)}.`,
-    "Please pick a smaller photo, or save it with a smaller size first.",
+    `This ${what} is too large: it is ${formatBytes(file.size)}, and the limit is ${formatBytes(limitOf(file))}.`,
+    `Please pick a smaller ${what}, or save it with a smaller size first.`,
   ];
 }
 
@@ -231,14 +253,16 @@ function describeStyle() {
 function choose(file) {
   clearError();
   if (photo) URL.revokeObjectURL(photo.url);
-  photo = file ? { file, url: URL.createObjectURL(file) } : null;
+  photo = file ? { file, url: URL.createObjectURL(file), clip: isClip(file) } : null;
   ui.chosen.hidden = !photo;
+  // Mode and format are a photo's: a clip is always an MP4 of the whole frame.
+  for (const field of document.querySelectorAll(".photo-only")) field.hidden = Boolean(photo?.clip);
   if (!photo) return;
-  ui.thumb.hidden = false;
-  ui.thumb.src = photo.url;
+  ui.thumb.hidden = photo.clip;
+  if (!photo.clip) ui.thumb.src = photo.url;
   ui.chosenName.textContent = file.name;
   ui.chosenSize.textContent = `(${formatBytes(file.size)})`;
-  if (maxUploadBytes && file.size > maxUploadBytes) {
+  if (limitOf(file) && file.size > limitOf(file)) {
     showError(...tooLarge(file));
   }
 }
@@ -286,11 +310,21 @@ function describeQueued(job) {
   return `Waiting in the queue: position ${position} (${ahead} ahead of yours).`;
 }
 
+function describeRunning(job) {
+  if (job.kind !== "video" || !job.progress) return "Painting your picture…";
+  const { frames_done: done, frames_total: total } = job.progress;
+  const segments = job.segments || [];
+  const busy = segments.filter((s) => s.status === "running").length;
+  const workers = busy > 1 ? ` on ${busy} workers` : "";
+  if (done >= total) return "All frames painted; putting the clip together with its sound…";
+  return `Painting frames${workers}: ${done} of ${total} done.`;
+}
+
 // Applies one job state (the body of GET /jobs/{id}, also carried by every event).
 function applyJob(job, token) {
   if (token !== run) return;
   if (job.status === "queued") setStep("queued", describeQueued(job));
-  else if (job.status === "running") setStep("running", "Painting your picture…");
+  else if (job.status === "running") setStep("running", describeRunning(job));
   else if (job.status === "succeeded") showResult(job, token);
   else if (job.status === "failed") fail(["The picture could not be made.", job.error?.detail || job.error?.title]);
 }
@@ -431,7 +465,7 @@ async function submit(event) {
     ui.input.focus();
     return;
   }
-  if (maxUploadBytes && photo.file.size > maxUploadBytes) {
+  if (limitOf(photo.file) && photo.file.size > limitOf(photo.file)) {
     showError(...tooLarge(photo.file));
     return;
   }
@@ -440,17 +474,20 @@ async function submit(event) {
   ui.result.hidden = true;
   setBusy(true);
   ui.progress.hidden = false;
-  setStep("uploading", "Uploading your photo…");
+  setStep("uploading", photo.clip ? "Uploading your clip…" : "Uploading your photo…");
   ui.progressTitle.focus();
 
   const data = new FormData();
-  data.append("image", photo.file, photo.file.name);
   if (ui.style.value) data.append("style", ui.style.value);
-  if (ui.format.value) data.append("format", ui.format.value);
-  data.append("mode", ui.mode.value);
+  data.append(photo.clip ? "video" : "image", photo.file, photo.file.name);
+  if (!photo.clip) {
+    if (ui.format.value) data.append("format", ui.format.value);
+    data.append("mode", ui.mode.value);
+  }
   let response;
   try {
-    response = await api("/stylize", { method: "POST", body: data, headers: { Accept: "application/json" } });
+    const url = photo.clip ? "/videos" : "/stylize";
+    response = await api(url, { method: "POST", body: data, headers: { Accept: "application/json" } });
   } catch {
     if (token === run) fail([NETWORK_ERROR]);
     return;
@@ -481,6 +518,9 @@ async function showResult(job, token) {
   if (token !== run) return;
   if (resultUrl) URL.revokeObjectURL(resultUrl);
   resultUrl = URL.createObjectURL(blob);
+  if (job.kind === "video") return showClip(job, blob, token);
+  ui.compare.hidden = ui.sliderBox.hidden = false;
+  ui.afterVideo.hidden = true;
   ui.before.src = photo.url;
   ui.after.onload = () => {
     if (token !== run) return;
@@ -502,6 +542,32 @@ async function showResult(job, token) {
   const size = job.output?.width ? `${job.output.width}×${job.output.height} pixels, ` : "";
   ui.resultInfo.textContent = `Style: ${ui.style.selectedOptions[0]?.text || job.style}. ${size}${formatBytes(blob.size)}.`;
   setSlider(Number(ui.slider.value));
+}
+
+// A clip plays in place of the comparison; one the browser cannot play can still be downloaded.
+function showClip(job, blob, token) {
+  ui.compare.hidden = ui.sliderBox.hidden = true;
+  ui.afterVideo.hidden = false;
+  const stem = photo.file.name.replace(/\.[^.]*$/, "").replace(/[^\w.-]+/g, "_") || "clip";
+  ui.download.href = resultUrl;
+  ui.download.download = `${stem}-${job.style}.mp4`;
+  const frames = job.progress ? `${job.progress.frames_total} frames, ` : "";
+  const size = job.output?.width ? `${job.output.width}×${job.output.height} pixels, ` : "";
+  const shown = () => {
+    if (token !== run) return;
+    setStep("succeeded", "Done.");
+    ui.progress.hidden = true;
+    ui.result.hidden = false;
+    setBusy(false);
+    ui.resultTitle.focus();
+  };
+  ui.afterVideo.onloadedmetadata = shown;
+  ui.afterVideo.onerror = () => {
+    shown();
+    ui.resultInfo.textContent += " This browser cannot play it here: download it to watch it.";
+  };
+  ui.resultInfo.textContent = `Style: ${ui.style.selectedOptions[0]?.text || job.style}. ${frames}${size}${formatBytes(blob.size)}.`;
+  ui.afterVideo.src = resultUrl;
 }
 
 function setSlider(value) {
@@ -537,6 +603,8 @@ function reset() {
   setBusy(false);
   ui.after.removeAttribute("src");
   ui.before.removeAttribute("src");
+  ui.afterVideo.removeAttribute("src");
+  ui.afterVideo.hidden = true;
   ui.download.removeAttribute("href");
   if (resultUrl) URL.revokeObjectURL(resultUrl);
   resultUrl = null;
@@ -544,7 +612,10 @@ function reset() {
 }
 
 // ---- start ---------------------------------------------------------------------------------
-if (maxUploadBytes) ui.hint.textContent = `JPEG, PNG, WebP or HEIC, up to ${formatBytes(maxUploadBytes)}.`;
+if (maxUploadBytes) {
+  const clips = maxVideoBytes ? ` up to ${formatBytes(maxVideoBytes)}` : "";
+  ui.hint.textContent = `JPEG, PNG, WebP or HEIC, up to ${formatBytes(maxUploadBytes)}; or an MP4, MOV, WebM or MKV clip${clips} (its sound is kept).`;
+}
 ui.form.addEventListener("submit", submit);
 ui.style.addEventListener("change", describeStyle);
 ui.again.addEventListener("click", reset);

@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -528,4 +529,37 @@ def test_page_asks_for_a_key_once_then_submits_with_it_and_follows_the_stream(
     expect(page.locator("#style")).to_have_value("hayao")
     expect(key_form).to_be_hidden()
     _shot(page, "desktop-key-result")
+    assert errors.messages == []
+
+
+def test_a_clip_is_uploaded_followed_frame_by_frame_and_played(
+    stack: Stack, desktop: tuple[Page, PageErrors], clip: Callable[..., bytes], tmp_path: Path
+) -> None:
+    from video.probe import probe
+
+    page, errors = desktop
+    page.add_init_script(RECORD_STATUSES)
+    data = clip(frames=60, rate=Fraction(25), width=128, height=96)
+    path = tmp_path / "holiday.mp4"
+    path.write_bytes(data)
+    _load(page, stack.url)
+    page.locator("#image").set_input_files(path)
+    expect(page.locator("#chosen-name")).to_have_text("holiday.mp4")
+    expect(page.locator("#format")).to_be_hidden()  # a photo's options do not apply to a clip
+    page.get_by_role("button", name="Make it anime").click()
+    expect(page.locator("#after-video")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    statuses = _statuses(page)
+    assert statuses[0] == "Uploading your clip…"
+    assert any(s.startswith("Painting frames") or s.startswith("All frames painted") for s in statuses), statuses
+    # The browser reads the stylized clip: its length is the clip's.
+    duration = page.eval_on_selector("#after-video", "v => v.duration")
+    assert abs(duration - float(probe(data).duration)) < 0.05
+    _shot(page, "desktop-clip")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == "holiday-hayao.mp4"
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    assert probe(target.read_bytes()).frame_count == 60
     assert errors.messages == []

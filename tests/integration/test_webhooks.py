@@ -328,3 +328,27 @@ def test_the_sender_process_ends_with_its_worker_even_when_the_worker_is_killed(
     worker.wait(10)
     senders[0].wait(10)  # raises psutil.TimeoutExpired if the sender outlived its worker
     assert not senders[0].is_running()
+
+
+def test_a_video_posts_one_delivery_when_its_join_ends_it_whose_body_is_the_video(
+    redis_url: str,
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    start_api: Callable[..., str],
+    receiver: Receiver,
+    clip: Callable[..., bytes],
+) -> None:
+    spawn_worker(redis_url, **WEBHOOK_ENV)
+    base = start_api(redis_url=redis_url, **API_WEBHOOKS)
+    data = {"callback_url": receiver.url("/video")}
+    answer = httpx.post(f"{base}/videos", files={"video": ("c.mp4", clip(frames=75), "video/mp4")}, data=data)
+    assert answer.status_code == 202, answer.text
+    [hit] = receiver.wait_for("/video", 1, timeout_s=120)
+    time.sleep(1.0)  # no segment announces itself: one delivery for the whole clip
+    assert len(receiver.on("/video")) == 1
+    assert hit.verified
+    assert hit.headers["animegan-event"] == "job.succeeded"
+    body = json.loads(hit.body)
+    assert body == httpx.get(f"{base}/jobs/{answer.json()['id']}", timeout=10).json()
+    assert body["kind"] == "video"
+    assert body["progress"] == {"frames_done": 75, "frames_total": 75}
+    assert {s["status"] for s in body["segments"]} == {"succeeded"}

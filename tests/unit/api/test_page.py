@@ -69,6 +69,7 @@ async def test_page_is_html_with_a_strict_security_policy() -> None:
 async def test_page_carries_the_configured_upload_limit() -> None:
     response = await _get("/")
     assert f'data-max-upload-bytes="{LIMIT}"' in response.text
+    assert 'data-max-video-bytes="104857600"' in response.text
     assert "{{" not in response.text
 
 
@@ -139,3 +140,13 @@ def test_the_page_accepts_heic_and_offers_every_output_format() -> None:
     assert set(OUTPUT_FORMATS) <= offered
     script = (STATIC / "app.js").read_text()
     assert all(f"{fmt}:" in script.split("const EXTENSIONS", 1)[1].split(";", 1)[0] for fmt in OUTPUT_FORMATS)
+
+
+def test_the_page_accepts_clips_and_sends_them_to_post_videos() -> None:
+    html = (STATIC / "index.html").read_text()
+    accept = re.search(r'id="image"[^>]*accept="([^"]+)"', html, flags=re.S)
+    assert accept is not None
+    assert {"video/mp4", "video/quicktime", "video/webm", ".mkv"} <= set(accept.group(1).split(","))
+    script = (STATIC / "app.js").read_text()
+    assert '"/videos"' in script
+    assert "media-src 'self' blob:" in CONTENT_SECURITY_POLICY
