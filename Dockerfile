@@ -1,7 +1,7 @@
 # One image for every role; the command picks it:
 #   docker run IMAGE animegan api      # HTTP gateway (the default command)
 #   docker run IMAGE animegan worker   # Celery worker (CPU inference)
-# Build: DOCKER_BUILDKIT=1 docker build -t animegan .   (README "Deployment": options, and what the tests verify.)
+# Build: DOCKER_BUILDKIT=1 docker build -t animegan .   (docs/operations/compose.md: options; docs/operations/verification.md: what the tests verify.)
 # No `# syntax=` line on purpose: the engine's built-in Dockerfile frontend builds this file, so a
 # BuildKit build needs no registry (a syntax line makes every build pull a frontend image first).
 

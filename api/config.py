@@ -88,7 +88,7 @@ class ApiSettings(SharedSettings, WebhookSettings):
     upload_timeout_s: float = Field(default=60.0, gt=0)
     """Seconds a request body may take to arrive; a client trickling its upload gets 408
     `request-timeout`."""
-    # Multi-tenant edge (README "Public deployment"): keys, the addresses of trusted proxies, the
+    # Multi-tenant edge (docs/operations/public-deployment.md): keys, the addresses of trusted proxies, the
     # per-client request rate, where /metrics is served, whether the API docs are served at all.
     api_keys_file: Path | None = None
     """File of `NAME SHA256HEX` lines (`animegan keys new NAME`). Set, every route but `/healthz`,
@@ -101,7 +101,7 @@ class ApiSettings(SharedSettings, WebhookSettings):
     `X-Forwarded-For` believed: the client is the right-most address in it that is not itself a trusted
     proxy."""
     # Off by default: without keys a client is an address, and one address may be a whole office
-    # behind NAT, a load test or a test suite polling at 10 Hz. README "Public deployment" sets
+    # behind NAT, a load test or a test suite polling at 10 Hz. docs/operations/public-deployment.md sets
     # 120/minute (2/s sustained, bursts of 120: a page following a job needs about 5 requests plus
     # at most one poll a second).
     rate_limit: str = "off"

@@ -1,7 +1,7 @@
 """The S3-compatible bucket behind ANIMEGAN_S3_BUCKET: put, get, stream, delete, presign and the start-up probe.
 
 Through obstore (Rust's object_store): measured against boto3 on 1-3 MB objects it keeps a process
-about 25 MB leaner, reads 1.4-2x faster and has a native asyncio API (README "Object storage").
+about 25 MB leaner, reads 1.4-2x faster and has a native asyncio API (docs/guides/object-storage.md).
 It is not fork-safe: a process that made one call and then forks leaves the children's calls
 hanging. Pool children and the gateway make calls; the Celery main process, which forks the pool
 children, never does (its deletions run in the reaper process, ``worker.blob_reaper``).

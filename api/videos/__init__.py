@@ -1,2 +1,2 @@
-"""POST /videos: a clip stylized across the workers (README "Video"); GET /jobs/{id} and the job routes
+"""POST /videos: a clip stylized across the workers (docs/guides/video.md); GET /jobs/{id} and the job routes
 show its job like a photo's."""

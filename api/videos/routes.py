@@ -41,7 +41,7 @@ VIDEO_BODY: dict[str, Any] = {
                             "type": "string",
                             "format": "uri",
                             "maxLength": 2048,
-                            "description": "Where the job's end is POSTed, signed (README: Webhooks).",
+                            "description": "Where the job's end is POSTed, signed (docs: Webhooks).",
                         },
                     },
                 }
