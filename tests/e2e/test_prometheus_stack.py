@@ -71,6 +71,10 @@ REQUIRED: dict[str, dict[str, set[str]]] = {
     "animegan_worker_engine_info": {"precision": {str(resolve_precision("auto"))}},
     "animegan_http_requests_total": {"route": {"/stylize", "/jobs/{job_id}", "/metrics"}},
     "animegan_http_request_duration_seconds_bucket": {},
+    "animegan_video_jobs_total": {"style": {"hayao"}, "outcome": {"succeeded"}},
+    "animegan_video_segments_total": {"outcome": {"succeeded"}},
+    "animegan_video_frames_total": {},
+    "animegan_video_segment_frames_per_second_bucket": {},
 }
 
 
@@ -198,9 +202,12 @@ def finite_values(result: list[dict[str, Any]]) -> list[float]:
     return [float(r["value"][1]) for r in result if math.isfinite(float(r["value"][1]))]
 
 
-def run_load(base: str, photos: list[bytes]) -> None:
-    """A few jobs, one duplicate, two refusals; returns when every job has finished."""
-    ids = []
+def run_load(base: str, photos: list[bytes], clip: bytes) -> None:
+    """A few jobs, one duplicate, two refusals and a clip (the dashboard's video row); returns when every job
+    has finished."""
+    video = httpx.post(f"{base}/videos", files={"video": ("c.mp4", clip, "video/mp4")}, timeout=30)
+    assert video.status_code == 202, video.text
+    ids = [video.json()["id"]]
     for data in photos:
         answer = httpx.post(f"{base}/stylize", files={"image": ("p.jpg", data, "image/jpeg")}, timeout=30)
         assert answer.status_code == 202, answer.text
@@ -264,7 +271,12 @@ def check_everything(prometheus: Prometheus, jobs: int, layout: str) -> None:
 
 
 def test_prometheus_scrapes_gateway_and_worker_and_every_dashboard_query_has_data(
-    tmp_path: Path, redis_url: str, spawn_worker: Any, spawn_api: Any, photo: Callable[[], bytes]
+    tmp_path: Path,
+    redis_url: str,
+    spawn_worker: Any,
+    spawn_api: Any,
+    photo: Callable[[], bytes],
+    clip: Callable[..., bytes],
 ) -> None:
     worker_dir, api_dir = tmp_path / "worker-metrics", tmp_path / "api-metrics"
     worker_dir.mkdir()
@@ -284,12 +296,12 @@ def test_prometheus_scrapes_gateway_and_worker_and_every_dashboard_query_has_dat
     targets = {"animegan-api": [f"127.0.0.1:{api.port}"], "animegan-worker": [f"127.0.0.1:{worker_port}"]}
     with running_prometheus(tmp_path / "prometheus", targets) as prometheus:
         prometheus.wait_for('up{job=~"animegan-.*"} == 1', lambda r: len(r) == 2)
-        run_load(api.base, [photo() for _ in range(4)])
+        run_load(api.base, [photo() for _ in range(4)], clip())
         check_everything(prometheus, jobs=4, layout="production")
 
 
 def test_prometheus_scrapes_the_single_endpoint_of_animegan_serve(
-    tmp_path: Path, photo: Callable[[], bytes], service_env: Callable[..., dict[str, str]]
+    tmp_path: Path, photo: Callable[[], bytes], clip: Callable[..., bytes], service_env: Callable[..., dict[str, str]]
 ) -> None:
     env = service_env(
         ANIMEGAN_MAX_SIDE="128",
@@ -326,7 +338,7 @@ def test_prometheus_scrapes_the_single_endpoint_of_animegan_serve(
         assert sorted(components) == ["api", "worker", "worker", "worker_main"], text
         with running_prometheus(tmp_path / "prometheus", {"animegan-api": [f"127.0.0.1:{port}"]}) as prometheus:
             prometheus.wait_for('up{job="animegan-api"} == 1', lambda r: len(r) == 1)
-            run_load(base, [photo() for _ in range(4)])
+            run_load(base, [photo() for _ in range(4)], clip())
             check_everything(prometheus, jobs=4, layout="embedded")
         text = httpx.get(f"{base}/metrics", timeout=10).text
         promtool_check(text)
