@@ -41,7 +41,7 @@ from inference.weights import (
 if TYPE_CHECKING:
     from inference.pipeline import Stylizer
 
-INPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+INPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 # Reading a file is the one unbounded step of a batch; no accepted image comes near this.
 MAX_INPUT_BYTES = 256 * 1024 * 1024
 USAGE_ERROR = 2

@@ -20,6 +20,7 @@ from PIL import Image
 
 from animegan.cli import main as animegan_main
 from animegan.stylize_cli import main as inference_main
+from imaging.heif import register_decoder
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -46,6 +47,8 @@ def test_batch_reports_a_bad_file_and_goes_on(
     write_image(inputs / "a.png", (96, 64), "PNG")
     (inputs / "b.png").write_bytes(b"this is not an image, whatever its name says")
     write_image(inputs / "c.JPG", (64, 128), "JPEG", seed=1)
+    register_decoder()  # Pillow writes HEIF through pillow-heif
+    write_image(inputs / "d.HEIC", (64, 48), "HEIF", seed=2)  # what phones send, taken from folders too
     (inputs / "notes.txt").write_text("ignored: not an image extension")
     (inputs / "sub").mkdir()
     write_image(inputs / "sub" / "deeper.png", (32, 32), "PNG")  # folders are not recursed
@@ -68,11 +71,12 @@ def test_batch_reports_a_bad_file_and_goes_on(
 
     captured = capsys.readouterr()
     assert code == 1
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png", "d.png"]
     assert image_size(out / "a.png") == (96, 64)
     assert image_size(out / "c.png") == (48, 96)
+    assert image_size(out / "d.png") == (64, 48)
     assert f"error: {inputs / 'b.png'}: This data is not an accepted image" in captured.err
-    assert "2 written" in captured.err
+    assert "3 written" in captured.err
     assert "1 failed" in captured.err
     with Image.open(out / "a.png") as result, Image.open(inputs / "a.png") as source:
         assert result.mode == "RGB"
@@ -156,7 +160,7 @@ def test_no_images_found_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (tmp_path / "empty").mkdir()
     assert inference_main(["stylize", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "no .jpg/.jpeg/.png/.webp files in this folder" in err
+    assert "no .jpg/.jpeg/.png/.webp/.heic/.heif files in this folder" in err
     assert "no input images found" in err
 
 
