@@ -65,7 +65,7 @@ def build_parser(prog: str = "animegan") -> argparse.ArgumentParser:
     stylize = commands.add_parser(
         "stylize",
         help="stylize image files, clips or folders",
-        description="Stylize JPEG, PNG and WebP files (folders: their files with those extensions, sorted) "
+        description="Stylize JPEG, PNG, WebP and HEIC files (folders: their files with those extensions, sorted) "
         "one at a time, writing OUT/<input stem>.<format>; clips (MP4, MOV, WebM, MKV) become OUT/<stem>.mp4 "
         "with their timing and sound kept. A file that fails is reported and skipped.",
     )
