@@ -288,6 +288,10 @@ def test_delivery_survives_a_worker_restart_between_retries(
     assert [h.headers["animegan-delivery"] for h in hits] == [delivery_id, delivery_id]
     assert [h.status for h in hits] == [503, 200]
     assert hits[1].verified
+    # The receiver has the POST before the sender, reading the 200, records it: wait for that write.
+    deadline = time.monotonic() + 10
+    while delivery_fields(redis_url, delivery_id)["state"] != "delivered" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert delivery_fields(redis_url, delivery_id)["state"] == "delivered"
 
 
